@@ -1,0 +1,102 @@
+"""The building blocks of one layer, forward beside backward.
+
+    dense:       Z = W·A_prev + b                 dW = dZ·A_prevᵀ, db = Σ_i dZ, dA_prev = Wᵀ·dZ
+    batch norm:  Z̃ = γ·(Z − μ)/√(σ² + ε) + β     (running μ, σ² are used at inference)
+    dropout:     A = A·D / keep_prob, D ~ Bernoulli(keep_prob)   (inverted dropout)
+
+Shapes follow the notes: A_prev (n_{l−1}, m), W (n_l, n_{l−1}), b (n_l, 1), Z (n_l, m).
+The 1/m of dW and db is already inside dZ (see `model.network`), so these are exact gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9  # running statistics are exponentially weighted averages over mini-batches
+
+
+def dense_forward(xp: Any, W: Any, b: Any | None, A_prev: Any, Z: Any) -> Any:
+    """Z = W·A_prev + b, written into Z."""
+    xp.matmul(W, A_prev, out=Z)  # (n_l, m)
+    if b is not None:
+        Z += b
+    return Z
+
+
+def dense_backward(
+    xp: Any, dZ: Any, A_prev: Any, W: Any, dW: Any, db: Any | None, dA_prev: Any | None
+) -> None:
+    """dA_prev = Wᵀ·dZ (skipped for the input layer), dW = dZ·A_prevᵀ, db = Σ dZ over examples."""
+    if dA_prev is not None:
+        xp.matmul(W.T, dZ, out=dA_prev)  # (n_{l−1}, m)
+    xp.matmul(dZ, A_prev.T, out=dW)  # (n_l, n_{l−1})
+    if db is not None:
+        xp.sum(dZ, axis=1, keepdims=True, out=db)  # (n_l, 1)
+
+
+def batchnorm_forward(
+    xp: Any, Z: Any, gamma: Any, beta: Any, Z_tilde: Any, inv_std: Any | None
+) -> Any:
+    """Training mode: normalize Z over the mini-batch in place (Z becomes Z_norm), Z̃ = γ·Z_norm + β.
+
+    Returns the batch mean and variance (n_l, 1) for the running averages; `inv_std` receives
+    1/√(σ² + ε), which the backward pass needs.
+    """
+    mu = Z.mean(axis=1, keepdims=True)  # (n_l, 1)
+    Z -= mu
+    var = (Z * Z).mean(axis=1, keepdims=True)  # (n_l, 1)
+    xp.sqrt(var + BN_EPSILON, out=inv_std)
+    xp.reciprocal(inv_std, out=inv_std)
+    Z *= inv_std  # Z_norm
+    xp.multiply(Z, gamma, out=Z_tilde)
+    Z_tilde += beta
+    return mu, var
+
+
+def batchnorm_inference(
+    xp: Any, Z: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, Z_tilde: Any
+) -> Any:
+    """Inference mode: normalize with the running statistics instead of the batch's."""
+    scale = gamma / xp.sqrt(running_var + BN_EPSILON)  # (n_l, 1)
+    xp.subtract(Z, running_mean, out=Z_tilde)
+    Z_tilde *= scale
+    Z_tilde += beta
+    return Z_tilde
+
+
+def update_running_stats(running_mean: Any, running_var: Any, mu: Any, var: Any) -> None:
+    """μ̄ ← 0.9·μ̄ + 0.1·μ (likewise σ̄²): the notes' exponentially weighted estimate for test time."""
+    running_mean *= BN_MOMENTUM
+    running_mean += (1.0 - BN_MOMENTUM) * mu
+    running_var *= BN_MOMENTUM
+    running_var += (1.0 - BN_MOMENTUM) * var
+
+
+def batchnorm_backward(
+    xp: Any, dZ_tilde: Any, Z_norm: Any, gamma: Any, inv_std: Any, dgamma: Any, dbeta: Any
+) -> Any:
+    """dγ = Σ dZ̃·Z_norm, dβ = Σ dZ̃, dZ = γ/(m·σ)·(m·dZ̃ − dβ − Z_norm·dγ), in place of dZ̃."""
+    m = dZ_tilde.shape[1]
+    xp.sum(dZ_tilde, axis=1, keepdims=True, out=dbeta)
+    xp.sum(dZ_tilde * Z_norm, axis=1, keepdims=True, out=dgamma)
+    dZ_tilde *= m
+    dZ_tilde -= dbeta
+    dZ_tilde -= Z_norm * dgamma
+    dZ_tilde *= gamma * inv_std / m
+    return dZ_tilde
+
+
+def dropout_forward(xp: Any, A: Any, keep_prob: float, rng: Any, D: Any) -> Any:
+    """Inverted dropout: D = 1[u < keep_prob] / keep_prob, A ← A·D, so E[A] is unchanged."""
+    rng.random(D.shape, dtype=D.dtype, out=D)
+    xp.less(D, keep_prob, out=D)
+    D *= 1.0 / keep_prob
+    A *= D
+    return A
+
+
+def dropout_backward(dA: Any, D: Any) -> Any:
+    """dA ← dA·D: the units dropped in the forward pass get no gradient."""
+    dA *= D
+    return dA
