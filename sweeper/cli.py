@@ -1,0 +1,228 @@
+"""The `sweeper` command: thin wrappers that parse, call one library function, and print.
+
+Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from sweeper.errors import UserError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Hyperparameter sweeps of NumPy/CuPy networks on Ray, tracked in MLflow.",
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn UserError into exit 2 and other errors into exit 1, each as one readable message."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except UserError as error:
+            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            errors.print("interrupted")
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as error:
+            errors.print(
+                f"[red]error:[/red] {type(error).__name__}: {error}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+class _Display:
+    """Live progress: per stage done / pruned / failed / running, best so far, elapsed, ETA."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.rows: dict[str, Any] = {}
+        self.live = Live(self._table(), console=console, refresh_per_second=4, transient=False)
+
+    def _table(self) -> Table:
+        table = Table(title="sweep progress")
+        for column in (
+            "stage",
+            "done",
+            "complete",
+            "pruned",
+            "failed",
+            "running",
+            "best",
+            "elapsed",
+            "ETA",
+        ):
+            table.add_column(column)
+        elapsed = time.monotonic() - self.start
+        for p in self.rows.values():
+            done = p.counts["complete"] + p.counts["pruned"]
+            eta = elapsed / max(done, 1) * (p.target - done) if done < p.target else 0.0
+            table.add_row(
+                p.stage,
+                f"{done}/{p.target}",
+                str(p.counts["complete"]),
+                str(p.counts["pruned"]),
+                str(p.counts["failed"]),
+                str(p.running),
+                "" if p.best is None else f"{p.best:.4g}",
+                f"{elapsed:.0f}s",
+                f"{eta:.0f}s",
+            )
+        return table
+
+    def update(self, progress: Any) -> None:
+        self.rows[progress.stage] = progress
+        self.live.update(self._table())
+
+
+def _run_sweep(spec_path: Path, address: str | None, quiet: bool) -> None:
+    from sweeper import sweep
+    from sweeper.dispatch import start_ray
+    from sweeper.results import best
+
+    spec, folder = sweep.prepare(spec_path)
+    start_ray(address)
+    display = None if quiet else _Display()
+    if display:
+        display.live.start()
+    try:
+        sweep.run(spec, folder, display.update if display else None)
+    finally:
+        if display:
+            display.live.stop()
+    found = best(folder)
+    if found:
+        console.print(
+            f"best: stage {found['stage']} trial {found['trial']} "
+            f"{spec.objective.metric}={found['value']:.4f} params={found['params']}"
+        )
+    console.print(
+        f"results: sweeper status {spec.name}  |  mlflow ui --backend-store-uri "
+        f"sqlite:///{(folder.path / 'mlflow.db').resolve()}"
+    )
+
+
+@app.command()
+@_guarded
+def launch(
+    spec_path: Annotated[Path, typer.Argument(help="the sweep's space.yaml")],
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no live progress display")] = False,
+) -> None:
+    """Run a sweep; launching an existing sweep with the same spec resumes it."""
+    _run_sweep(spec_path, address, quiet)
+
+
+@app.command()
+@_guarded
+def resume(
+    sweep: Annotated[str, typer.Argument(help="sweep name (under ./sweeps) or folder")],
+    address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
+    quiet: Annotated[bool, typer.Option(help="no live progress display")] = False,
+) -> None:
+    """Continue a stopped or crashed sweep from its folder."""
+    from sweeper.sweep import find_sweep
+
+    _run_sweep(find_sweep(sweep).spec_copy, address, quiet)
+
+
+@app.command()
+@_guarded
+def status(
+    sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Trial counts per stage, and each stage's search box."""
+    from sweeper.results import status as read_status
+    from sweeper.sweep import find_sweep
+
+    summary = read_status(find_sweep(sweep))
+    if as_json:
+        print(json.dumps(summary))
+        return
+    table = Table(title=f"sweep {summary['name']}")
+    for column in ("stage", "target", "complete", "pruned", "failed", "running", "space"):
+        table.add_column(column)
+    for s in summary["stages"]:
+        box = ", ".join(f"{k}: {_describe(v)}" for k, v in s.get("space", {}).items())
+        table.add_row(
+            s["name"],
+            str(s["target"]),
+            str(s["complete"]),
+            str(s["pruned"]),
+            str(s["failed"]),
+            str(s["running"]),
+            box,
+        )
+    console.print(table)
+
+
+def _describe(param: dict[str, Any]) -> str:
+    if param["scale"] == "categorical":
+        return str(param["choices"])
+    return f"[{param['low']:.4g}, {param['high']:.4g}] {param['scale']}"
+
+
+@app.command()
+@_guarded
+def best(
+    sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The best completed trial: its params and final metrics."""
+    from sweeper.results import best as read_best
+    from sweeper.sweep import find_sweep
+
+    found = read_best(find_sweep(sweep))
+    if found is None:
+        raise UserError(f"sweep {sweep!r} has no completed trial yet")
+    if as_json:
+        print(json.dumps(found))
+        return
+    console.print(found)
+
+
+@app.command("list")
+@_guarded
+def list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Sweeps under ./sweeps with their progress."""
+    from sweeper.results import list_sweeps
+
+    sweeps = list_sweeps(Path.cwd())
+    if as_json:
+        print(json.dumps(sweeps))
+        return
+    for s in sweeps:
+        console.print(f"{s['name']:30} {s['finished']}/{s['target']}  {s['folder']}")
+
+
+def main() -> None:  # pragma: no cover
+    app(sys.argv[1:])

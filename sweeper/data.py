@@ -1,0 +1,184 @@
+"""Datasets for a sweep: built-ins or a user's Parquet/CSV/Arrow file, split and standardized.
+
+Files are read with pyarrow. The target column may hold strings (encoded as classes in sorted
+order) or numbers; features default to every other numeric column. Standardization is fitted on
+the training split only. The result is what a trial task receives from Ray's object store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sweeper.builtin_datasets import BUILTINS
+from sweeper.errors import UserError
+from sweeper.spec import DataSpec
+
+
+@dataclass
+class Dataset:
+    """Splits in the trainer's layout: X (n_x, m) float32, y (m,) int labels."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_dev: np.ndarray
+    y_dev: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    classes: list[str]
+    features: list[str]
+
+
+def read_table(path: Path) -> pa.Table:
+    """A pyarrow Table from .parquet, .csv, .arrow/.feather/.ipc."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        if suffix == ".csv":
+            import pyarrow.csv as pcsv
+
+            return pcsv.read_csv(path)
+        if suffix in (".arrow", ".feather", ".ipc"):
+            import pyarrow.feather as feather
+
+            return feather.read_table(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: data file not found") from None
+    except (pa.ArrowException, OSError) as error:
+        raise UserError(f"{path}: cannot read as {suffix[1:]}: {error}") from None
+    raise UserError(f"{path}: unsupported data file type {suffix!r} (parquet, csv, arrow, feather)")
+
+
+def table_to_arrays(
+    table: pa.Table, target: str | None, features: list[str] | None, source: str
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """(X (m, n), y labels, class names, feature names) with every problem naming its column."""
+    if table.num_rows == 0:
+        raise UserError(f"{source}: the file has no rows")
+    if target is None:
+        raise UserError(f"{source}: data.target must name the label column")
+    if target not in table.column_names:
+        raise UserError(
+            f"{source}: target column {target!r} not found; columns: {table.column_names}"
+        )
+    if features is None:
+        features = [
+            c
+            for c in table.column_names
+            if (c != target and pa.types.is_integer(table[c].type))
+            or (c != target and pa.types.is_floating(table[c].type))
+        ]
+        if not features:
+            raise UserError(f"{source}: no numeric feature columns besides target {target!r}")
+    columns = []
+    for name in features:
+        if name not in table.column_names:
+            raise UserError(
+                f"{source}: feature column {name!r} not found; columns: {table.column_names}"
+            )
+        column = table[name]
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            raise UserError(f"{source}: feature column {name!r} is not numeric ({column.type})")
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise UserError(
+                f"{source}: feature column {name!r} has {int(bad.sum())} missing, NaN or infinite "
+                f"values (first at row {row + 1})"
+            )
+        columns.append(values)
+    labels = table[target]
+    if labels.null_count:
+        raise UserError(
+            f"{source}: target column {target!r} has {labels.null_count} missing values"
+        )
+    classes = sorted(pc.unique(labels).to_pylist(), key=str)
+    if len(classes) < 2:
+        raise UserError(
+            f"{source}: target column {target!r} has a single class {classes}; need ≥ 2"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] for v in labels.to_pylist()], dtype=np.int64)
+    return np.column_stack(columns), y, [str(c) for c in classes], list(features)
+
+
+def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
+    """Load, split and standardize the data a spec names (relative paths from `base_dir`)."""
+    test_arrays = None
+    if spec.source.startswith("builtin:"):
+        name = spec.source.removeprefix("builtin:")
+        if name not in BUILTINS:
+            raise UserError(
+                f"data.source: unknown built-in {name!r}; choose one of {sorted(BUILTINS)}"
+            )
+        X, y = BUILTINS[name](seed=spec.split.seed)
+        classes, features = [str(c) for c in np.unique(y)], [f"x{i}" for i in range(X.shape[1])]
+    else:
+        path = base_dir / spec.source
+        X, y, classes, features = table_to_arrays(
+            read_table(path), spec.target, spec.features, str(path)
+        )
+        if spec.test:
+            test_path = base_dir / spec.test
+            X_t, y_t, test_classes, _ = table_to_arrays(
+                read_table(test_path), spec.target, features, str(test_path)
+            )
+            unknown = sorted(set(test_classes) - set(classes))
+            if unknown:
+                raise UserError(
+                    f"{test_path}: target column {spec.target!r} has classes "
+                    f"not in the training file: {unknown}"
+                )
+            remap = np.array([classes.index(c) for c in test_classes])
+            test_arrays = (X_t, remap[y_t])
+    return split_and_standardize(X, y, classes, features, spec, test_arrays)
+
+
+def split_and_standardize(
+    X: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    features: list[str],
+    spec: DataSpec,
+    test_arrays: tuple[np.ndarray, np.ndarray] | None,
+) -> Dataset:
+    rng = np.random.default_rng(spec.split.seed)
+    order = rng.permutation(len(y))
+    m = len(y)
+    n_test = 0 if test_arrays is not None else int(round(spec.split.test * m))
+    n_dev = int(round(spec.split.dev * m))
+    if m - n_test - n_dev < 1 or n_dev < 1:
+        raise UserError(
+            f"data: {m} rows are too few for the split dev={spec.split.dev} test={spec.split.test}"
+        )
+    test, dev, train = order[:n_test], order[n_test : n_test + n_dev], order[n_test + n_dev :]
+    X_test, y_test = test_arrays if test_arrays is not None else (X[test], y[test])
+    X_train, X_dev = X[train], X[dev]
+    if spec.standardize:
+        mu, sigma = X_train.mean(axis=0), X_train.std(axis=0)
+        sigma[sigma == 0] = 1.0  # constant features stay constant (0) instead of NaN
+        X_train, X_dev, X_test = ((A - mu) / sigma for A in (X_train, X_dev, X_test))
+
+    def layout(A: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(A.T, dtype=np.float32)  # (n_x, m)
+
+    return Dataset(
+        layout(X_train),
+        y[train],
+        layout(X_dev),
+        y[dev],
+        layout(X_test),
+        y_test,
+        n_classes=len(classes),
+        classes=classes,
+        features=features,
+    )

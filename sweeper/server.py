@@ -1,0 +1,301 @@
+"""The StudyServer: the only process that writes a sweep's Optuna studies and MLflow runs.
+
+Ownership rules (why trials never touch a storage):
+- Trial tasks compute and send plain dicts here: `ask` hands out a trial number and its params,
+  `report` takes one epoch's objective value and answers whether to stop (Optuna pruner, or a
+  manual prune request), `tell` records the outcome. A worker on another node needs no database
+  access, the journal/SQLite files have a single writer, and a dead worker leaves nothing half
+  written.
+- Optuna is the source of truth; each finished trial's MLflow run is derived from what Optuna
+  holds (params, per-epoch history and final metrics in user attributes) and written by a
+  background thread, off the trials' critical path. `open_stage` rebuilds any run a crash lost.
+- A trial left RUNNING by a dead driver or worker is marked FAIL (tag reason=lost) when its stage
+  is opened again, and its params are enqueued so the same configuration runs once more.
+Actor methods run one at a time, so no locking is needed around Optuna.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeper import space as scales
+from sweeper.spec import SweepSpec
+from sweeper.study import make_pruner, make_sampler, make_storage, study_name
+from sweeper.tracking import Tracker, default_tracking_uri
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def is_warm_start(trial: optuna.trial.FrozenTrial) -> bool:
+    return "warm_start_from" in trial.user_attrs
+
+
+def stage_counts(study: optuna.Study) -> dict[str, int]:
+    """complete / pruned / failed / running trials of a stage, warm-start copies excluded."""
+    counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
+    names = {
+        TrialState.COMPLETE: "complete",
+        TrialState.PRUNED: "pruned",
+        TrialState.FAIL: "failed",
+        TrialState.RUNNING: "running",
+        TrialState.WAITING: "running",
+    }
+    for trial in study.get_trials(deepcopy=False):
+        if not is_warm_start(trial):
+            counts[names[trial.state]] += 1
+    return counts
+
+
+def zoom_space(
+    space: scales.Space,
+    trials: list[optuna.trial.FrozenTrial],
+    top: float,
+    margin: float,
+    maximize: bool,
+) -> tuple[scales.Space, list[optuna.trial.FrozenTrial]]:
+    """The box around the top fraction of completed trials, and those top trials."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return space, []
+    complete.sort(key=lambda t: t.value, reverse=maximize)
+    best = complete[: max(1, math.ceil(top * len(complete)))]
+    values = [scales.decode(space, t.params) for t in best]
+    zoomed = {name: p.zoom([v[name] for v in values], margin) for name, p in space.items()}
+    return zoomed, best
+
+
+class StudyServer:
+    """Records a sweep. Create as a Ray actor with num_cpus=0 so it takes no trial slot."""
+
+    def __init__(self, spec_json: str, sweep_dir: str):
+        self.spec = SweepSpec.model_validate_json(spec_json)
+        self.sweep_dir = Path(sweep_dir)
+        self.storage = make_storage(self.spec.storage.optuna, self.sweep_dir)
+        self.maximize = self.spec.objective.direction == "maximize"
+        self.epochs = int(self.spec.train.get("epochs", 30))
+        self.studies: dict[int, optuna.Study] = {}
+        self.spaces: dict[int, scales.Space] = {}
+        self.stage_runs: dict[int, str] = {}
+        self.live: dict[tuple[int, int], optuna.Trial] = {}
+        self.manual_prunes: set[tuple[str, int]] = set()
+        self.tracker = Tracker(
+            self.spec.storage.mlflow or default_tracking_uri(self.sweep_dir),
+            self.spec.name,
+            self.sweep_dir / "artifacts",
+        )
+        self._mlflow_queue: queue.Queue = queue.Queue()
+        self.mlflow_errors: list[str] = []
+        threading.Thread(target=self._mlflow_writer, daemon=True).start()
+
+    # -- stages ----------------------------------------------------------------------------
+    def open_stage(self, index: int) -> dict[str, Any]:
+        """Create or load stage `index`'s study; recover what a crash left; return its state."""
+        stage = self.spec.stages[index]
+        name = study_name(self.spec.name, stage.name)
+        seed = stage.seed if stage.seed is not None else index
+        study = optuna.create_study(
+            study_name=name,
+            storage=self.storage,
+            load_if_exists=True,
+            direction="maximize" if self.maximize else "minimize",
+        )
+        if "space" in study.user_attrs:
+            space = {
+                k: scales.Param.model_validate(v) for k, v in study.user_attrs["space"].items()
+            }
+        else:
+            space = self._new_stage_space(index, study)
+        study.sampler = make_sampler(stage, seed, scales.distributions(space))
+        study.pruner = make_pruner(stage.pruner, self.epochs)
+        self.studies[index] = study
+        self.spaces[index] = space
+        self.stage_runs[index] = self.tracker.stage_run(
+            stage.name,
+            {"space." + k: p.model_dump(exclude_none=True) for k, p in space.items()}
+            | {"study": name, "sampler": stage.sampler, "pruner": stage.pruner.type},
+        )
+        self._recover_lost_trials(index)
+        self._rebuild_missing_runs(index)
+        return {
+            "counts": stage_counts(study),
+            "space": {k: p.model_dump(exclude_none=True) for k, p in space.items()},
+        }
+
+    def _new_stage_space(self, index: int, study: optuna.Study) -> scales.Space:
+        stage = self.spec.stages[index]
+        space = dict(self.spec.space)
+        if stage.zoom is not None:
+            previous = self.studies[index - 1]
+            space, best = zoom_space(
+                self.spaces[index - 1],
+                previous.get_trials(deepcopy=False),
+                stage.zoom.top,
+                stage.zoom.margin,
+                self.maximize,
+            )
+            self._warm_start(index, study, space, best)
+        study.set_user_attr("space", {k: p.model_dump(exclude_none=True) for k, p in space.items()})
+        return space
+
+    def _warm_start(self, index: int, study: optuna.Study, space: scales.Space, best: list) -> None:
+        """Copy the previous stage's top trials that lie in the new box, so TPE starts informed."""
+        previous_space = self.spaces[index - 1]
+        source = self.spec.stages[index - 1].name
+        for trial in best:
+            values = scales.decode(previous_space, trial.params)
+            if all(p.contains(values[k]) for k, p in space.items()):
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params=scales.encode(space, values),
+                        distributions=scales.distributions(space),
+                        value=trial.value,
+                        intermediate_values=trial.intermediate_values,
+                        user_attrs={"warm_start_from": f"{source}:{trial.number}"},
+                    )
+                )
+
+    def _recover_lost_trials(self, index: int) -> None:
+        """RUNNING trials belong to a driver or worker that died: FAIL them, re-run their params."""
+        study = self.studies[index]
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if (index, trial.number) in self.live:
+                continue
+            study.tell(trial.number, state=TrialState.FAIL)
+            study._storage.set_trial_user_attr(trial._trial_id, "reason", "lost")
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            self._queue_run(index, study._storage.get_trial(trial._trial_id))
+
+    def _rebuild_missing_runs(self, index: int) -> None:
+        stage = self.spec.stages[index].name
+        for trial in self.studies[index].get_trials(deepcopy=False):
+            if (
+                trial.state.is_finished()
+                and not is_warm_start(trial)
+                and not self.tracker.trial_run_exists(stage, trial.number)
+            ):
+                self._queue_run(index, trial)
+
+    def close_stage(self, index: int) -> dict[str, int]:
+        self.flush()
+        study = self.studies[index]
+        counts = stage_counts(study)
+        metrics = {f"trials_{k}": float(v) for k, v in counts.items()}
+        with contextlib.suppress(ValueError):  # no completed trial: no best value
+            metrics["best_value"] = float(study.best_value)
+        self.tracker.finish_stage(self.stage_runs[index], metrics)
+        return counts
+
+    # -- trials ----------------------------------------------------------------------------
+    def ask(self, index: int) -> tuple[int, dict[str, Any]]:
+        """A new trial of stage `index`: its number and trainer params."""
+        study = self.studies[index]
+        trial = study.ask(scales.distributions(self.spaces[index]))
+        trial.set_user_attr("start_ms", int(time.time() * 1000))
+        self.live[(index, trial.number)] = trial
+        return trial.number, scales.decode(self.spaces[index], trial.params)
+
+    def enqueue(self, index: int, params: dict[str, Any]) -> None:
+        """Make the next `ask` of stage `index` return these trainer params (a retry)."""
+        self.studies[index].enqueue_trial(scales.encode(self.spaces[index], params))
+
+    def report(self, index: int, number: int, epoch: int, value: float) -> bool:
+        """Record one epoch's objective value; True when the trial should stop now."""
+        trial = self.live[(index, number)]
+        if math.isfinite(value):
+            trial.report(value, step=epoch)
+        if (self.spec.stages[index].name, number) in self.manual_prunes:
+            trial.set_user_attr("reason", "manual")
+            return True
+        return trial.should_prune()
+
+    def tell(
+        self,
+        index: int,
+        number: int,
+        outcome: str,
+        history: list[dict[str, float]],
+        final: dict[str, float],
+        node_id: str,
+        error: str | None = None,
+    ) -> str:
+        """Record a finished trial in Optuna, then queue its MLflow run. Returns the state."""
+        study = self.studies[index]
+        trial = self.live.pop((index, number))
+        attrs = {
+            "history": history,
+            "final": final,
+            "node_id": node_id,
+            "end_ms": int(time.time() * 1000),
+        }
+        value = final.get(self.spec.objective.metric)
+        if error is not None:
+            state, attrs["reason"] = TrialState.FAIL, "error"
+            attrs["error"] = error[-2000:]
+        elif outcome == "diverged":
+            state, attrs["reason"] = TrialState.PRUNED, "diverged"
+        elif outcome == "stopped":
+            state = TrialState.PRUNED
+            attrs.setdefault("reason", trial.user_attrs.get("reason", "pruned"))
+        elif value is None or not math.isfinite(value):
+            state, attrs["reason"] = TrialState.FAIL, f"no finite {self.spec.objective.metric}"
+        else:
+            state = TrialState.COMPLETE
+        for key, val in attrs.items():
+            trial.set_user_attr(key, val)
+        frozen = study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        self._queue_run(index, frozen)
+        return state.name
+
+    def prune(self, stage: str, number: int) -> None:
+        """Ask running trial `number` of `stage` to stop at its next epoch (reason=manual)."""
+        self.manual_prunes.add((stage, number))
+
+    # -- MLflow ----------------------------------------------------------------------------
+    def _queue_run(self, index: int, trial: optuna.trial.FrozenTrial) -> None:
+        attrs = trial.user_attrs
+        space = self.spaces[index]
+        try:
+            params = scales.decode(space, trial.params)
+        except KeyError:
+            params = dict(trial.params)
+        self._mlflow_queue.put(
+            (
+                self.stage_runs[index],
+                {
+                    "stage": self.spec.stages[index].name,
+                    "number": trial.number,
+                    "state": trial.state.name,
+                    "params": {**self.spec.train, **params},
+                    "history": attrs.get("history", []),
+                    "final": attrs.get("final", {}),
+                    "start_ms": attrs.get("start_ms", int(time.time() * 1000)),
+                    "end_ms": attrs.get("end_ms", int(time.time() * 1000)),
+                    "tags": {k: attrs[k] for k in ("node_id", "reason", "retry_of") if k in attrs},
+                },
+            )
+        )
+
+    def _mlflow_writer(self) -> None:
+        while True:
+            parent, record = self._mlflow_queue.get()
+            try:
+                self.tracker.log_trial(parent, record)
+            except Exception as error:  # keep writing the others; `open_stage` rebuilds this one
+                self.mlflow_errors.append(f"{record['stage']}-{record['number']}: {error}")
+            finally:
+                self._mlflow_queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued MLflow run is written."""
+        self._mlflow_queue.join()

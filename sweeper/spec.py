@@ -1,0 +1,225 @@
+"""space.yaml version 1 as pydantic models, and `load` with errors that name file, line and field.
+
+YAML is read with the safe loader only (no tags that build Python objects). Each problem found by
+validation is reported as `file:line: field.path: message`, all of them in one UserError.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from model.train import TrainConfig
+from sweeper.errors import UserError
+from sweeper.space import SCALES, Param
+
+TRAINER_OPTIONS = tuple(TrainConfig.__dataclass_fields__)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Split(Strict):
+    dev: float = Field(0.2, gt=0, lt=1)
+    test: float = Field(0.2, ge=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> Split:
+        if self.dev + self.test >= 1:
+            raise ValueError(f"dev + test must be < 1, got {self.dev} + {self.test}")
+        return self
+
+
+class DataSpec(Strict):
+    source: str
+    target: str | None = None
+    features: list[str] | None = None
+    test: str | None = None
+    split: Split = Split()
+    standardize: bool = True
+
+
+class Objective(Strict):
+    metric: str = "dev_accuracy"
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class Pruner(Strict):
+    type: Literal["none", "median", "asha", "successive_halving", "hyperband"] = "median"
+    min_epochs: int = Field(1, ge=1)
+    warmup_epochs: int = Field(0, ge=0)
+    reduction_factor: int = Field(3, ge=2)
+
+
+class Zoom(Strict):
+    top: float = Field(0.2, gt=0, le=1)
+    margin: float = Field(0.1, ge=0)
+
+
+class Stage(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    trials: int = Field(ge=1)
+    sampler: Literal["random", "qmc", "tpe", "grid"] = "random"
+    pruner: Pruner = Pruner(type="none")
+    zoom: Zoom | None = None
+    seed: int | None = None
+
+
+class Resources(Strict):
+    concurrency: int | Literal["auto"] = "auto"
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0)
+    max_retries: int = Field(2, ge=0)
+
+
+class Storage(Strict):
+    optuna: str | None = None
+    mlflow: str | None = None
+
+
+class SweepSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    dir: str | None = None
+    data: DataSpec
+    train: dict[str, Any] = {}
+    objective: Objective = Objective()
+    space: dict[str, Param]
+    stages: list[Stage] = Field(min_length=1)
+    resources: Resources = Resources()
+    storage: Storage = Storage()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepSpec:
+        if not self.space:
+            raise ValueError("space is empty: name at least one hyperparameter to search")
+        _check_names("train", self.train)
+        _check_names("space", self.space)
+        both = sorted(set(self.train) & set(self.space))
+        if both:
+            raise ValueError(f"{both} are both fixed in `train` and searched in `space`")
+        try:
+            TrainConfig.from_dict(self.train)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"train: {error}") from None
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique: {names}")
+        if self.stages[0].zoom is not None:
+            raise ValueError("the first stage has no earlier stage to zoom from; remove its zoom")
+        return self
+
+    def fingerprint(self) -> str:
+        """A hash of everything that defines the sweep's results (not where it is stored)."""
+        content = self.model_dump(exclude={"dir", "storage", "resources"})
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_names(section: str, names: Any) -> None:
+    for name in names:
+        if name not in TRAINER_OPTIONS:
+            hint = _did_you_mean(name, TRAINER_OPTIONS)
+            raise ValueError(f"{section}: unknown trainer option {name!r}{hint}")
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that records the line of every mapping key and sequence item by path."""
+
+
+def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            out[child] = key.start_mark.line + 1
+            _lines(value, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[(*path, i)] = item.start_mark.line + 1
+            _lines(item, (*path, i), out)
+    return out
+
+
+def load(path: str | Path) -> SweepSpec:
+    """Read and validate a space.yaml; raise UserError listing every problem with its line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read: {error}") from None
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+        raw = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f"{mark.line + 1}" if mark else "?"
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserError(f"{path}:{line}: YAML syntax: {problem}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}:1: the file must be a mapping of keys (name, data, space, …)")
+    lines = _lines(node) if node is not None else {}
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(_format(path, error, lines)) from None
+    return spec
+
+
+def _format(path: Path, error: ValidationError, lines: dict[tuple, int]) -> str:
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        line = _nearest_line(loc, lines)
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            parent = _model_fields_at(loc[:-1])
+            message = f"unknown key{_did_you_mean(loc[-1], parent)}"
+        problems.append(f"{path}:{line}: {field}: {message}")
+    return "\n".join(problems)
+
+
+def _nearest_line(loc: tuple, lines: dict[tuple, int]) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _model_fields_at(loc: tuple) -> list[str]:
+    model: Any = SweepSpec
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return [*TRAINER_OPTIONS] if part in ("space", "train") else []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if model is None and args:
+            inner = [a for arg in args for a in getattr(arg, "__args__", ())]
+            model = next(
+                (c for c in inner if isinstance(c, type) and issubclass(c, BaseModel)), None
+            )
+    if model is Param:
+        return list(Param.model_fields)
+    return list(getattr(model, "model_fields", {})) if model else list(SCALES)

@@ -1,0 +1,109 @@
+"""MLflow records of a sweep: one experiment, a parent run per stage, a child run per trial.
+
+Only the StudyServer writes here, through an explicit MlflowClient (never the fluent API's global
+run stack). A trial's child run is written in one go when the trial ends — create, one
+`log_batch` with params, per-epoch metrics and tags, then terminate — so no run is ever left
+RUNNING by a crash, and the run can be rebuilt from Optuna (the source of truth) on resume.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+BATCH_LIMIT = 1000  # MLflow's maximum metrics per log_batch call
+
+
+def default_tracking_uri(sweep_dir: Path) -> str:
+    """SQLite in the sweep folder: MLflow's plain file store refuses new runs."""
+    return f"sqlite:///{sweep_dir.resolve() / 'mlflow.db'}"
+
+
+class Tracker:
+    """Writes a sweep's runs; all methods are called from the StudyServer only."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_dir: Path | None):
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            location = artifact_dir.resolve().as_uri() if artifact_dir else None
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location
+            )
+        else:
+            self.experiment_id = found.experiment_id
+
+    def stage_run(self, stage: str, params: dict[str, Any]) -> str:
+        """The stage's parent run, created once (a resumed sweep finds it again)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`sweeper.stage` = '{stage}' and tags.`sweeper.kind` = 'stage'",
+        )
+        if runs:
+            return runs[0].info.run_id
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=stage,
+            tags={"sweeper.stage": stage, "sweeper.kind": "stage"},
+        )
+        self.client.log_batch(
+            run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
+        )
+        return run.info.run_id
+
+    def finish_stage(self, run_id: str, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def trial_run_exists(self, stage: str, number: int) -> bool:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`sweeper.stage` = '{stage}' and tags.`sweeper.trial` = '{number}'",
+            max_results=1,
+        )
+        return bool(runs)
+
+    def log_trial(self, parent_run_id: str, record: dict[str, Any]) -> str:
+        """One finished trial as a child run, written in a single batch."""
+        tags = {
+            "mlflow.parentRunId": parent_run_id,
+            "sweeper.kind": "trial",
+            "sweeper.stage": record["stage"],
+            "sweeper.trial": str(record["number"]),
+            "sweeper.state": record["state"],
+            **{f"sweeper.{k}": str(v) for k, v in record.get("tags", {}).items()},
+        }
+        run = self.client.create_run(
+            self.experiment_id,
+            start_time=record["start_ms"],
+            run_name=f"{record['stage']}-{record['number']}",
+            tags=tags,
+        )
+        run_id = run.info.run_id
+        metrics = [
+            Metric(name, float(value), record["start_ms"] + epoch, epoch)
+            for epoch, epoch_metrics in enumerate(record["history"], start=1)
+            for name, value in epoch_metrics.items()
+        ]
+        metrics += [
+            Metric(k, float(v), record["end_ms"], len(record["history"]))
+            for k, v in record["final"].items()
+        ]
+        params = [Param(k, str(v)) for k, v in record["params"].items()]
+        for i in range(0, max(len(metrics), 1), BATCH_LIMIT):
+            self.client.log_batch(
+                run_id,
+                metrics=metrics[i : i + BATCH_LIMIT],
+                params=params if i == 0 else [],
+                tags=[] if i else [RunTag("sweeper.epochs", str(len(record["history"])))],
+            )
+        self.client.set_terminated(
+            run_id, MLFLOW_STATUS[record["state"]], end_time=record["end_ms"]
+        )
+        return run_id

@@ -1,0 +1,70 @@
+"""The trial task: train one configuration on a worker and report each epoch to the server.
+
+Runs inside a Ray worker with one CPU; BLAS is pinned to one thread so N cores train N models
+at full speed. It receives the dataset from the object store and never opens a storage.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import ray
+from threadpoolctl import threadpool_limits
+
+from model import Outcome, TrainConfig, evaluate, get_backend, train
+from sweeper.data import Dataset
+
+
+def train_trial(
+    index: int,
+    number: int,
+    options: dict[str, Any],
+    dataset: Dataset,
+    server: Any,
+    objective: str,
+    backend_name: str,
+) -> dict[str, Any]:
+    """Train, reporting `objective` after each epoch; return what `StudyServer.tell` needs."""
+    node_id = ray.get_runtime_context().get_node_id()
+    try:
+        with threadpool_limits(limits=1):
+            config = TrainConfig.from_dict(options)
+
+            def report(epoch: int, metrics: dict[str, float]) -> bool:
+                value = metrics.get(objective, float("nan"))
+                return ray.get(server.report.remote(index, number, epoch, value))
+
+            d = dataset
+            result = train(
+                config,
+                d.X_train,
+                d.y_train,
+                d.X_dev,
+                d.y_dev,
+                d.n_classes,
+                report,
+                get_backend(backend_name),
+            )
+            final: dict[str, float] = {}
+            if result.outcome is not Outcome.DIVERGED:
+                for split, X, y in (("dev", d.X_dev, d.y_dev), ("test", d.X_test, d.y_test)):
+                    final.update(
+                        {f"{split}_{k}": v for k, v in evaluate(result.network, X, y).items()}
+                    )
+                final["train_loss"] = result.last["train_loss"]
+            return {
+                "outcome": result.outcome.value,
+                "history": result.history,
+                "final": final,
+                "node_id": node_id,
+                "error": None,
+            }
+    except Exception:  # a bug or bad option in one trial is recorded as FAIL, not a crashed sweep
+        return {
+            "outcome": "error",
+            "history": [],
+            "final": {},
+            "node_id": node_id,
+            "error": traceback.format_exc(),
+        }
