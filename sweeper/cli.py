@@ -226,3 +226,7 @@ def list_command(
 
 def main() -> None:  # pragma: no cover
     app(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

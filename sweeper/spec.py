@@ -96,37 +96,39 @@ class SweepSpec(Strict):
     resources: Resources = Resources()
     storage: Storage = Storage()
 
-    @model_validator(mode="after")
-    def _consistent(self) -> SweepSpec:
-        if not self.space:
-            raise ValueError("space is empty: name at least one hyperparameter to search")
-        _check_names("train", self.train)
-        _check_names("space", self.space)
-        both = sorted(set(self.train) & set(self.space))
-        if both:
-            raise ValueError(f"{both} are both fixed in `train` and searched in `space`")
-        try:
-            TrainConfig.from_dict(self.train)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"train: {error}") from None
-        names = [s.name for s in self.stages]
-        if len(set(names)) != len(names):
-            raise ValueError(f"stage names must be unique: {names}")
-        if self.stages[0].zoom is not None:
-            raise ValueError("the first stage has no earlier stage to zoom from; remove its zoom")
-        return self
-
     def fingerprint(self) -> str:
         """A hash of everything that defines the sweep's results (not where it is stored)."""
         content = self.model_dump(exclude={"dir", "storage", "resources"})
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _check_names(section: str, names: Any) -> None:
-    for name in names:
-        if name not in TRAINER_OPTIONS:
-            hint = _did_you_mean(name, TRAINER_OPTIONS)
-            raise ValueError(f"{section}: unknown trainer option {name!r}{hint}")
+def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
+    """Checks across fields, each with the path of the key it is about."""
+    problems: list[tuple[tuple, str]] = []
+    if not spec.space:
+        problems.append((("space",), "space is empty: name at least one hyperparameter to search"))
+    for section, names in (("train", spec.train), ("space", spec.space)):
+        for name in names:
+            if name not in TRAINER_OPTIONS:
+                hint = _did_you_mean(name, TRAINER_OPTIONS)
+                problems.append(((section, name), f"unknown trainer option {name!r}{hint}"))
+    for name in sorted(set(spec.train) & set(spec.space)):
+        problems.append(
+            (("space", name), f"{name!r} is both fixed in `train` and searched in `space`")
+        )
+    known = {k: v for k, v in spec.train.items() if k in TRAINER_OPTIONS}
+    try:
+        TrainConfig.from_dict(known)
+    except (TypeError, ValueError) as error:
+        problems.append((("train",), str(error)))
+    names = [s.name for s in spec.stages]
+    if len(set(names)) != len(names):
+        problems.append((("stages",), f"stage names must be unique: {names}"))
+    if spec.stages[0].zoom is not None:
+        problems.append(
+            (("stages", 0, "zoom"), "the first stage has no earlier stage to zoom from")
+        )
+    return problems
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
@@ -177,6 +179,14 @@ def load(path: str | Path) -> SweepSpec:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as error:
         raise UserError(_format(path, error, lines)) from None
+    problems = _problems(spec)
+    if problems:
+        raise UserError(
+            "\n".join(
+                f"{path}:{_nearest_line(loc, lines)}: {'.'.join(map(str, loc))}: {message}"
+                for loc, message in problems
+            )
+        )
     return spec
 
 

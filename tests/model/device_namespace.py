@@ -88,6 +88,8 @@ def asarray(value, dtype=None):
 def _build() -> types.ModuleType:
     module = types.ModuleType(__name__ + "_xp")
     for name in dir(np):
+        if name.startswith("__"):
+            continue  # keep the module's own identity (__name__ above all)
         attr = getattr(np, name)
         if callable(attr) and not isinstance(attr, type) and not isinstance(attr, np.ufunc):
             setattr(module, name, _wrap(attr))

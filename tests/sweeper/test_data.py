@@ -1,0 +1,101 @@
+"""Data files through pyarrow: formats, string labels, and errors that name the column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+
+from sweeper.data import load_dataset
+from sweeper.errors import UserError
+from sweeper.spec import DataSpec
+
+
+def _table(m=120, seed=0):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal(m), rng.standard_normal(m)
+    label = np.where(a + b > 0, "yes", "no")
+    return pa.table({"a": a, "b": b, "note": ["x"] * m, "label": label})
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".feather", ".arrow"])
+def test_formats_and_string_labels(tmp_path, suffix):
+    path = tmp_path / f"data{suffix}"
+    table = _table()
+    {
+        ".parquet": pq.write_table,
+        ".csv": pcsv.write_csv,
+        ".feather": feather.write_feather,
+        ".arrow": feather.write_feather,
+    }[suffix](table, path)
+    ds = load_dataset(DataSpec(source=path.name, target="label"), tmp_path)
+    assert ds.classes == ["no", "yes"] and ds.n_classes == 2
+    assert ds.features == ["a", "b"]  # the string column is not a default feature
+    assert ds.X_train.shape[0] == 2 and ds.X_train.dtype == np.float32
+    m = ds.X_train.shape[1] + ds.X_dev.shape[1] + ds.X_test.shape[1]
+    assert m == 120
+    # standardization fitted on the training split only
+    np.testing.assert_allclose(ds.X_train.mean(axis=1), 0, atol=1e-6)
+
+
+def _write(tmp_path, table, name="d.parquet"):
+    pq.write_table(table, tmp_path / name)
+    return name
+
+
+@pytest.mark.parametrize(
+    "mutate,target,features,expected",
+    [
+        (lambda t: t, "lable", None, "target column 'lable' not found"),
+        (lambda t: t, "label", ["a", "c"], "feature column 'c' not found"),
+        (lambda t: t, "label", ["a", "note"], "feature column 'note' is not numeric"),
+        (
+            lambda t: t.set_column(0, "a", pa.array([np.nan] + [1.0] * 119)),
+            "label",
+            None,
+            "feature column 'a' has 1 missing, NaN or infinite values (first at row 1)",
+        ),
+        (
+            lambda t: t.set_column(1, "b", pa.array([1.0] * 5 + [np.inf] + [1.0] * 114)),
+            "label",
+            None,
+            "feature column 'b' has 1 missing",
+        ),
+        (
+            lambda t: t.set_column(3, "label", pa.array(["yes"] * 120)),
+            "label",
+            None,
+            "single class",
+        ),
+        (lambda t: t.slice(0, 0), "label", None, "has no rows"),
+        (lambda t: t.drop_columns(["a", "b"]), "label", None, "no numeric feature columns"),
+    ],
+)
+def test_bad_data_names_the_column(tmp_path, mutate, target, features, expected):
+    name = _write(tmp_path, mutate(_table()))
+    with pytest.raises(UserError) as info:
+        load_dataset(DataSpec(source=name, target=target, features=features), tmp_path)
+    assert expected in str(info.value)
+    assert "d.parquet" in str(info.value)
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_dataset(DataSpec(source="nope.csv", target="y"), tmp_path)
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(UserError, match="cannot read as parquet"):
+        load_dataset(DataSpec(source="broken.parquet", target="y"), tmp_path)
+
+
+def test_builtins_and_separate_test_file(tmp_path):
+    ds = load_dataset(DataSpec(source="builtin:digits"))
+    assert ds.n_classes == 10 and ds.X_train.shape[0] == 64
+    _write(tmp_path, _table(seed=0), "train.parquet")
+    _write(tmp_path, _table(m=30, seed=1), "test.parquet")
+    ds = load_dataset(
+        DataSpec(source="train.parquet", test="test.parquet", target="label"), tmp_path
+    )
+    assert ds.X_test.shape[1] == 30
