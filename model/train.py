@@ -16,10 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from model.activations import HIDDEN
 from model.backend import Backend, get_backend
+from model.initializers import INITIALIZERS
+from model.losses import LOSSES
 from model.network import Architecture, Network
-from model.optimizers import make_optimizer
-from model.schedules import learning_rate
+from model.optimizers import OPTIMIZERS, make_optimizer
+from model.schedules import SCHEDULES, learning_rate
 
 EVAL_CHUNK = 8192  # columns per inference pass, so a large dev set needs no large buffers
 
@@ -57,6 +60,41 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown trainer options {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        """Reject a bad value here, with its option's name, not epochs into a trial."""
+        choices = {
+            "optimizer": OPTIMIZERS,
+            "activation": HIDDEN,
+            "init": INITIALIZERS,
+            "loss": ("auto", *LOSSES),
+            "lr_schedule": SCHEDULES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {sorted(allowed)}")
+        ranges = {
+            "learning_rate": (self.learning_rate > 0, "> 0"),
+            "lr_decay": (self.lr_decay >= 0, ">= 0"),
+            "lr_step": (self.lr_step >= 1, ">= 1"),
+            "beta": (0 <= self.beta < 1, "in [0, 1)"),
+            "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
+            "epsilon": (self.epsilon > 0, "> 0"),
+            "num_layers": (self.num_layers >= 0, ">= 0"),
+            "hidden_units": (self.hidden_units >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "l2": (self.l2 >= 0, ">= 0"),
+            "keep_prob": (0 < self.keep_prob <= 1, "in (0, 1]"),
+            "early_stopping": (self.early_stopping is None or self.early_stopping >= 1, ">= 1"),
+        }
+        wrong = [
+            f"{name}={getattr(self, name)!r} must be {rule}"
+            for name, (ok, rule) in ranges.items()
+            if not ok
+        ]
+        if wrong:
+            raise ValueError("; ".join(wrong))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -104,13 +104,21 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool) -> None:
     from sweeper.dispatch import start_ray
     from sweeper.results import best
 
-    spec, folder = sweep.prepare(spec_path)
+    plan = sweep.prepare(spec_path)
+    spec, folder = plan.spec, plan.folder
     start_ray(address)
     display = None if quiet else _Display()
     if display:
         display.live.start()
     try:
-        sweep.run(spec, folder, display.update if display else None)
+        sweep.run(plan, display.update if display else None)
+    except KeyboardInterrupt:
+        errors.print(
+            "interrupted: running trials recorded as interrupted; resume with: "
+            f"sweeper resume {folder.path if spec.dir else spec.name}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     finally:
         if display:
             display.live.stop()
@@ -206,6 +214,43 @@ def best(
         print(json.dumps(found))
         return
     console.print(found)
+
+
+@app.command()
+@_guarded
+def prune(
+    sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
+    trial: Annotated[int, typer.Option(help="number of the running trial to stop")],
+    stage: Annotated[str | None, typer.Option(help="its stage (default: where it runs)")] = None,
+) -> None:
+    """Stop a running trial at its next epoch (recorded PRUNED, reason=manual)."""
+    from sweeper.control import request_prune
+    from sweeper.results import running_stage
+    from sweeper.sweep import find_sweep, is_running
+
+    folder = find_sweep(sweep)
+    if not is_running(folder):
+        raise UserError(f"sweep {sweep!r} is not running: there is no trial to stop")
+    stage_name = running_stage(folder, trial, stage)
+    request_prune(folder.path, stage_name, trial)
+    console.print(f"trial {trial} of stage {stage_name} will stop at its next epoch")
+
+
+@app.command()
+@_guarded
+def delete(
+    sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Remove a sweep: its Optuna studies, its MLflow experiment and its folder."""
+    from sweeper.sweep import delete as delete_sweep
+    from sweeper.sweep import find_sweep
+
+    folder = find_sweep(sweep)
+    if not yes and not typer.confirm(f"delete sweep {sweep!r} ({folder.path}) and all its runs?"):
+        raise typer.Exit(1)
+    delete_sweep(folder)
+    console.print(f"deleted {folder.path}")
 
 
 @app.command("list")

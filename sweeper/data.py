@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweeper.builtin_datasets import BUILTINS
-from sweeper.errors import UserError
+from sweeper.errors import DataError
 from sweeper.spec import DataSpec
 
 
@@ -45,16 +45,19 @@ def read_table(path: Path) -> pa.Table:
         if suffix == ".csv":
             import pyarrow.csv as pcsv
 
-            return pcsv.read_csv(path)
+            # an empty cell is a missing value, whatever the column's type
+            return pcsv.read_csv(
+                path, convert_options=pcsv.ConvertOptions(strings_can_be_null=True)
+            )
         if suffix in (".arrow", ".feather", ".ipc"):
             import pyarrow.feather as feather
 
             return feather.read_table(path)
     except FileNotFoundError:
-        raise UserError(f"{path}: data file not found") from None
+        raise DataError(f"{path}: data file not found") from None
     except (pa.ArrowException, OSError) as error:
-        raise UserError(f"{path}: cannot read as {suffix[1:]}: {error}") from None
-    raise UserError(f"{path}: unsupported data file type {suffix!r} (parquet, csv, arrow, feather)")
+        raise DataError(f"{path}: cannot read as {suffix[1:]}: {error}") from None
+    raise DataError(f"{path}: unsupported data file type {suffix!r} (parquet, csv, arrow, feather)")
 
 
 def table_to_arrays(
@@ -62,12 +65,13 @@ def table_to_arrays(
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """(X (m, n), y labels, class names, feature names) with every problem naming its column."""
     if table.num_rows == 0:
-        raise UserError(f"{source}: the file has no rows")
+        raise DataError(f"{source}: the file has no rows")
     if target is None:
-        raise UserError(f"{source}: data.target must name the label column")
+        raise DataError(f"{source}: data.target must name the label column", "data.target")
     if target not in table.column_names:
-        raise UserError(
-            f"{source}: target column {target!r} not found; columns: {table.column_names}"
+        raise DataError(
+            f"{source}: target column {target!r} not found; columns: {table.column_names}",
+            "data.target",
         )
     if features is None:
         features = [
@@ -77,34 +81,37 @@ def table_to_arrays(
             or (c != target and pa.types.is_floating(table[c].type))
         ]
         if not features:
-            raise UserError(f"{source}: no numeric feature columns besides target {target!r}")
+            raise DataError(f"{source}: no numeric feature columns besides target {target!r}")
     columns = []
     for name in features:
         if name not in table.column_names:
-            raise UserError(
-                f"{source}: feature column {name!r} not found; columns: {table.column_names}"
+            raise DataError(
+                f"{source}: feature column {name!r} not found; columns: {table.column_names}",
+                "data.features",
             )
         column = table[name]
         if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-            raise UserError(f"{source}: feature column {name!r} is not numeric ({column.type})")
+            raise DataError(f"{source}: feature column {name!r} is not numeric ({column.type})")
         values = column.to_numpy(zero_copy_only=False).astype(np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.argmax(bad))
-            raise UserError(
+            raise DataError(
                 f"{source}: feature column {name!r} has {int(bad.sum())} missing, NaN or infinite "
                 f"values (first at row {row + 1})"
             )
         columns.append(values)
     labels = table[target]
     if labels.null_count:
-        raise UserError(
-            f"{source}: target column {target!r} has {labels.null_count} missing values"
+        raise DataError(
+            f"{source}: target column {target!r} has {labels.null_count} missing values",
+            "data.target",
         )
     classes = sorted(pc.unique(labels).to_pylist(), key=str)
     if len(classes) < 2:
-        raise UserError(
-            f"{source}: target column {target!r} has a single class {classes}; need ≥ 2"
+        raise DataError(
+            f"{source}: target column {target!r} has a single class {classes}; need ≥ 2",
+            "data.target",
         )
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in labels.to_pylist()], dtype=np.int64)
@@ -117,9 +124,7 @@ def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
     if spec.source.startswith("builtin:"):
         name = spec.source.removeprefix("builtin:")
         if name not in BUILTINS:
-            raise UserError(
-                f"data.source: unknown built-in {name!r}; choose one of {sorted(BUILTINS)}"
-            )
+            raise DataError(f"unknown built-in {name!r}; choose one of {sorted(BUILTINS)}")
         X, y = BUILTINS[name](seed=spec.split.seed)
         classes, features = [str(c) for c in np.unique(y)], [f"x{i}" for i in range(X.shape[1])]
     else:
@@ -129,14 +134,18 @@ def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
         )
         if spec.test:
             test_path = base_dir / spec.test
-            X_t, y_t, test_classes, _ = table_to_arrays(
-                read_table(test_path), spec.target, features, str(test_path)
-            )
+            try:
+                X_t, y_t, test_classes, _ = table_to_arrays(
+                    read_table(test_path), spec.target, features, str(test_path)
+                )
+            except DataError as error:
+                raise DataError(str(error), "data.test") from None
             unknown = sorted(set(test_classes) - set(classes))
             if unknown:
-                raise UserError(
+                raise DataError(
                     f"{test_path}: target column {spec.target!r} has classes "
-                    f"not in the training file: {unknown}"
+                    f"not in the training file: {unknown}",
+                    "data.test",
                 )
             remap = np.array([classes.index(c) for c in test_classes])
             test_arrays = (X_t, remap[y_t])
@@ -157,8 +166,9 @@ def split_and_standardize(
     n_test = 0 if test_arrays is not None else int(round(spec.split.test * m))
     n_dev = int(round(spec.split.dev * m))
     if m - n_test - n_dev < 1 or n_dev < 1:
-        raise UserError(
-            f"data: {m} rows are too few for the split dev={spec.split.dev} test={spec.split.test}"
+        raise DataError(
+            f"{m} rows are too few for the split dev={spec.split.dev} test={spec.split.test}",
+            "data.split",
         )
     test, dev, train = order[:n_test], order[n_test : n_test + n_dev], order[n_test + n_dev :]
     X_test, y_test = test_arrays if test_arrays is not None else (X[test], y[test])

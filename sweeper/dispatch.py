@@ -8,13 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import (
-    NodeDiedError,
-    ObjectLostError,
-    OwnerDiedError,
-    RayActorError,
-    WorkerCrashedError,
-)
+from ray.exceptions import NodeDiedError, ObjectLostError, OwnerDiedError, WorkerCrashedError
 
 from sweeper.spec import Resources
 from sweeper.trial import train_trial
@@ -65,70 +59,76 @@ class StageProgress:
     last: dict[str, Any] = field(default_factory=dict)
 
 
-def run_stage(
-    server: Any,
-    index: int,
-    stage_name: str,
-    target: int,
-    counts: dict[str, int],
-    fixed: dict[str, Any],
-    dataset_ref: Any,
-    objective: str,
-    maximize: bool,
-    resources: Resources,
-    on_progress: Callable[[StageProgress], None] | None = None,
-) -> StageProgress:
-    """Run trials of one stage until `target` of them are finished (complete or pruned).
+LOST_RESULT = {"outcome": "lost", "history": [], "final": {}, "node_id": ""}
+STATE_KEYS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
 
-    Keeps `concurrency` tasks in flight. A task lost with its worker or node is told FAIL
-    (reason=lost) and its params run again, up to `max_retries` times per configuration.
+
+@dataclass
+class StageRun:
+    """One stage's trials, kept `width` in flight until `target` of them are finished.
+
+    A task lost with its worker or node is told FAIL (reason=lost) and its params run again,
+    up to `max_retries` times per configuration. Ctrl-C cancels the tasks in flight.
     """
-    backend = "cupy" if resources.gpus_per_trial else "numpy"
-    task = ray.remote(train_trial).options(
-        num_cpus=resources.cpus_per_trial,
-        num_gpus=resources.gpus_per_trial,
-        max_retries=0,
-    )
-    width = concurrency(resources)
-    progress = StageProgress(stage_name, target, dict(counts))
-    in_flight: dict[Any, tuple[int, dict[str, Any], int]] = {}
-    retry: list[tuple[dict[str, Any], int]] = []
 
-    def finished() -> int:
-        return progress.counts["complete"] + progress.counts["pruned"]
+    server: Any
+    index: int
+    fixed: dict[str, Any]
+    dataset_ref: Any
+    objective: str
+    maximize: bool
+    resources: Resources
+    progress: StageProgress
+    on_progress: Callable[[StageProgress], None] | None = None
+    in_flight: dict[Any, tuple[int, dict[str, Any], int]] = field(default_factory=dict)
+    retry: list[tuple[int, int]] = field(default_factory=list)  # (trial number, attempt)
 
-    def launch(params: dict[str, Any] | None = None, attempt: int = 0) -> None:
-        if params is not None:
-            ray.get(server.enqueue.remote(index, params))
-        number, trial_params = ray.get(server.ask.remote(index))
-        ref = task.remote(
-            index, number, {**fixed, **trial_params}, dataset_ref, server, objective, backend
+    def run(self) -> StageProgress:
+        task = ray.remote(train_trial).options(
+            num_cpus=self.resources.cpus_per_trial,
+            num_gpus=self.resources.gpus_per_trial,
+            max_retries=0,
         )
-        in_flight[ref] = (number, trial_params, attempt)
-
-    while finished() + len(in_flight) < target or in_flight:
-        while len(in_flight) < width and finished() + len(in_flight) < target:
-            launch(*retry.pop()) if retry else launch()
-        progress.running = len(in_flight)
-        done, _ = ray.wait(list(in_flight), num_returns=1)
-        number, params, attempt = in_flight.pop(done[0])
+        width = concurrency(self.resources)
         try:
-            result = ray.get(done[0])
-        except LOST as error:
-            result = {
-                "outcome": "lost",
-                "history": [],
-                "final": {},
-                "node_id": "",
-                "error": f"lost: {type(error).__name__}",
-            }
-            if attempt < resources.max_retries:
-                retry.append((params, attempt + 1))
-        except RayActorError:
+            while self._unfinished() > 0 or self.in_flight:
+                while len(self.in_flight) < width and self._unfinished() > len(self.in_flight):
+                    self._launch(task, *(self.retry.pop() if self.retry else (None, 0)))
+                self.progress.running = len(self.in_flight)
+                done, _ = ray.wait(list(self.in_flight), num_returns=1)
+                self._record(done[0])
+        except KeyboardInterrupt:
+            for ref in self.in_flight:
+                ray.cancel(ref, force=True)
             raise
+        return self.progress
+
+    def _unfinished(self) -> int:
+        counts = self.progress.counts
+        return self.progress.target - counts["complete"] - counts["pruned"]
+
+    def _launch(self, task: Any, retry_of: int | None, attempt: int) -> None:
+        if retry_of is not None:
+            ray.get(self.server.retry.remote(self.index, retry_of))
+        number, trial_params = ray.get(self.server.ask.remote(self.index))
+        backend = "cupy" if self.resources.gpus_per_trial else "numpy"
+        options = {**self.fixed, **trial_params}
+        ref = task.remote(
+            self.index, number, options, self.dataset_ref, self.server, self.objective, backend
+        )
+        self.in_flight[ref] = (number, trial_params, attempt)
+
+    def _record(self, ref: Any) -> None:
+        number, params, attempt = self.in_flight.pop(ref)
+        try:
+            result = ray.get(ref)
+        except LOST as error:
+            result = {**LOST_RESULT, "error": f"lost: {type(error).__name__}"}
+            if attempt < self.resources.max_retries:
+                self.retry.append((number, attempt + 1))
         state = ray.get(
-            server.tell.remote(
-                index,
+            self.server.tell.remote(
+                self.index,
                 number,
                 result["outcome"],
                 result["history"],
@@ -137,26 +137,25 @@ def run_stage(
                 result["error"],
             )
         )
-        key = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[state]
-        progress.counts[key] += 1
-        value = result["final"].get(objective)
-        if (
-            state == "COMPLETE"
-            and value is not None
-            and (
-                progress.best is None
-                or (value > progress.best if maximize else value < progress.best)
-            )
-        ):
+        progress = self.progress
+        progress.counts[STATE_KEYS[state]] += 1
+        value = result["final"].get(self.objective)
+        if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value
         progress.last = {"number": number, "state": state, "params": params}
-        progress.running = len(in_flight)
-        if on_progress is not None:
-            on_progress(progress)
+        progress.running = len(self.in_flight)
+        if self.on_progress is not None:
+            self.on_progress(progress)
         if state == "FAIL" and result["error"] and not result["error"].startswith("lost"):
-            failures = progress.counts["failed"]
-            if failures > max(3, target // 2):
-                raise RuntimeError(
-                    f"stage {stage_name}: {failures} trials failed; last error:\n{result['error']}"
-                )
-    return progress
+            self._check_failures(result["error"])
+
+    def _improves(self, value: float) -> bool:
+        best = self.progress.best
+        return best is None or (value > best if self.maximize else value < best)
+
+    def _check_failures(self, error: str) -> None:
+        failures = self.progress.counts["failed"]
+        if failures > max(3, self.progress.target // 2):
+            raise RuntimeError(
+                f"stage {self.progress.stage}: {failures} trials failed; last error:\n{error}"
+            )

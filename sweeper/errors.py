@@ -6,3 +6,12 @@ class UserError(Exception):
 
     The message is complete and meant to be printed as is, without a traceback.
     """
+
+
+class DataError(UserError):
+    """A problem with the data a spec names; `field` is the spec key it comes from, so the
+    message can point at that key's line in space.yaml."""
+
+    def __init__(self, message: str, field: str = "data.source"):
+        super().__init__(message)
+        self.field = field

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper import space as scales
+from sweeper.errors import UserError
 from sweeper.server import is_warm_start, stage_counts
 from sweeper.study import make_storage, study_name
 from sweeper.sweep import SweepFolder
@@ -69,6 +70,22 @@ def best(folder: SweepFolder) -> dict[str, Any] | None:
                     "metrics": trial.user_attrs.get("final", {}),
                 }
     return found
+
+
+def running_stage(folder: SweepFolder, number: int, stage: str | None = None) -> str:
+    """The stage in which trial `number` is running (restricted to `stage` when given)."""
+    seen = []
+    for spec_stage, study in _studies(folder):
+        if study is None or stage not in (None, spec_stage.name):
+            continue
+        for trial in study.get_trials(deepcopy=False):
+            if trial.number == number:
+                if trial.state == TrialState.RUNNING:
+                    return spec_stage.name
+                seen.append(f"{trial.state.name} in stage {spec_stage.name}")
+    where = f" of stage {stage!r}" if stage else ""
+    state = f" (it is {', '.join(seen)})" if seen else " (no such trial)"
+    raise UserError(f"trial {number}{where} is not running{state}")
 
 
 def list_sweeps(root: Path) -> list[dict[str, Any]]:

@@ -10,7 +10,9 @@ Ownership rules (why trials never touch a storage):
   holds (params, per-epoch history and final metrics in user attributes) and written by a
   background thread, off the trials' critical path. `open_stage` rebuilds any run a crash lost.
 - A trial left RUNNING by a dead driver or worker is marked FAIL (tag reason=lost) when its stage
-  is opened again, and its params are enqueued so the same configuration runs once more.
+  is opened again, and its params are enqueued so the same configuration runs once more; Ctrl-C
+  does the same at once (reason=interrupted). Trial runs a killed writer left RUNNING in MLflow
+  are deleted and rebuilt from Optuna.
 Actor methods run one at a time, so no locking is needed around Optuna.
 """
 
@@ -28,6 +30,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper import space as scales
+from sweeper.control import PruneRequests
 from sweeper.spec import SweepSpec
 from sweeper.study import make_pruner, make_sampler, make_storage, study_name
 from sweeper.tracking import Tracker, default_tracking_uri
@@ -42,17 +45,17 @@ def is_warm_start(trial: optuna.trial.FrozenTrial) -> bool:
 
 
 def stage_counts(study: optuna.Study) -> dict[str, int]:
-    """complete / pruned / failed / running trials of a stage, warm-start copies excluded."""
+    """complete / pruned / failed / running trials of a stage, warm-start copies excluded
+    (and retries queued but not started yet)."""
     counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
     names = {
         TrialState.COMPLETE: "complete",
         TrialState.PRUNED: "pruned",
         TrialState.FAIL: "failed",
         TrialState.RUNNING: "running",
-        TrialState.WAITING: "running",
     }
     for trial in study.get_trials(deepcopy=False):
-        if not is_warm_start(trial):
+        if not is_warm_start(trial) and trial.state in names:
             counts[names[trial.state]] += 1
     return counts
 
@@ -88,7 +91,8 @@ class StudyServer:
         self.spaces: dict[int, scales.Space] = {}
         self.stage_runs: dict[int, str] = {}
         self.live: dict[tuple[int, int], optuna.Trial] = {}
-        self.manual_prunes: set[tuple[str, int]] = set()
+        self.prune_requests = PruneRequests(self.sweep_dir)
+        self.closed: set[int] = set()
         self.tracker = Tracker(
             self.spec.storage.mlflow or default_tracking_uri(self.sweep_dir),
             self.spec.name,
@@ -125,8 +129,10 @@ class StudyServer:
             {"space." + k: p.model_dump(exclude_none=True) for k, p in space.items()}
             | {"study": name, "sampler": stage.sampler, "pruner": stage.pruner.type},
         )
-        self._recover_lost_trials(index)
+        # in this order: a lost trial's run is queued by the recovery, not rebuilt as well
+        self.tracker.discard_unfinished_trial_runs(stage.name)
         self._rebuild_missing_runs(index)
+        self._recover_lost_trials(index)
         return {
             "counts": stage_counts(study),
             "space": {k: p.model_dump(exclude_none=True) for k, p in space.items()},
@@ -152,29 +158,49 @@ class StudyServer:
         """Copy the previous stage's top trials that lie in the new box, so TPE starts informed."""
         previous_space = self.spaces[index - 1]
         source = self.spec.stages[index - 1].name
+        copied = {t.user_attrs.get("warm_start_from") for t in study.get_trials(deepcopy=False)}
         for trial in best:
             values = scales.decode(previous_space, trial.params)
-            if all(p.contains(values[k]) for k, p in space.items()):
+            origin = f"{source}:{trial.number}"
+            if origin not in copied and all(p.contains(values[k]) for k, p in space.items()):
                 study.add_trial(
                     optuna.trial.create_trial(
                         params=scales.encode(space, values),
                         distributions=scales.distributions(space),
                         value=trial.value,
                         intermediate_values=trial.intermediate_values,
-                        user_attrs={"warm_start_from": f"{source}:{trial.number}"},
+                        user_attrs={"warm_start_from": origin},
                     )
                 )
 
     def _recover_lost_trials(self, index: int) -> None:
         """RUNNING trials belong to a driver or worker that died: FAIL them, re-run their params."""
+        for trial in self.studies[index].get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if (index, trial.number) not in self.live:
+                self._fail_and_retry(index, trial, "lost")
+
+    def _fail_and_retry(
+        self, index: int, trial: optuna.Trial | optuna.trial.FrozenTrial, reason: str
+    ) -> None:
+        """FAIL an unfinished trial with `reason`, and enqueue its params to run again."""
         study = self.studies[index]
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if (index, trial.number) in self.live:
-                continue
-            study.tell(trial.number, state=TrialState.FAIL)
-            study._storage.set_trial_user_attr(trial._trial_id, "reason", "lost")
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            self._queue_run(index, study._storage.get_trial(trial._trial_id))
+        study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        self._queue_run(index, study._storage.get_trial(trial._trial_id))
+
+    def interrupt(self) -> int:
+        """Ctrl-C: FAIL every running trial (reason=interrupted, params re-queued for resume),
+        mark open stages' runs KILLED and write everything to MLflow. Returns the trial count."""
+        live = list(self.live.items())
+        for (index, _), trial in live:
+            self._fail_and_retry(index, trial, "interrupted")
+        self.live.clear()
+        self.flush()
+        for index, run_id in self.stage_runs.items():
+            if index not in self.closed:
+                self.tracker.finish_stage(run_id, {}, status="KILLED")
+        return len(live)
 
     def _rebuild_missing_runs(self, index: int) -> None:
         stage = self.spec.stages[index].name
@@ -194,6 +220,7 @@ class StudyServer:
         with contextlib.suppress(ValueError):  # no completed trial: no best value
             metrics["best_value"] = float(study.best_value)
         self.tracker.finish_stage(self.stage_runs[index], metrics)
+        self.closed.add(index)
         return counts
 
     # -- trials ----------------------------------------------------------------------------
@@ -205,16 +232,20 @@ class StudyServer:
         self.live[(index, trial.number)] = trial
         return trial.number, scales.decode(self.spaces[index], trial.params)
 
-    def enqueue(self, index: int, params: dict[str, Any]) -> None:
-        """Make the next `ask` of stage `index` return these trainer params (a retry)."""
-        self.studies[index].enqueue_trial(scales.encode(self.spaces[index], params))
+    def retry(self, index: int, number: int) -> None:
+        """Make the next `ask` of stage `index` run trial `number`'s exact params again."""
+        study = self.studies[index]
+        params = study.get_trials(deepcopy=False)[number].params
+        study.enqueue_trial(params, user_attrs={"retry_of": number})
 
     def report(self, index: int, number: int, epoch: int, value: float) -> bool:
         """Record one epoch's objective value; True when the trial should stop now."""
-        trial = self.live[(index, number)]
+        trial = self.live.get((index, number))
+        if trial is None:  # interrupted: already recorded as FAIL
+            return True
         if math.isfinite(value):
             trial.report(value, step=epoch)
-        if (self.spec.stages[index].name, number) in self.manual_prunes:
+        if (self.spec.stages[index].name, number) in self.prune_requests:
             trial.set_user_attr("reason", "manual")
             return True
         return trial.should_prune()
@@ -239,7 +270,9 @@ class StudyServer:
             "end_ms": int(time.time() * 1000),
         }
         value = final.get(self.spec.objective.metric)
-        if error is not None:
+        if outcome == "lost":
+            state, attrs["reason"] = TrialState.FAIL, "lost"
+        elif error is not None:
             state, attrs["reason"] = TrialState.FAIL, "error"
             attrs["error"] = error[-2000:]
         elif outcome == "diverged":
@@ -257,10 +290,6 @@ class StudyServer:
         self._queue_run(index, frozen)
         return state.name
 
-    def prune(self, stage: str, number: int) -> None:
-        """Ask running trial `number` of `stage` to stop at its next epoch (reason=manual)."""
-        self.manual_prunes.add((stage, number))
-
     # -- MLflow ----------------------------------------------------------------------------
     def _queue_run(self, index: int, trial: optuna.trial.FrozenTrial) -> None:
         attrs = trial.user_attrs
@@ -277,7 +306,11 @@ class StudyServer:
                     "number": trial.number,
                     "state": trial.state.name,
                     "params": {**self.spec.train, **params},
-                    "history": attrs.get("history", []),
+                    "history": attrs.get("history")
+                    or [
+                        {self.spec.objective.metric: v}
+                        for _, v in sorted(trial.intermediate_values.items())
+                    ],
                     "final": attrs.get("final", {}),
                     "start_ms": attrs.get("start_ms", int(time.time() * 1000)),
                     "end_ms": attrs.get("end_ms", int(time.time() * 1000)),

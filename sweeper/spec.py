@@ -121,6 +121,15 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
         TrainConfig.from_dict(known)
     except (TypeError, ValueError) as error:
         problems.append((("train",), str(error)))
+        known = {}
+    for name, param in spec.space.items():
+        extremes = param.choices if param.scale == "categorical" else [param.low, param.high]
+        for value in extremes if name in TRAINER_OPTIONS else []:
+            try:
+                TrainConfig.from_dict({**known, name: value})
+            except (TypeError, ValueError) as error:
+                problems.append((("space", name), str(error)))
+                break
     names = [s.name for s in spec.stages]
     if len(set(names)) != len(names):
         problems.append((("stages",), f"stage names must be unique: {names}"))
@@ -188,6 +197,12 @@ def load(path: str | Path) -> SweepSpec:
             )
         )
     return spec
+
+
+def line_of(path: Path, field: str) -> int:
+    """The line of dotted key `field` (or of its nearest parent) in a space.yaml that loaded."""
+    node = yaml.compose(Path(path).read_text(), Loader=_LineLoader)
+    return _nearest_line(tuple(field.split(".")), _lines(node) if node is not None else {})
 
 
 def _format(path: Path, error: ValidationError, lines: dict[tuple, int]) -> str:

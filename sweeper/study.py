@@ -8,15 +8,51 @@ import numpy as np
 import optuna
 import optuna.distributions as od
 
+from sweeper.errors import UserError
 from sweeper.spec import Pruner, Stage
+
+JOURNAL = "optuna.journal"
 
 
 def make_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorage:
-    """Journal file in the sweep folder by default (one writer, ~12 ms/trial), else an RDB URL."""
-    if url is None:
-        backend = optuna.storages.journal.JournalFileBackend(str(sweep_dir / "optuna.journal"))
-        return optuna.storages.JournalStorage(backend)
-    return optuna.storages.RDBStorage(url)
+    """Journal file in the sweep folder by default (one writer, ~12 ms/trial), else an RDB URL.
+
+    A storage that cannot be read (a corrupted journal, a database that refuses the connection)
+    is a UserError naming it, checked here once rather than deep inside a Ray actor.
+    """
+    where = url or str(sweep_dir / JOURNAL)
+    try:
+        if url is None:
+            backend = optuna.storages.journal.JournalFileBackend(where)
+            storage: optuna.storages.BaseStorage = optuna.storages.JournalStorage(backend)
+        else:
+            storage = optuna.storages.RDBStorage(url)
+        optuna.get_all_study_names(storage)
+    except Exception as error:
+        raise UserError(
+            f"{where}: the Optuna storage cannot be read ({type(error).__name__}: {error}); "
+            "restore it from a backup, or delete the sweep"
+        ) from None
+    return storage
+
+
+def repair_torn_journal(sweep_dir: Path) -> bool:
+    """Drop a last journal line cut short by a killed writer; True if one was dropped.
+
+    Optuna skips such a line when reading but would append the next record onto it, which
+    corrupts the file for good. Call only while holding the sweep's lock.
+    """
+    path = sweep_dir / JOURNAL
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb+") as journal:
+        journal.seek(-1, 2)
+        if journal.read(1) == b"\n":
+            return False
+        journal.seek(0)
+        data = journal.read()
+        journal.truncate(data.rfind(b"\n") + 1)
+    return True
 
 
 def grid(distributions: dict[str, od.BaseDistribution], points: int = 4) -> dict[str, list]:

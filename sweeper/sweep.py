@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import ray
 import yaml
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sweeper import spec as specs
-from sweeper.data import load_dataset
-from sweeper.dispatch import StageProgress, run_stage
-from sweeper.errors import UserError
+from sweeper.data import Dataset, load_dataset
+from sweeper.dispatch import StageProgress, StageRun
+from sweeper.errors import DataError, UserError
 from sweeper.server import StudyServer
+from sweeper.study import JOURNAL, make_storage, repair_torn_journal, study_name
+from sweeper.tracking import check_store, default_tracking_uri, delete_experiment
 
 SPEC_COPY = "spec.yaml"
 
@@ -36,6 +42,9 @@ class SweepFolder:
 
     def load_spec(self) -> specs.SweepSpec:
         return specs.load(self.spec_copy)
+
+    def tracking_uri(self, spec: specs.SweepSpec) -> str:
+        return spec.storage.mlflow or default_tracking_uri(self.path)
 
 
 def sweep_folder(spec: specs.SweepSpec, root: Path | None = None) -> SweepFolder:
@@ -57,10 +66,23 @@ def find_sweep(name_or_path: str, root: Path | None = None) -> SweepFolder:
     )
 
 
+def is_running(folder: SweepFolder) -> bool:
+    """Whether a driver holds the sweep's lock right now."""
+    try:
+        with sweep_lock(folder, create=False):
+            return False
+    except UserError:
+        return True
+
+
 @contextmanager
-def sweep_lock(folder: SweepFolder) -> Iterator[None]:
+def sweep_lock(folder: SweepFolder, create: bool = True) -> Iterator[None]:
     """One driver per sweep: an exclusive lock on <folder>/lock for the driver's lifetime."""
-    folder.path.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.path.mkdir(parents=True, exist_ok=True)
+    elif not (folder.path / "lock").exists():
+        yield
+        return
     handle = open(folder.path / "lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -105,8 +127,21 @@ class SweepResult:
     stages: list[StageProgress]
 
 
-def prepare(spec_path: Path) -> tuple[specs.SweepSpec, SweepFolder]:
-    """Load a space.yaml with its data paths made absolute, and check it against its sweep."""
+@dataclass(frozen=True)
+class Plan:
+    """A checked sweep, ready to run: nothing has been written for it yet."""
+
+    spec: specs.SweepSpec
+    folder: SweepFolder
+    dataset: Dataset
+
+
+def prepare(spec_path: Path) -> Plan:
+    """Load a space.yaml and its data, and check both against the sweep's folder.
+
+    Every input problem is raised here, before Ray starts or anything is written; a data problem
+    points at the space.yaml key that names the data.
+    """
     spec = specs.load(spec_path)
     base = spec_path.resolve().parent
     data = spec.data.model_copy(
@@ -118,49 +153,94 @@ def prepare(spec_path: Path) -> tuple[specs.SweepSpec, SweepFolder]:
     spec = spec.model_copy(update={"data": data})
     folder = sweep_folder(spec)
     check_same_spec(folder, spec)
-    return spec, folder
+    check_stores(spec, folder)
+    try:
+        dataset = load_dataset(spec.data)
+    except DataError as error:
+        line = specs.line_of(spec_path, error.field)
+        raise UserError(f"{spec_path}:{line}: {error.field}: {error}") from None
+    return Plan(spec, folder, dataset)
 
 
-def run(
-    spec: specs.SweepSpec,
-    folder: SweepFolder,
-    on_progress: Callable[[StageProgress], None] | None = None,
-) -> SweepResult:
-    """Run (or resume) every stage of a sweep. Ray must already be initialized."""
-    dataset = load_dataset(spec.data)  # bad data fails here, before anything is written
+def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:
+    """A sweep's existing Optuna and MLflow stores can be read (else one clear UserError)."""
+    if spec.storage.optuna or (folder.path / JOURNAL).exists():
+        make_storage(spec.storage.optuna, folder.path)
+    if spec.storage.mlflow or (folder.path / "mlflow.db").exists():
+        check_store(folder.tracking_uri(spec))
+
+
+def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) -> SweepResult:
+    """Run (or resume) every stage of a sweep. Ray must already be initialized.
+
+    On Ctrl-C the running trials are recorded as FAIL (reason=interrupted, re-run on resume)
+    and MLflow is brought up to date before KeyboardInterrupt propagates; a second Ctrl-C
+    meanwhile exits at once, leaving what `resume` recovers anyway.
+    """
+    spec, folder = plan.spec, plan.folder
     with sweep_lock(folder):
+        repair_torn_journal(folder.path)
         if not folder.spec_copy.is_file():
             raw = spec.model_dump(mode="json", exclude_none=True)
             folder.spec_copy.write_text(yaml.safe_dump(raw, sort_keys=False))
-        dataset_ref = ray.put(dataset)
+        dataset_ref = ray.put(plan.dataset)
         server = (
             ray.remote(StudyServer)
-            .options(num_cpus=0, max_concurrency=1)
+            .options(
+                num_cpus=0,
+                max_concurrency=1,
+                # beside the sweep folder: the journal and MLflow SQLite files live there
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=False
+                ),
+            )
             .remote(spec.model_dump_json(), str(folder.path.resolve()))
         )
         results = []
         try:
             for index, stage in enumerate(spec.stages):
                 opened: dict[str, Any] = ray.get(server.open_stage.remote(index))
-                progress = run_stage(
+                progress = StageRun(
                     server,
                     index,
-                    stage.name,
-                    stage.trials,
-                    opened["counts"],
                     spec.train,
                     dataset_ref,
                     spec.objective.metric,
                     spec.objective.direction == "maximize",
                     spec.resources,
+                    StageProgress(stage.name, stage.trials, opened["counts"]),
                     on_progress,
-                )
+                ).run()
                 ray.get(server.close_stage.remote(index))
                 results.append(progress)
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, _exit_now)
+            ray.get(server.interrupt.remote())
+            raise
         finally:
             ray.get(server.flush.remote())
             ray.kill(server)
     return SweepResult(folder.path, results)
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    """The second Ctrl-C: leave at once; `resume` recovers what was not recorded."""
+    os._exit(130)
+
+
+def delete(folder: SweepFolder) -> None:
+    """Remove a sweep's Optuna studies, MLflow experiment and folder. Refused while it runs."""
+    if is_running(folder):
+        raise UserError(f"sweep {folder.path} is running; stop it (Ctrl-C) before deleting it")
+    spec = folder.load_spec()
+    storage = make_storage(spec.storage.optuna, folder.path)
+    existing = set(optuna.get_all_study_names(storage))
+    for stage in spec.stages:
+        if study_name(spec.name, stage.name) in existing:
+            optuna.delete_study(study_name=study_name(spec.name, stage.name), storage=storage)
+    if spec.storage.mlflow or (folder.path / "mlflow.db").exists():
+        delete_experiment(folder.tracking_uri(spec), spec.name)
+    shutil.rmtree(folder.path)
 
 
 def _absolute(source: str, base: Path) -> str:

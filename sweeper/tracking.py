@@ -15,6 +15,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from sweeper.errors import UserError
+
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 BATCH_LIMIT = 1000  # MLflow's maximum metrics per log_batch call
 
@@ -22,6 +24,28 @@ BATCH_LIMIT = 1000  # MLflow's maximum metrics per log_batch call
 def default_tracking_uri(sweep_dir: Path) -> str:
     """SQLite in the sweep folder: MLflow's plain file store refuses new runs."""
     return f"sqlite:///{sweep_dir.resolve() / 'mlflow.db'}"
+
+
+def check_store(tracking_uri: str) -> None:
+    """Fail with one clear message when an existing MLflow store cannot be read."""
+    try:
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except Exception as error:
+        raise UserError(
+            f"{tracking_uri}: the MLflow store cannot be read ({type(error).__name__}: "
+            f"{str(error).splitlines()[0]})"
+        ) from None
+
+
+def delete_experiment(tracking_uri: str, experiment: str) -> bool:
+    """Delete a sweep's experiment, renamed first so that its name can be used again."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return False
+    client.rename_experiment(found.experiment_id, f"{experiment}.deleted-{int(time.time())}")
+    client.delete_experiment(found.experiment_id)
+    return True
 
 
 class Tracker:
@@ -56,10 +80,25 @@ class Tracker:
         )
         return run.info.run_id
 
-    def finish_stage(self, run_id: str, metrics: dict[str, float]) -> None:
+    def finish_stage(
+        self, run_id: str, metrics: dict[str, float], status: str = "FINISHED"
+    ) -> None:
+        """Close a stage's run: FINISHED when its trials are done, KILLED when interrupted."""
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
-        self.client.set_terminated(run_id, "FINISHED")
+        self.client.set_terminated(run_id, status)
+
+    def discard_unfinished_trial_runs(self, stage: str) -> int:
+        """Delete trial runs a killed writer left RUNNING; Optuna holds what rebuilds them."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`sweeper.stage` = '{stage}' and tags.`sweeper.kind` = 'trial' "
+            "and attributes.status = 'RUNNING'",
+            max_results=10_000,
+        )
+        for run in runs:
+            self.client.delete_run(run.info.run_id)
+        return len(runs)
 
     def trial_run_exists(self, stage: str, number: int) -> bool:
         runs = self.client.search_runs(

@@ -1,0 +1,136 @@
+"""What the end-to-end tests share: a spec template, the CLI as a real process, and the check
+that a sweep holds exactly its trials in Optuna and MLflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from sweeper.study import make_storage, study_name
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = """\
+name: {name}
+data:
+  source: {source}
+  target: label
+train: {{epochs: {epochs}, optimizer: adam}}
+objective: {{metric: dev_accuracy, direction: maximize}}
+space:
+  learning_rate: {{scale: log, low: 1.0e-3, high: 3.0e-2}}
+  beta: {{scale: one_minus_log, low: 0.8, high: 0.99}}
+  hidden_units: {{scale: pow2, low: 8, high: 32}}
+  batch_size: {{scale: pow2, low: 16, high: 64}}
+stages:
+{stages}
+resources: {{concurrency: 2}}
+"""
+MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+def write_spec(tmp_path: Path, name: str, stages: str, source="builtin:flower", epochs=4) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SPEC.format(name=name, source=source, stages=stages, epochs=epochs))
+    return path
+
+
+def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`sweeper ARGS` as its own process, to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "sweeper.cli", *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def cli_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    """`sweeper ARGS` in a new process group, as a terminal would run it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeper.cli", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+    os.killpg(process.pid, sig)
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def trials(folder: Path, sweep: str, stage: str) -> list[optuna.trial.FrozenTrial]:
+    """A stage's own trials (warm-start copies and queued retries left out); [] if none yet."""
+    if not (folder / "optuna.journal").exists():
+        return []
+    storage = make_storage(None, folder)
+    if study_name(sweep, stage) not in optuna.get_all_study_names(storage):
+        return []
+    study = optuna.load_study(study_name=study_name(sweep, stage), storage=storage)
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if "warm_start_from" not in t.user_attrs and t.state != TrialState.WAITING
+    ]
+
+
+def finished(folder: Path, sweep: str, stage: str) -> int:
+    return sum(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials(folder, sweep, stage)
+    )
+
+
+def mlflow_runs(folder: Path, name: str) -> tuple[list, list]:
+    """(trial runs, all runs) of a sweep's experiment in its SQLite store."""
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], max_results=10_000)
+    return [r for r in runs if r.data.tags.get("sweeper.kind") == "trial"], runs
+
+
+def assert_exact(folder: Path, sweep: str, targets: dict[str, int]) -> None:
+    """Each stage has exactly its target of finished trials, none left running, and exactly one
+    MLflow run per Optuna trial, in the matching state; no run is left RUNNING."""
+    runs, all_runs = mlflow_runs(folder, sweep)
+    assert not [r.info.run_name for r in all_runs if r.info.status == "RUNNING"]
+    keys = Counter((r.data.tags["sweeper.stage"], int(r.data.tags["sweeper.trial"])) for r in runs)
+    assert max(keys.values()) == 1, "a trial was logged twice"
+    for stage, target in targets.items():
+        own = trials(folder, sweep, stage)
+        assert finished(folder, sweep, stage) == target
+        assert all(t.state.is_finished() for t in own)
+        assert len({t.number for t in own}) == len(own)
+        logged = {
+            int(r.data.tags["sweeper.trial"]): r.info.status
+            for r in runs
+            if r.data.tags["sweeper.stage"] == stage
+        }
+        assert logged == {t.number: MLFLOW_STATUS[t.state.name] for t in own}

@@ -1,0 +1,179 @@
+"""Faults with real processes: a killed driver, Ctrl-C, a killed Ray worker, a manual prune.
+
+Each ends with the same check (`assert_exact`): every stage has exactly its target of finished
+trials, nothing is left RUNNING in Optuna or MLflow, and every trial has exactly one run.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import psutil
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from sweeper import sweep
+from tests.e2e.helpers import (
+    assert_exact,
+    cli,
+    finished,
+    kill_group,
+    mlflow_runs,
+    start_cli,
+    trials,
+    wait_for,
+    write_spec,
+)
+
+STAGES = (
+    "  - {name: coarse, trials: 6, sampler: random}\n"
+    "  - {name: fine, trials: 2, sampler: tpe, zoom: {top: 0.5, margin: 0.1}}"
+)
+TARGETS = {"coarse": 6, "fine": 2}
+
+
+def _running(folder, name, stage="coarse"):
+    return [t for t in trials(folder, name, stage) if t.state == TrialState.RUNNING]
+
+
+def _launch_until_some_finished(tmp_path, name, epochs=150):
+    """Start `sweeper launch` and wait until trials have finished and others are running."""
+    write_spec(tmp_path, name, STAGES, source="builtin:digits", epochs=epochs)
+    driver = start_cli("launch", f"{name}.yaml", "--quiet", cwd=tmp_path)
+    folder = tmp_path / "sweeps" / name
+    wait_for(
+        lambda: finished(folder, name, "coarse") >= 1 and _running(folder, name),
+        180,
+        "a finished trial and a running one",
+    )
+    return driver, folder
+
+
+def test_killed_driver_resumes_with_exact_counts(tmp_path):
+    driver, folder = _launch_until_some_finished(tmp_path, "crash")
+    kill_group(driver, signal.SIGKILL)
+    driver.wait(timeout=30)
+    caught = {t.number: t.params for t in _running(folder, "crash")}
+    assert caught, "the kill should catch trials mid-flight"
+    # a journal line cut short by the kill, as a write interrupted halfway leaves it
+    with open(folder / "optuna.journal", "ab") as journal:
+        journal.write(b'{"op_code": 5, "worker_id": "dead-')
+
+    resumed = cli("resume", "crash", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+
+    assert_exact(folder, "crash", TARGETS)
+    coarse = trials(folder, "crash", "coarse")
+    lost = {t.number for t in coarse if t.user_attrs.get("reason") == "lost"}
+    assert lost == set(caught)
+    retries = {t.user_attrs["retry_of"]: t.params for t in coarse if "retry_of" in t.user_attrs}
+    assert retries == caught  # each lost configuration ran again, once
+
+
+def test_ctrl_c_records_running_trials_and_prints_the_resume_command(tmp_path):
+    driver, folder = _launch_until_some_finished(tmp_path, "ctrlc")
+    kill_group(driver, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130
+    assert "sweeper resume ctrlc" in err and "Traceback" not in err
+
+    coarse = trials(folder, "ctrlc", "coarse")
+    assert not [t for t in coarse if t.state == TrialState.RUNNING]
+    interrupted = {t.number for t in coarse if t.user_attrs.get("reason") == "interrupted"}
+    assert interrupted
+    runs, all_runs = mlflow_runs(folder, "ctrlc")
+    assert not [r for r in all_runs if r.info.status == "RUNNING"]
+    assert {r.info.status for r in all_runs if r.data.tags["sweeper.kind"] == "stage"} == {"KILLED"}
+    assert {
+        int(r.data.tags["sweeper.trial"]) for r in runs if r.info.status == "FAILED"
+    } == interrupted
+
+    resumed = cli("resume", "ctrlc", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_exact(folder, "ctrlc", TARGETS)
+
+
+def test_second_ctrl_c_exits_at_once_and_the_sweep_still_resumes(tmp_path):
+    driver, folder = _launch_until_some_finished(tmp_path, "twice")
+    kill_group(driver, signal.SIGINT)
+    time.sleep(0.05)
+    kill_group(driver, signal.SIGINT)
+    started = time.monotonic()
+    driver.communicate(timeout=60)
+    assert driver.returncode == 130
+    assert time.monotonic() - started < 30
+
+    resumed = cli("resume", "twice", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_exact(folder, "twice", TARGETS)
+
+
+def _kill_one_training_worker(killed: list[int]) -> None:
+    """SIGKILL the first Ray worker seen training a trial, once it has trained a moment."""
+    while not killed:
+        for process in psutil.process_iter(["cmdline"]):
+            if " ".join(process.info["cmdline"] or []).startswith("ray::train_trial"):
+                time.sleep(0.5)
+                process.kill()
+                killed.append(process.pid)
+                return
+        time.sleep(0.1)
+
+
+def test_killed_worker_trial_is_retried_and_counts_stay_exact(ray_local, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_spec(
+        tmp_path, "worker", "  - {name: only, trials: 4}", source="builtin:digits", epochs=150
+    )
+    killed: list[int] = []
+    threading.Thread(target=_kill_one_training_worker, args=(killed,), daemon=True).start()
+    sweep.run(sweep.prepare(path))
+
+    assert killed
+    folder = tmp_path / "sweeps" / "worker"
+    assert_exact(folder, "worker", {"only": 4})
+    own = trials(folder, "worker", "only")
+    lost = [t for t in own if t.user_attrs.get("reason") == "lost"]
+    assert len(lost) == 1
+    retry = [t for t in own if t.user_attrs.get("retry_of") == lost[0].number]
+    assert [t.params for t in retry] == [lost[0].params]
+
+
+def test_prune_from_a_second_terminal_then_delete(tmp_path):
+    write_spec(
+        tmp_path, "manual", "  - {name: only, trials: 3}", source="builtin:digits", epochs=600
+    )
+    driver = start_cli("launch", "manual.yaml", "--quiet", cwd=tmp_path)
+    folder = tmp_path / "sweeps" / "manual"
+    target = wait_for(
+        lambda: [t for t in _running(folder, "manual", "only") if len(t.intermediate_values) >= 3],
+        180,
+        "a trial several epochs in",
+    )[0]
+
+    pruned = cli("prune", "manual", "--trial", str(target.number), cwd=tmp_path, timeout=60)
+    assert pruned.returncode == 0, pruned.stderr
+    unknown = cli("prune", "manual", "--trial", "99", cwd=tmp_path, timeout=60)
+    assert unknown.returncode == 2 and "not running (no such trial)" in unknown.stderr
+    refused = cli("delete", "manual", "--yes", cwd=tmp_path, timeout=60)
+    assert refused.returncode == 2 and "is running" in refused.stderr
+    driver.communicate(timeout=300)
+    assert driver.returncode == 0
+
+    assert_exact(folder, "manual", {"only": 3})
+    stopped = next(t for t in trials(folder, "manual", "only") if t.number == target.number)
+    assert stopped.state == TrialState.PRUNED and stopped.user_attrs["reason"] == "manual"
+    epochs = len(stopped.intermediate_values)
+    assert epochs < 600
+    runs, _ = mlflow_runs(folder, "manual")
+    run = next(r for r in runs if int(r.data.tags["sweeper.trial"]) == target.number)
+    assert run.info.status == "KILLED" and run.data.tags["sweeper.reason"] == "manual"
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    curve = client.get_metric_history(run.info.run_id, "dev_accuracy")
+    assert max(m.step for m in curve) == epochs  # its metrics up to the last epoch it ran
+
+    assert cli("delete", "manual", "--yes", cwd=tmp_path, timeout=60).returncode == 0
+    assert not folder.exists()
+    assert cli("status", "manual", cwd=tmp_path, timeout=60).returncode == 2

@@ -1,0 +1,272 @@
+"""The malformed-input corpus, through the real `sweeper launch` command.
+
+Every case must exit with code 2 and one message naming the space.yaml, the line and the field,
+print no traceback, and create or change nothing in the working folder. Bad input is caught
+before Ray starts, so these run in-process in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sweeper.cli import app
+
+GOOD = """\
+name: bad
+data:
+  source: data.csv
+  target: label
+train:
+  epochs: 3
+space:
+  learning_rate: {scale: log, low: 1.0e-3, high: 1.0e-1}
+  beta: {scale: one_minus_log, low: 0.9, high: 0.999}
+stages:
+  - {name: coarse, trials: 4}
+"""
+CSV = "f0,f1,label\n" + "".join(f"{i * 0.1},{(i * 7) % 5},{'ab'[i % 2]}\n" for i in range(40))
+
+
+def _csv(edit):
+    return lambda: edit(CSV)
+
+
+def _spec(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new, 1)
+
+
+# case: (space.yaml text, data.csv text or None for none, line, text expected in the message)
+CORPUS = {
+    # YAML itself
+    "yaml syntax": (_spec("  epochs: 3", "  epochs: [3"), CSV, 7, "YAML syntax"),
+    "bad indentation": (_spec("  target: label", "   target: label"), CSV, 4, "YAML syntax"),
+    "python object tag": (
+        "name: !!python/object/apply:os.system ['echo pwned']\n",
+        CSV,
+        1,
+        "YAML syntax: could not determine a constructor for the tag",
+    ),
+    "empty file": ("", CSV, 1, "must be a mapping"),
+    "a list, not a mapping": ("- name: bad\n", CSV, 1, "must be a mapping"),
+    # keys and types
+    "unknown top key": (GOOD + "stagez: []\n", CSV, 12, "stagez: unknown key (did you mean"),
+    "unknown data key": (
+        _spec("  target: label", "  target: label\n  sorce: x"),
+        CSV,
+        5,
+        "data.sorce: unknown key (did you mean 'source'?)",
+    ),
+    "unknown trainer option": (
+        _spec("  epochs: 3", "  epoch: 3"),
+        CSV,
+        6,
+        "train.epoch: unknown trainer option 'epoch' (did you mean 'epochs'?)",
+    ),
+    "unknown space name": (
+        _spec("  beta:", "  bta:"),
+        CSV,
+        9,
+        "space.bta: unknown trainer option 'bta' (did you mean 'beta'?)",
+    ),
+    "trials not a number": (
+        _spec("trials: 4", "trials: four"),
+        CSV,
+        11,
+        "stages.0.trials: Input should be a valid integer",
+    ),
+    "zero trials": (_spec("trials: 4", "trials: 0"), CSV, 11, "stages.0.trials"),
+    "unknown optimizer": (
+        _spec("  epochs: 3", "  epochs: 3\n  optimizer: adamw"),
+        CSV,
+        5,
+        "train: optimizer='adamw'; choose one of ['adam', 'gd', 'momentum', 'rmsprop']",
+    ),
+    "keep_prob searched outside (0, 1]": (
+        _spec("stages:", "  keep_prob: {scale: uniform, low: 0.5, high: 1.5}\nstages:"),
+        CSV,
+        10,
+        "space.keep_prob: keep_prob=1.5 must be in (0, 1]",
+    ),
+    "bad name": (_spec("name: bad", "name: my sweep"), CSV, 1, "name: String should match"),
+    "missing data": (
+        _spec("data:\n  source: data.csv\n  target: label\n", ""),
+        CSV,
+        1,
+        "data: Field required",
+    ),
+    "missing stages": (GOOD.split("stages:")[0], CSV, 1, "stages: Field required"),
+    # scales and bounds
+    "low > high": (
+        _spec("low: 1.0e-3, high: 1.0e-1", "low: 0.5, high: 0.1"),
+        CSV,
+        8,
+        "space.learning_rate: low must be < high",
+    ),
+    "log scale with low = 0": (
+        _spec("low: 1.0e-3", "low: 0"),
+        CSV,
+        8,
+        "space.learning_rate: a log scale needs low > 0",
+    ),
+    "beta above 1": (
+        _spec("high: 0.999", "high: 1.5"),
+        CSV,
+        9,
+        "space.beta: one_minus_log is for β in (0, 1)",
+    ),
+    "beta at 0": (_spec("low: 0.9", "low: 0"), CSV, 9, "space.beta: one_minus_log is for β in"),
+    "pow2 bounds not powers of two": (
+        _spec("stages:", "  batch_size: {scale: pow2, low: 30, high: 256}\nstages:"),
+        CSV,
+        10,
+        "space.batch_size: pow2 bounds must be powers of two",
+    ),
+    "unknown scale": (
+        _spec("scale: log,", "scale: logarithmic,"),
+        CSV,
+        8,
+        "space.learning_rate.scale",
+    ),
+    "categorical without choices": (
+        _spec("{scale: one_minus_log, low: 0.9, high: 0.999}", "{scale: categorical}"),
+        CSV,
+        9,
+        "categorical needs a non-empty",
+    ),
+    "empty space": (
+        GOOD.split("space:")[0] + "space: {}\nstages:\n  - {name: c, trials: 1}\n",
+        CSV,
+        7,
+        "space is empty",
+    ),
+    "both fixed and searched": (
+        _spec("  epochs: 3", "  epochs: 3\n  beta: 0.9"),
+        CSV,
+        10,
+        "both fixed in `train` and searched",
+    ),
+    # stages
+    "unknown sampler": (_spec("trials: 4}", "trials: 4, sampler: grd}"), CSV, 11, "sampler"),
+    "zoom on the first stage": (
+        _spec("trials: 4}", "trials: 4, zoom: {top: 0.2}}"),
+        CSV,
+        11,
+        "first stage has no earlier stage",
+    ),
+    "duplicate stage names": (
+        GOOD + "  - {name: coarse, trials: 2}\n",
+        CSV,
+        10,
+        "stage names must be unique",
+    ),
+    "negative dev split": (
+        _spec("  target: label", "  target: label\n  split: {dev: -0.1}"),
+        CSV,
+        5,
+        "data.split.dev",
+    ),
+    # data
+    "missing data file": (GOOD, None, 3, "data.source: "),
+    "unknown built-in data": (_spec("data.csv", "builtin:mnist"), CSV, 3, "unknown built-in"),
+    "missing target column": (
+        _spec("target: label", "target: lable"),
+        CSV,
+        4,
+        "data.target: ",
+    ),
+    "non-numeric feature": (
+        _spec("  target: label", "  target: label\n  features: [f0, name]"),
+        CSV.replace("f0,f1,label", "f0,name,label").replace(",0,", ",zero,"),
+        3,
+        "feature column 'name' is not numeric",
+    ),
+    "NaN in a feature": (GOOD, CSV.replace("\n0.5,", "\nnan,"), 3, "column 'f0' has 1 missing"),
+    "inf in a feature": (GOOD, CSV.replace(",3,", ",inf,", 1), 3, "column 'f1' has 1 missing"),
+    "a single class": (GOOD, CSV.replace(",b\n", ",a\n"), 4, "has a single class ['a']"),
+    "header but no rows": (GOOD, "f0,f1,label\n", 3, "the file has no rows"),
+    "zero-byte data file": (GOOD, "", 3, "data.source: "),
+    "missing label values": (GOOD, CSV.replace(",b\n", ",\n", 1), 4, "data.target: "),
+}
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _launch(folder: Path, *args: str):
+    result = CliRunner().invoke(app, ["launch", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.mark.parametrize("case", list(CORPUS))
+def test_malformed_input_is_one_clear_error_and_changes_nothing(case, tmp_path, monkeypatch):
+    text, data, line, expected = CORPUS[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(text)
+    if data is not None:
+        (tmp_path / "data.csv").write_text(data)
+    before = _snapshot(tmp_path)
+
+    result = _launch(tmp_path, "space.yaml", "--quiet")
+
+    assert f"space.yaml:{line}:" in result.output
+    assert expected in result.output.replace("\n", "")
+    assert _snapshot(tmp_path) == before
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CORPUS) >= 30
+
+
+def _existing_sweep(tmp_path: Path) -> Path:
+    """A sweep folder as `launch` leaves it: the spec copy with absolute data paths."""
+    folder = tmp_path / "sweeps" / "bad"
+    folder.mkdir(parents=True)
+    raw = yaml.safe_load(GOOD)
+    raw["data"]["source"] = str(tmp_path / "data.csv")
+    (folder / "spec.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "data.csv").write_text(CSV)
+    return folder
+
+
+def test_a_changed_spec_is_refused_saying_what_differs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = _existing_sweep(tmp_path)
+    (tmp_path / "space.yaml").write_text(_spec("high: 1.0e-1", "high: 2.0e-1"))
+    before = _snapshot(tmp_path)
+    result = _launch(tmp_path, "space.yaml", "--quiet")
+    assert "different spec (changed: space)" in result.output
+    assert _snapshot(tmp_path) == before and folder.is_dir()
+
+
+@pytest.mark.parametrize(
+    "store,content,expected",
+    [
+        ("optuna.journal", b'{"op_code": 0}\nnot json\n{"op_code": 1}\n', "Optuna storage cannot"),
+        ("mlflow.db", b"SQLite format 3\x00" + b"\x07" * 300, "MLflow store cannot be read"),
+    ],
+)
+def test_a_corrupted_store_is_one_clear_error(tmp_path, monkeypatch, store, content, expected):
+    monkeypatch.chdir(tmp_path)
+    folder = _existing_sweep(tmp_path)
+    (folder / store).write_bytes(content)
+    (tmp_path / "space.yaml").write_text(GOOD)
+    before = _snapshot(tmp_path)
+    assert expected in _launch(tmp_path, "space.yaml", "--quiet").output
+    assert _snapshot(tmp_path) == before
+    if store == "optuna.journal":
+        shown = CliRunner().invoke(app, ["status", "bad"])
+        assert shown.exit_code == 2 and expected in shown.output
