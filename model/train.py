@@ -24,6 +24,9 @@ from model.network import Architecture, Network
 from model.optimizers import OPTIMIZERS, make_optimizer
 from model.schedules import SCHEDULES, learning_rate
 
+# An epoch whose mean cost exceeds this multiple of the untrained network's cost has diverged
+# (α far too large), even where the cost stays finite, e.g. once exploding ReLU units go dead.
+DIVERGENCE_FACTOR = 1000.0
 EVAL_CHUNK = 8192  # columns per inference pass, so a large dev set needs no large buffers
 
 
@@ -104,7 +107,7 @@ class Outcome(enum.Enum):
     COMPLETED = "completed"  # ran every epoch
     EARLY_STOPPED = "early_stopped"  # dev loss stopped improving
     STOPPED = "stopped"  # the callback asked to stop (a pruned trial)
-    DIVERGED = "diverged"  # the cost became NaN or infinite
+    DIVERGED = "diverged"  # the cost became NaN, infinite, or DIVERGENCE_FACTOR × its start
 
 
 @dataclass
@@ -228,6 +231,7 @@ def _run_epochs(
     shuffle_rng = np.random.default_rng(config.seed)
     m, batch = XT.shape[0], config.batch_size
     best_loss, best_theta, stale = math.inf, None, 0
+    initial_cost = None  # J of the untrained network on the first mini-batch
     for epoch in range(1, config.epochs + 1):
         alpha = learning_rate(
             config.learning_rate, epoch - 1, config.lr_decay, config.lr_schedule, config.lr_step
@@ -241,6 +245,7 @@ def _run_epochs(
             cost = net.cost(Y_t, config.l2)
             if not math.isfinite(cost):
                 break
+            initial_cost = cost if initial_cost is None else initial_cost
             cost_sum += cost * X_t.shape[1]
             net.backward(Y_t, config.l2)
             optimizer.step(net.theta, net.dtheta, alpha)
@@ -248,7 +253,9 @@ def _run_epochs(
         if math.isfinite(cost) and X_dev is not None:
             dev = evaluate(net, X_dev, y_dev)
             metrics.update({f"dev_{k}": v for k, v in dev.items()})
-        diverged = not all(math.isfinite(v) for v in metrics.values())
+        diverged = not all(math.isfinite(v) for v in metrics.values()) or (
+            metrics["train_loss"] > DIVERGENCE_FACTOR * max(initial_cost, 1e-3)
+        )
         result.history.append(metrics)
         if diverged:
             result.outcome = Outcome.DIVERGED

@@ -216,6 +216,72 @@ def best(
     console.print(found)
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """A learning curve in one line of text."""
+    finite = [v for v in values if v == v and abs(v) != float("inf")]
+    if not finite:
+        return ""
+    lo, hi = min(finite), max(finite)
+    scale = (len(SPARKS) - 1) / (hi - lo) if hi > lo else 0.0
+    return "".join(SPARKS[round((v - lo) * scale)] if v in finite else "!" for v in values)
+
+
+class _Curve:
+    """Panda mode's live view: the last epoch's metrics and each metric's curve so far."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.history: list[dict[str, float]] = []
+        self.live = Live(self._table(), console=console, refresh_per_second=8)
+
+    def _table(self) -> Table:
+        table = Table(title=f"epoch {len(self.history)}/{self.epochs}")
+        for column in ("metric", "last", "best", "curve"):
+            table.add_column(column)
+        for name in self.history[-1] if self.history else []:
+            values = [h[name] for h in self.history]
+            best = max(values) if "accuracy" in name else min(values)
+            table.add_row(name, f"{values[-1]:.4g}", f"{best:.4g}", sparkline(values[-60:]))
+        return table
+
+    def update(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.history.append(metrics)
+        self.live.update(self._table())
+
+
+@app.command()
+@_guarded
+def train(
+    spec_path: Annotated[Path, typer.Argument(help="the sweep's space.yaml")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="trainer option, e.g. --set learning_rate=0.01 (repeatable)"),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="numpy, cupy or auto")] = "auto",
+) -> None:
+    """Panda mode: train one configuration with a live learning curve, logged to MLflow.
+
+    Starts from the sweep's best trial when there is one (else the middle of each range)."""
+    from sweeper import panda, sweep
+    from sweeper.results import best as read_best
+
+    plan = sweep.prepare(spec_path)
+    found = read_best(plan.folder) if plan.folder.spec_copy.is_file() else None
+    options = panda.configuration(plan.spec, found, panda.parse_overrides(overrides or []))
+    console.print(f"training {options}", soft_wrap=True)
+    curve = _Curve(int(options.get("epochs", 30)))
+    with curve.live:
+        result = panda.train_one(plan, options, backend, curve.update)
+    console.print(
+        f"\n{result['outcome']}: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in result["final"].items())
+        + f"  (MLflow run {result['run_id']})"
+    )
+
+
 @app.command()
 @_guarded
 def prune(
@@ -251,6 +317,55 @@ def delete(
         raise typer.Exit(1)
     delete_sweep(folder)
     console.print(f"deleted {folder.path}")
+
+
+@app.command()
+@_guarded
+def export(
+    sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
+    path: Annotated[Path, typer.Argument(help="output file: .parquet or .csv")],
+) -> None:
+    """One row per trial (stage, number, state, value, params, metrics, duration, node)."""
+    from sweeper.export import write
+    from sweeper.results import load_view
+    from sweeper.sweep import find_sweep
+
+    rows = write(load_view(find_sweep(sweep)), path)
+    console.print(f"wrote {rows} trials to {path}")
+
+
+@app.command()
+@_guarded
+def report(
+    sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
+    output: Annotated[
+        Path | None, typer.Option(help="HTML file (default: report.html in the sweep folder)")
+    ] = None,
+) -> None:
+    """One self-contained HTML page: best configuration, top trials, figures."""
+    from sweeper.results import write_report
+    from sweeper.sweep import find_sweep
+
+    folder = find_sweep(sweep)
+    path = write_report(folder, output or folder.path / "report.html")
+    console.print(f"report: {path.resolve().as_uri()}")
+
+
+@app.command()
+@_guarded
+def ui(
+    sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
+    port: Annotated[int, typer.Option(help="port (0: a free one)")] = 0,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    dashboard: Annotated[
+        bool, typer.Option(help="optuna-dashboard on the studies instead of the MLflow UI")
+    ] = False,
+) -> None:
+    """Browse the sweep: the MLflow UI over its runs (or optuna-dashboard over its studies)."""
+    from sweeper.sweep import find_sweep
+    from sweeper.ui import serve
+
+    serve(find_sweep(sweep), host, port, dashboard, lambda url: console.print(f"serving {url}"))
 
 
 @app.command("list")

@@ -8,24 +8,16 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import space as scales
+from sweeper import plots, report
 from sweeper.errors import UserError
-from sweeper.server import is_warm_start, stage_counts
-from sweeper.study import make_storage, study_name
+from sweeper.study import make_storage
 from sweeper.sweep import SweepFolder
+from sweeper.view import SweepView, stage_counts, stage_studies, view
 
 
 def _studies(folder: SweepFolder) -> list[tuple[Any, optuna.Study | None]]:
     spec = folder.load_spec()
-    storage = make_storage(spec.storage.optuna, folder.path)
-    names = set(optuna.get_all_study_names(storage))
-    out = []
-    for stage in spec.stages:
-        name = study_name(spec.name, stage.name)
-        out.append(
-            (stage, optuna.load_study(study_name=name, storage=storage) if name in names else None)
-        )
-    return out
+    return stage_studies(spec, make_storage(spec.storage.optuna, folder.path))
 
 
 def status(folder: SweepFolder) -> dict[str, Any]:
@@ -45,31 +37,34 @@ def status(folder: SweepFolder) -> dict[str, Any]:
     return {"name": spec.name, "stages": stages}
 
 
+def load_view(folder: SweepFolder) -> SweepView:
+    spec = folder.load_spec()
+    return view(spec, make_storage(spec.storage.optuna, folder.path))
+
+
+def write_report(folder: SweepFolder, path: Path) -> Path:
+    """Render a sweep's report (see `sweeper.report`) from its studies to `path`."""
+    spec = folder.load_spec()
+    storage = make_storage(spec.storage.optuna, folder.path)
+    sweep = view(spec, storage)
+    studies = {stage.name: study for stage, study in stage_studies(spec, storage) if study}
+    path.write_text(report.render(sweep, plots.all_figures(sweep, studies)))
+    return path
+
+
 def best(folder: SweepFolder) -> dict[str, Any] | None:
     """Best completed trial of all stages: {"stage", "trial", "value", "params", "metrics"}."""
-    spec = folder.load_spec()
-    maximize = spec.objective.direction == "maximize"
-    found = None
-    for stage, study in _studies(folder):
-        if study is None:
-            continue
-        space = {
-            k: scales.Param.model_validate(v) for k, v in study.user_attrs.get("space", {}).items()
-        }
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if is_warm_start(trial) or trial.value is None:
-                continue
-            if found is None or (
-                trial.value > found["value"] if maximize else trial.value < found["value"]
-            ):
-                found = {
-                    "stage": stage.name,
-                    "trial": trial.number,
-                    "value": trial.value,
-                    "params": {**spec.train, **scales.decode(space, trial.params)},
-                    "metrics": trial.user_attrs.get("final", {}),
-                }
-    return found
+    ranked = load_view(folder).ranked()
+    if not ranked:
+        return None
+    top = ranked[0]
+    return {
+        "stage": top["stage"],
+        "trial": top["number"],
+        "value": top["value"],
+        "params": top["params"],
+        "metrics": top["metrics"],
+    }
 
 
 def running_stage(folder: SweepFolder, number: int, stage: str | None = None) -> str:

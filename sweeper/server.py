@@ -23,41 +23,30 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from sweeper import locks, plots, report
 from sweeper import space as scales
 from sweeper.control import PruneRequests
 from sweeper.spec import SweepSpec
-from sweeper.study import make_pruner, make_sampler, make_storage, study_name
+from sweeper.study import (
+    make_pruner,
+    make_sampler,
+    make_storage,
+    repair_torn_journal,
+    study_name,
+)
 from sweeper.tracking import Tracker, default_tracking_uri
+from sweeper.view import SweepView, is_warm_start, stage_counts, view
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def is_warm_start(trial: optuna.trial.FrozenTrial) -> bool:
-    return "warm_start_from" in trial.user_attrs
-
-
-def stage_counts(study: optuna.Study) -> dict[str, int]:
-    """complete / pruned / failed / running trials of a stage, warm-start copies excluded
-    (and retries queued but not started yet)."""
-    counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
-    names = {
-        TrialState.COMPLETE: "complete",
-        TrialState.PRUNED: "pruned",
-        TrialState.FAIL: "failed",
-        TrialState.RUNNING: "running",
-    }
-    for trial in study.get_trials(deepcopy=False):
-        if not is_warm_start(trial) and trial.state in names:
-            counts[names[trial.state]] += 1
-    return counts
+WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one to be gone
 
 
 def zoom_space(
@@ -84,6 +73,13 @@ class StudyServer:
     def __init__(self, spec_json: str, sweep_dir: str):
         self.spec = SweepSpec.model_validate_json(spec_json)
         self.sweep_dir = Path(sweep_dir)
+        self.writer_lock = locks.acquire(self.sweep_dir / "writer.lock", WRITER_WAIT_S)
+        if self.writer_lock is None:
+            raise RuntimeError(
+                f"the StudyServer of a previous driver still writes {sweep_dir} after "
+                f"{WRITER_WAIT_S} s; stop its Ray job, then resume"
+            )
+        repair_torn_journal(self.sweep_dir)  # only now: no other writer can append meanwhile
         self.storage = make_storage(self.spec.storage.optuna, self.sweep_dir)
         self.maximize = self.spec.objective.direction == "maximize"
         self.epochs = int(self.spec.train.get("epochs", 30))
@@ -199,7 +195,7 @@ class StudyServer:
         self.flush()
         for index, run_id in self.stage_runs.items():
             if index not in self.closed:
-                self.tracker.finish_stage(run_id, {}, status="KILLED")
+                self.tracker.finish_run(run_id, {}, status="KILLED")
         return len(live)
 
     def _rebuild_missing_runs(self, index: int) -> None:
@@ -219,9 +215,36 @@ class StudyServer:
         metrics = {f"trials_{k}": float(v) for k, v in counts.items()}
         with contextlib.suppress(ValueError):  # no completed trial: no best value
             metrics["best_value"] = float(study.best_value)
-        self.tracker.finish_stage(self.stage_runs[index], metrics)
+        self.tracker.finish_run(self.stage_runs[index], metrics)
         self.closed.add(index)
+        stage = self.spec.stages[index].name
+        self._log_figures(
+            self.stage_runs[index],
+            lambda sweep: plots.stage_figures(sweep, stage, study),
+        )
         return counts
+
+    def finish_sweep(self) -> None:
+        """After the last stage: the figures across stages and the report, on the sweep's run."""
+
+        studies = {self.spec.stages[i].name: study for i, study in self.studies.items()}
+        run_id = self.tracker.sweep_run()
+        self._log_figures(run_id, lambda sweep: plots.all_figures(sweep, studies), with_report=True)
+        self.tracker.finish_run(run_id, {})
+
+    def _log_figures(
+        self, run_id: str, draw: Callable[[SweepView], dict[str, Any]], with_report: bool = False
+    ) -> None:
+        """Figures never stop a sweep: a failure is kept in `mlflow_errors`."""
+        try:
+            sweep = view(self.spec, self.storage)
+            figures = draw(sweep)
+            files = {name: plots.png(figure) for name, figure in figures.items()}
+            if with_report:
+                files["report.html"] = report.render(sweep, figures).encode()
+            self.tracker.log_files(run_id, files)
+        except Exception as error:
+            self.mlflow_errors.append(f"figures: {type(error).__name__}: {error}")
 
     # -- trials ----------------------------------------------------------------------------
     def ask(self, index: int) -> tuple[int, dict[str, Any]]:

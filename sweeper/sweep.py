@@ -6,7 +6,6 @@ resumed by name: `run` on an existing folder with the same spec continues where 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
@@ -21,12 +20,13 @@ import ray
 import yaml
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from sweeper import locks
 from sweeper import spec as specs
 from sweeper.data import Dataset, load_dataset
 from sweeper.dispatch import StageProgress, StageRun
 from sweeper.errors import DataError, UserError
 from sweeper.server import StudyServer
-from sweeper.study import JOURNAL, make_storage, repair_torn_journal, study_name
+from sweeper.study import JOURNAL, make_storage, study_name
 from sweeper.tracking import check_store, default_tracking_uri, delete_experiment
 
 SPEC_COPY = "spec.yaml"
@@ -83,23 +83,13 @@ def sweep_lock(folder: SweepFolder, create: bool = True) -> Iterator[None]:
     elif not (folder.path / "lock").exists():
         yield
         return
-    handle = open(folder.path / "lock", "a+")
+    handle = locks.acquire(folder.path / "lock")
+    if handle is None:
+        raise UserError(f"sweep {folder.path} is already running (another driver holds its lock)")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise UserError(
-            f"sweep {folder.path} is already running (another driver holds its lock)"
-        ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
         yield
     finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+        locks.release(handle)
 
 
 def check_same_spec(folder: SweepFolder, spec: specs.SweepSpec) -> None:
@@ -179,7 +169,6 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     """
     spec, folder = plan.spec, plan.folder
     with sweep_lock(folder):
-        repair_torn_journal(folder.path)
         if not folder.spec_copy.is_file():
             raw = spec.model_dump(mode="json", exclude_none=True)
             folder.spec_copy.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -213,6 +202,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                 ).run()
                 ray.get(server.close_stage.remote(index))
                 results.append(progress)
+            ray.get(server.finish_sweep.remote())
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, _exit_now)
             ray.get(server.interrupt.remote())

@@ -8,6 +8,7 @@ RUNNING by a crash, and the run can be rebuilt from Optuna (the source of truth)
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -64,26 +65,32 @@ class Tracker:
 
     def stage_run(self, stage: str, params: dict[str, Any]) -> str:
         """The stage's parent run, created once (a resumed sweep finds it again)."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            f"tags.`sweeper.stage` = '{stage}' and tags.`sweeper.kind` = 'stage'",
-        )
+        return self._run_once(stage, {"sweeper.stage": stage, "sweeper.kind": "stage"}, params)
+
+    def sweep_run(self) -> str:
+        """The run holding the figures across stages and the report, created once."""
+        return self._run_once("sweep", {"sweeper.kind": "sweep"}, {})
+
+    def _run_once(self, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([self.experiment_id], query)
         if runs:
             return runs[0].info.run_id
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=stage,
-            tags={"sweeper.stage": stage, "sweeper.kind": "stage"},
-        )
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self.client.log_batch(
             run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
         )
         return run.info.run_id
 
-    def finish_stage(
-        self, run_id: str, metrics: dict[str, float], status: str = "FINISHED"
-    ) -> None:
-        """Close a stage's run: FINISHED when its trials are done, KILLED when interrupted."""
+    def log_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Files (figures, the report) as artifacts of a run."""
+        with tempfile.TemporaryDirectory() as folder:
+            for name, content in files.items():
+                (Path(folder) / name).write_bytes(content)
+            self.client.log_artifacts(run_id, folder)
+
+    def finish_run(self, run_id: str, metrics: dict[str, float], status: str = "FINISHED") -> None:
+        """Close a stage's or the sweep's run: FINISHED when done, KILLED when interrupted."""
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
         self.client.set_terminated(run_id, status)
@@ -100,6 +107,12 @@ class Tracker:
             self.client.delete_run(run.info.run_id)
         return len(runs)
 
+    def count_runs(self, kind: str) -> int:
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`sweeper.kind` = '{kind}'", max_results=50_000
+        )
+        return len(runs)
+
     def trial_run_exists(self, stage: str, number: int) -> bool:
         runs = self.client.search_runs(
             [self.experiment_id],
@@ -108,11 +121,13 @@ class Tracker:
         )
         return bool(runs)
 
-    def log_trial(self, parent_run_id: str, record: dict[str, Any]) -> str:
-        """One finished trial as a child run, written in a single batch."""
+    def log_trial(
+        self, parent_run_id: str | None, record: dict[str, Any], kind: str = "trial"
+    ) -> str:
+        """One finished trial (or a `sweeper train` run) as a run written in a single batch."""
         tags = {
-            "mlflow.parentRunId": parent_run_id,
-            "sweeper.kind": "trial",
+            **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
+            "sweeper.kind": kind,
             "sweeper.stage": record["stage"],
             "sweeper.trial": str(record["number"]),
             "sweeper.state": record["state"],

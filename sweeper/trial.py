@@ -13,7 +13,34 @@ import ray
 from threadpoolctl import threadpool_limits
 
 from model import Outcome, TrainConfig, evaluate, get_backend, train
+from model.train import EpochCallback
 from sweeper.data import Dataset
+
+
+def fit(
+    options: dict[str, Any],
+    dataset: Dataset,
+    callback: EpochCallback | None,
+    backend_name: str,
+) -> dict[str, Any]:
+    """Train one configuration; its outcome, per-epoch history and final dev/test metrics."""
+    d = dataset
+    result = train(
+        TrainConfig.from_dict(options),
+        d.X_train,
+        d.y_train,
+        d.X_dev,
+        d.y_dev,
+        d.n_classes,
+        callback,
+        get_backend(backend_name),
+    )
+    final: dict[str, float] = {}
+    if result.outcome is not Outcome.DIVERGED:
+        for split, X, y in (("dev", d.X_dev, d.y_dev), ("test", d.X_test, d.y_test)):
+            final.update({f"{split}_{k}": v for k, v in evaluate(result.network, X, y).items()})
+        final["train_loss"] = result.last["train_loss"]
+    return {"outcome": result.outcome.value, "history": result.history, "final": final}
 
 
 def train_trial(
@@ -27,36 +54,15 @@ def train_trial(
 ) -> dict[str, Any]:
     """Train, reporting `objective` after each epoch; return what `StudyServer.tell` needs."""
     node_id = ray.get_runtime_context().get_node_id()
+
+    def report(epoch: int, metrics: dict[str, float]) -> bool:
+        value = metrics.get(objective, float("nan"))
+        return ray.get(server.report.remote(index, number, epoch, value))
+
     try:
         with threadpool_limits(limits=1):
-            config = TrainConfig.from_dict(options)
-
-            def report(epoch: int, metrics: dict[str, float]) -> bool:
-                value = metrics.get(objective, float("nan"))
-                return ray.get(server.report.remote(index, number, epoch, value))
-
-            d = dataset
-            result = train(
-                config,
-                d.X_train,
-                d.y_train,
-                d.X_dev,
-                d.y_dev,
-                d.n_classes,
-                report,
-                get_backend(backend_name),
-            )
-            final: dict[str, float] = {}
-            if result.outcome is not Outcome.DIVERGED:
-                for split, X, y in (("dev", d.X_dev, d.y_dev), ("test", d.X_test, d.y_test)):
-                    final.update(
-                        {f"{split}_{k}": v for k, v in evaluate(result.network, X, y).items()}
-                    )
-                final["train_loss"] = result.last["train_loss"]
             return {
-                "outcome": result.outcome.value,
-                "history": result.history,
-                "final": final,
+                **fit(options, dataset, report, backend_name),
                 "node_id": node_id,
                 "error": None,
             }

@@ -1,0 +1,45 @@
+"""One row per trial, to Parquet or CSV through pyarrow, for analysis outside the sweeper.
+
+Columns: stage, number, state, value, epochs, duration_s, node_id, reason, retry_of, then one
+`param.<name>` column per trainer option and one `metric.<name>` column per final metric.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from sweeper.errors import UserError
+from sweeper.view import SweepView
+
+FIXED = ("stage", "number", "state", "value", "epochs", "duration_s", "node_id", "reason")
+FORMATS = (".parquet", ".csv")
+
+
+def to_table(view: SweepView) -> pa.Table:
+    def flat(row: dict[str, Any]) -> dict[str, Any]:
+        return (
+            {k: row[k] for k in (*FIXED, "retry_of")}
+            | {f"param.{k}": v for k, v in row["params"].items()}
+            | {f"metric.{k}": v for k, v in row["metrics"].items()}
+        )
+
+    rows = [flat(r) for r in view.rows]
+    names = list(dict.fromkeys(k for r in rows for k in r)) or [*FIXED, "retry_of"]
+    return pa.table({n: pa.array([r.get(n) for r in rows]) for n in names})
+
+
+def write(view: SweepView, path: Path) -> int:
+    """Write the sweep's trials to `path` (.parquet or .csv); returns the row count."""
+    if path.suffix not in FORMATS:
+        raise UserError(f"{path}: export writes {' or '.join(FORMATS)} files")
+    table = to_table(view)
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    else:
+        pcsv.write_csv(table, path)
+    return table.num_rows

@@ -1,0 +1,91 @@
+"""Panda mode (`sweeper train`): babysit one model, in this process, no Ray.
+
+The configuration is the spec's fixed `train:` options, then the sweep's best trial where the
+sweep has one (otherwise the centre of each searched range, in its scaled coordinate), then the
+`--set name=value` overrides. The run is logged to the sweep's MLflow experiment with the tag
+sweeper.kind=panda, beside the sweep's trials, so the two can be compared in the UI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from model import TrainConfig
+from sweeper import space as scales
+from sweeper.errors import UserError
+from sweeper.spec import TRAINER_OPTIONS, SweepSpec
+from sweeper.sweep import Plan
+from sweeper.tracking import Tracker
+from sweeper.trial import fit
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`name=value` pairs; values are read as YAML scalars (0.01, 64, true, adam)."""
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise UserError(f"--set {pair!r}: expected name=value, e.g. --set learning_rate=0.01")
+        if name not in TRAINER_OPTIONS:
+            raise UserError(f"--set {name}: unknown trainer option; known: {list(TRAINER_OPTIONS)}")
+        out[name] = yaml.safe_load(text)
+    return out
+
+
+def centre(param: scales.Param) -> Any:
+    """The middle of a range in its scaled coordinate (the first choice of a categorical)."""
+    if param.scale == "categorical":
+        return param.choices[0]
+    middle = param.unscaled((param.scaled(param.low) + param.scaled(param.high)) / 2)
+    if param.scale == "pow2":
+        return 2 ** round(param.scaled(middle))
+    return round(middle) if param.scale in ("int", "log_int") else middle
+
+
+def configuration(
+    spec: SweepSpec, best: dict[str, Any] | None, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """The options to train, checked by the trainer (a bad value is a UserError)."""
+    searched = best["params"] if best else {k: centre(p) for k, p in spec.space.items()}
+    options = {**spec.train, **searched, **overrides}
+    try:
+        TrainConfig.from_dict(options)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"trainer options: {error}") from None
+    return options
+
+
+def train_one(
+    plan: Plan,
+    options: dict[str, Any],
+    backend: str,
+    on_epoch: Callable[[int, dict[str, float]], None],
+) -> dict[str, Any]:
+    """Train `options` on the plan's data and log the run; returns the fit result + run id."""
+    start_ms = int(time.time() * 1000)
+
+    def callback(epoch: int, metrics: dict[str, float]) -> bool:
+        on_epoch(epoch, metrics)
+        return False
+
+    result = fit(options, plan.dataset, callback, backend)
+    folder = plan.folder
+    folder.path.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(folder.tracking_uri(plan.spec), plan.spec.name, folder.path / "artifacts")
+    state = "PRUNED" if result["outcome"] == "diverged" else "COMPLETE"
+    record = {
+        "stage": "panda",
+        "number": tracker.count_runs("panda"),
+        "state": state,
+        "params": options,
+        "history": result["history"],
+        "final": result["final"],
+        "start_ms": start_ms,
+        "end_ms": int(time.time() * 1000),
+        "tags": {"outcome": result["outcome"]},
+    }
+    return {**result, "run_id": tracker.log_trial(None, record, kind="panda")}

@@ -1,0 +1,91 @@
+"""`sweeper report`: one self-contained HTML page (figures inlined as PNG data URIs, no script,
+no external file), so it opens offline and can be mailed or archived as is."""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from sweeper.plots import png
+from sweeper.view import SweepView
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
+th { background: #f3f3f3; }
+figure { display: inline-block; margin: 0.5rem; }
+img { max-width: 100%; }
+"""
+
+
+def render(view: SweepView, figures: dict[str, Figure], top: int = 10) -> str:
+    """The page: best configuration, the top trials, and every figure."""
+    spec = view.spec
+    ranked = view.ranked()
+    counts = {
+        s: {
+            state: sum(r["state"] == state for r in view.rows if r["stage"] == s)
+            for state in ("COMPLETE", "PRUNED", "FAIL")
+        }
+        for s in view.spaces
+    }
+    parts = [
+        f"<h1>Sweep {_e(spec.name)}</h1>",
+        f"<p>objective: {_e(spec.objective.direction)} {_e(spec.objective.metric)}; "
+        + "; ".join(
+            f"{_e(s)}: {c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed"
+            for s, c in counts.items()
+        )
+        + "</p>",
+    ]
+    if ranked:
+        best = ranked[0]
+        parts += [
+            f"<h2>Best configuration (stage {_e(best['stage'])}, trial {best['number']})</h2>",
+            _table(["option", "value"], [[k, v] for k, v in best["params"].items()]),
+            _table(["metric", "value"], [[k, v] for k, v in best["metrics"].items()]),
+        ]
+    names = list(ranked[0]["params"]) if ranked else []
+    parts += [
+        f"<h2>Top {min(top, len(ranked))} trials</h2>",
+        _table(
+            ["stage", "trial", spec.objective.metric, "epochs run", *names],
+            [
+                [r["stage"], r["number"], r["value"], r["epochs"], *(r["params"][n] for n in names)]
+                for r in ranked[:top]
+            ],
+        ),
+        "<h2>Figures</h2>",
+        *(
+            f'<figure><img alt="{_e(name)}" src="data:image/png;base64,{_png(figure)}">'
+            f"<figcaption>{_e(name)}</figcaption></figure>"
+            for name, figure in figures.items()
+        ),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Sweep {_e(spec.name)}</title><style>{STYLE}</style></head>"
+        f"<body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(value: Any) -> str:
+    return _e(f"{value:.4g}" if isinstance(value, float) else str(value))
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _png(figure: Figure) -> str:
+    return base64.b64encode(png(figure)).decode("ascii")

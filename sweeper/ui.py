@@ -1,0 +1,84 @@
+"""`sweeper ui`: the MLflow UI over a sweep's runs, or optuna-dashboard over its studies.
+
+Both listen on 127.0.0.1 unless told otherwise, on a free port by default, and stop on Ctrl-C.
+The MLflow UI runs as `mlflow server` in a child process that is stopped with this one.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import IO
+
+from sweeper.errors import UserError
+from sweeper.study import make_storage
+from sweeper.sweep import SweepFolder
+
+STARTUP_TIMEOUT_S = 120
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def serve(
+    folder: SweepFolder, host: str, port: int, dashboard: bool, announce: Callable[[str], None]
+) -> None:
+    """Serve until Ctrl-C; `announce` receives the URL once it answers."""
+    spec = folder.load_spec()
+    port = port or free_port(host)
+    url = f"http://{host}:{port}"
+    if dashboard:
+        import optuna_dashboard
+
+        announce(url)
+        optuna_dashboard.run_server(make_storage(spec.storage.optuna, folder.path), host, port)
+        return
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mlflow", "server", "--workers", "1"),
+            *(
+                "--backend-store-uri",
+                folder.tracking_uri(spec),
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_until_up(server, f"{url}/health", log)
+        announce(url)
+        server.wait()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _wait_until_up(server: subprocess.Popen, health: str, log: IO[str]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            log.seek(0)
+            raise UserError(f"the MLflow UI did not start: {log.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(health, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise UserError(f"the MLflow UI did not answer at {health} within {STARTUP_TIMEOUT_S} s")

@@ -1,0 +1,164 @@
+"""Looking at a finished sweep: export, figures in MLflow, the HTML report in a real browser,
+and the MLflow UI over REST. One real two-stage sweep serves every test here."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from sweeper import sweep
+from sweeper.cli import app
+from tests.e2e.helpers import ROOT, kill_group, mlflow_runs, start_cli, trials, write_spec
+
+NAME = "looked-at"
+STAGES = (
+    "  - {name: coarse, trials: 8, sampler: random, pruner: {type: asha, min_epochs: 2}}\n"
+    "  - {name: fine, trials: 4, sampler: tpe, zoom: {top: 0.5, margin: 0.1}}"
+)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def folder(ray_local, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        sweep.run(sweep.prepare(write_spec(root, NAME, STAGES, epochs=6)))
+    finally:
+        os.chdir(previous)
+    return root / "sweeps" / NAME
+
+
+def _own_trials(folder: Path) -> dict[tuple[str, int], str]:
+    return {
+        (stage, t.number): t.state.name
+        for stage in ("coarse", "fine")
+        for t in trials(folder, NAME, stage)
+    }
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_export_round_trips_exactly_the_sweeps_trials(folder, tmp_path, suffix):
+    path = tmp_path / f"trials{suffix}"
+    result = CliRunner().invoke(app, ["export", str(folder), str(path)])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(path) if suffix == ".parquet" else pcsv.read_csv(path)
+    rows = table.to_pylist()
+    assert {(r["stage"], r["number"]): r["state"] for r in rows} == _own_trials(folder)
+    assert len(rows) == len(_own_trials(folder))
+    for column in ("param.learning_rate", "param.beta", "metric.dev_accuracy", "duration_s"):
+        assert column in table.column_names
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    assert all(r["value"] == pytest.approx(r["metric.dev_accuracy"]) for r in complete)
+    assert all(0 < r["param.beta"] < 1 for r in rows)
+
+
+def test_figures_are_logged_on_the_stage_runs_and_the_sweep_run(folder):
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    _, runs = mlflow_runs(folder, NAME)
+
+    def artifacts(run):
+        return {a.path for a in client.list_artifacts(run.info.run_id)}
+
+    for run in runs:
+        kind, stage = run.data.tags["sweeper.kind"], run.data.tags.get("sweeper.stage")
+        if kind == "stage":
+            assert artifacts(run) == {
+                f"{stage}_{figure}.png"
+                for figure in ("parallel_coordinates", "importances", "learning_curves")
+            }
+        elif kind == "sweep":
+            found = artifacts(run)
+            assert {"optimization_history.png", "lr_vs_one_minus_beta.png", "report.html"} <= found
+            assert "fine_learning_curves.png" in found
+    assert sum(r.data.tags["sweeper.kind"] == "sweep" for r in runs) == 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is installed by .ci/run")
+def test_report_renders_in_headless_chromium_without_console_errors(folder, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    path = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", str(folder), "--output", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "http" not in re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", path.read_text())
+
+    screenshot = ROOT / "test-output" / "report.png"
+    screenshot.parent.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(path.as_uri())
+        images = page.locator("img").count()
+        decoded = page.evaluate(
+            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+        )
+        best = page.locator("h2").first.inner_text()
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    assert problems == []
+    assert images == 2 + 2 * 3 and decoded
+    assert best.startswith("Best configuration")
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_ui_serves_the_runs_over_rest_on_loopback_only(folder):
+    ui = start_cli("ui", str(folder), cwd=folder.parent)
+    try:
+        line = ui.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert url, line + ui.stderr.read()
+        base, port = url.group(0), int(url.group(1))
+
+        def api(path: str, body: dict | None = None) -> dict:
+            request = urllib.request.Request(
+                f"{base}/api/2.0/mlflow/{path}",
+                data=json.dumps(body).encode() if body is not None else None,
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+
+        experiment = api(f"experiments/get-by-name?experiment_name={NAME}")["experiment"]
+        found = api(
+            "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 1000}
+        )["runs"]
+        tags = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in found]
+        logged = {
+            (t["sweeper.stage"], int(t["sweeper.trial"])) for t in tags if "sweeper.trial" in t
+        }
+        assert logged == set(_own_trials(folder))
+
+        listening = [
+            c.laddr.ip
+            for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        ]
+        assert listening and set(listening) == {"127.0.0.1"}
+    finally:
+        kill_group(ui, signal.SIGINT)
+        ui.communicate(timeout=30)
+    assert not [
+        c
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    ]

@@ -1,0 +1,67 @@
+"""Panda mode: `sweeper train` trains one configuration in this process and logs one MLflow run."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from sweeper.cli import app, sparkline
+from sweeper.panda import centre
+from sweeper.space import Param
+
+SPEC = """\
+name: panda
+data: {source: builtin:flower}
+train: {epochs: 5, optimizer: adam}
+space:
+  learning_rate: {scale: log, low: 1.0e-4, high: 1.0e-2}
+  hidden_units: {scale: pow2, low: 4, high: 64}
+stages:
+  - {name: only, trials: 2}
+"""
+
+
+def test_train_logs_one_run_with_the_set_values_and_its_curve(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPEC)
+    result = CliRunner().invoke(
+        app, ["train", "space.yaml", "--set", "learning_rate=0.02", "--set", "epochs=4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "completed: dev_loss=" in result.output
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'sweeps' / 'panda' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("panda")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.tags["sweeper.kind"] == "panda" and run.info.status == "FINISHED"
+    assert float(run.data.params["learning_rate"]) == 0.02
+    assert int(run.data.params["hidden_units"]) == 16  # the middle of 4..64 in log2
+    curve = client.get_metric_history(run.info.run_id, "dev_accuracy")
+    assert sorted(m.step for m in curve) == [1, 2, 3, 4, 4]  # 4 epochs, then the final value
+    assert run.data.metrics["test_accuracy"] > 0.5
+
+
+def test_bad_overrides_are_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPEC)
+    for override, expected in (
+        ("learning_rat=0.1", "unknown trainer option"),
+        ("keep_prob=2", "keep_prob=2 must be in (0, 1]"),
+        ("learning_rate", "expected name=value"),
+    ):
+        result = CliRunner().invoke(app, ["train", "space.yaml", "--set", override])
+        assert result.exit_code == 2, result.output
+        assert expected in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_centre_is_the_middle_in_the_scaled_coordinate():
+    assert centre(Param(scale="log", low=1e-4, high=1e-2)) == 1e-3
+    assert centre(Param(scale="one_minus_log", low=0.9, high=0.999)) == 0.99
+    assert centre(Param(scale="pow2", low=16, high=256)) == 64
+    assert centre(Param(scale="categorical", choices=["relu", "tanh"])) == "relu"
+
+
+def test_sparkline_spans_the_range():
+    assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
+    assert sparkline([1.0, float("nan")]) == "▁!"
