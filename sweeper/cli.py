@@ -106,32 +106,36 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool) -> None:
 
     plan = sweep.prepare(spec_path)
     spec, folder = plan.spec, plan.folder
+    name = folder.path if spec.dir else spec.name  # what `resume`, `status` … are given
     start_ray(address)
     display = None if quiet else _Display()
     if display:
         display.live.start()
     try:
-        sweep.run(plan, display.update if display else None)
+        result = sweep.run(plan, display.update if display else None)
     except KeyboardInterrupt:
         errors.print(
             "interrupted: running trials recorded as interrupted; resume with: "
-            f"sweeper resume {folder.path if spec.dir else spec.name}",
+            f"sweeper resume {name}",
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
     finally:
         if display:
             display.live.stop()
+    if result.mlflow_errors:
+        errors.print(
+            f"warning: {len(result.mlflow_errors)} MLflow writes failed (Optuna holds the trials; "
+            f"`sweeper resume {name}` rewrites their runs); first: {result.mlflow_errors[0]}",
+            soft_wrap=True,
+        )
     found = best(folder)
     if found:
         console.print(
             f"best: stage {found['stage']} trial {found['trial']} "
             f"{spec.objective.metric}={found['value']:.4f} params={found['params']}"
         )
-    console.print(
-        f"results: sweeper status {spec.name}  |  mlflow ui --backend-store-uri "
-        f"sqlite:///{(folder.path / 'mlflow.db').resolve()}"
-    )
+    console.print(f"results: sweeper status {name}  |  sweeper ui {name}  |  sweeper report {name}")
 
 
 @app.command()

@@ -17,6 +17,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import space as scales
 from sweeper.view import SweepView
@@ -69,11 +70,13 @@ def parallel_coordinates(view: SweepView, stage: str) -> Figure:
     return figure
 
 
-def importances(view: SweepView, stage: str, study: optuna.Study) -> Figure:
+def importances(view: SweepView, stage: str, trials: list[FrozenTrial]) -> Figure:
     """PED-ANOVA importance of each parameter for the objective (needs ≥ 2 completed trials):
     how much each parameter's distribution differs between the top trials and the rest."""
     figure = Figure(figsize=(6, 3.5), layout="constrained")
     ax = figure.add_subplot()
+    study = optuna.create_study(direction=view.spec.objective.direction)
+    study.add_trials([t for t in trials if t.state == TrialState.COMPLETE])
     try:
         with warnings.catch_warnings():  # "importances will be equal" on tiny stages
             warnings.simplefilter("ignore")
@@ -170,27 +173,23 @@ def sweep_figures(view: SweepView) -> dict[str, Figure]:
     return figures
 
 
-def stage_figures(view: SweepView, stage: str, study: optuna.Study) -> dict[str, Figure]:
-    """File name → figure, for one stage."""
+def stage_figures(view: SweepView, stage: str, trials: list[FrozenTrial]) -> dict[str, Figure]:
+    """File name → figure, for one stage (`trials`: its study's trials, for importances)."""
     return {
         f"{stage}_parallel_coordinates.png": parallel_coordinates(view, stage),
-        f"{stage}_importances.png": importances(view, stage, study),
+        f"{stage}_importances.png": importances(view, stage, trials),
         f"{stage}_learning_curves.png": learning_curves(view, stage),
     }
 
 
-def all_figures(view: SweepView, studies: dict[str, optuna.Study]) -> dict[str, Figure]:
-    """The sweep's figures and those of every stage in `studies` (stage name → study)."""
-    figures = sweep_figures(view)
-    for stage, study in studies.items():
-        figures |= stage_figures(view, stage, study)
-    return figures
-
-
-def png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    return buffer.getvalue()
+def pngs(figures: dict[str, Figure]) -> dict[str, bytes]:
+    """Each figure as PNG file content."""
+    out = {}
+    for name, figure in figures.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=90)
+        out[name] = buffer.getvalue()
+    return out
 
 
 def _stage_index(view: SweepView, stage: str) -> int:

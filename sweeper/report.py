@@ -7,9 +7,6 @@ import base64
 import html
 from typing import Any
 
-from matplotlib.figure import Figure
-
-from sweeper.plots import png
 from sweeper.view import SweepView
 
 STYLE = """
@@ -22,8 +19,8 @@ img { max-width: 100%; }
 """
 
 
-def render(view: SweepView, figures: dict[str, Figure], top: int = 10) -> str:
-    """The page: best configuration, the top trials, and every figure."""
+def render(view: SweepView, figures: dict[str, bytes], top: int = 10) -> str:
+    """The page: best configuration, the top trials, and every figure (PNG content by name)."""
     spec = view.spec
     ranked = view.ranked()
     counts = {
@@ -61,9 +58,9 @@ def render(view: SweepView, figures: dict[str, Figure], top: int = 10) -> str:
         ),
         "<h2>Figures</h2>",
         *(
-            f'<figure><img alt="{_e(name)}" src="data:image/png;base64,{_png(figure)}">'
+            f'<figure><img alt="{_e(name)}" src="data:image/png;base64,{_base64(png)}">'
             f"<figcaption>{_e(name)}</figcaption></figure>"
-            for name, figure in figures.items()
+            for name, png in figures.items()
         ),
     ]
     return (
@@ -87,5 +84,5 @@ def _e(text: Any) -> str:
     return html.escape(str(text))
 
 
-def _png(figure: Figure) -> str:
-    return base64.b64encode(png(figure)).decode("ascii")
+def _base64(png: bytes) -> str:
+    return base64.b64encode(png).decode("ascii")

@@ -47,8 +47,11 @@ def write_report(folder: SweepFolder, path: Path) -> Path:
     spec = folder.load_spec()
     storage = make_storage(spec.storage.optuna, folder.path)
     sweep = view(spec, storage)
-    studies = {stage.name: study for stage, study in stage_studies(spec, storage) if study}
-    path.write_text(report.render(sweep, plots.all_figures(sweep, studies)))
+    figures = plots.sweep_figures(sweep)
+    for stage, study in stage_studies(spec, storage):
+        if study is not None:
+            figures |= plots.stage_figures(sweep, stage.name, study.get_trials(deepcopy=False))
+    path.write_text(report.render(sweep, plots.pngs(figures)))
     return path
 
 

@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-import queue
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import locks, plots, report
+from sweeper import locks
 from sweeper import space as scales
 from sweeper.control import PruneRequests
+from sweeper.recorder import Recorder, default_tracking_uri
 from sweeper.spec import SweepSpec
 from sweeper.study import (
     make_pruner,
@@ -40,9 +38,9 @@ from sweeper.study import (
     make_storage,
     repair_torn_journal,
     study_name,
+    sync,
 )
-from sweeper.tracking import Tracker, default_tracking_uri
-from sweeper.view import SweepView, is_warm_start, stage_counts, view
+from sweeper.view import is_warm_start, stage_counts, view
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -80,23 +78,19 @@ class StudyServer:
                 f"{WRITER_WAIT_S} s; stop its Ray job, then resume"
             )
         repair_torn_journal(self.sweep_dir)  # only now: no other writer can append meanwhile
-        self.storage = make_storage(self.spec.storage.optuna, self.sweep_dir)
+        self.storage = make_storage(self.spec.storage.optuna, self.sweep_dir, single_writer=True)
         self.maximize = self.spec.objective.direction == "maximize"
         self.epochs = int(self.spec.train.get("epochs", 30))
         self.studies: dict[int, optuna.Study] = {}
         self.spaces: dict[int, scales.Space] = {}
-        self.stage_runs: dict[int, str] = {}
         self.live: dict[tuple[int, int], optuna.Trial] = {}
         self.prune_requests = PruneRequests(self.sweep_dir)
         self.closed: set[int] = set()
-        self.tracker = Tracker(
+        self.recorder = Recorder(
             self.spec.storage.mlflow or default_tracking_uri(self.sweep_dir),
             self.spec.name,
             self.sweep_dir / "artifacts",
         )
-        self._mlflow_queue: queue.Queue = queue.Queue()
-        self.mlflow_errors: list[str] = []
-        threading.Thread(target=self._mlflow_writer, daemon=True).start()
 
     # -- stages ----------------------------------------------------------------------------
     def open_stage(self, index: int) -> dict[str, Any]:
@@ -120,14 +114,17 @@ class StudyServer:
         study.pruner = make_pruner(stage.pruner, self.epochs)
         self.studies[index] = study
         self.spaces[index] = space
-        self.stage_runs[index] = self.tracker.stage_run(
+        # in this order: a lost trial's run is written by the recovery, not rebuilt as well
+        self.recorder.open_stage(
             stage.name,
             {"space." + k: p.model_dump(exclude_none=True) for k, p in space.items()}
             | {"study": name, "sampler": stage.sampler, "pruner": stage.pruner.type},
+            [
+                self._record(index, t)
+                for t in study.get_trials(deepcopy=False)
+                if t.state.is_finished() and not is_warm_start(t)
+            ],
         )
-        # in this order: a lost trial's run is queued by the recovery, not rebuilt as well
-        self.tracker.discard_unfinished_trial_runs(stage.name)
-        self._rebuild_missing_runs(index)
         self._recover_lost_trials(index)
         return {
             "counts": stage_counts(study),
@@ -183,7 +180,7 @@ class StudyServer:
         study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
         study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        self._queue_run(index, study._storage.get_trial(trial._trial_id))
+        self.recorder.log_trial(self._record(index, study._storage.get_trial(trial._trial_id)))
 
     def interrupt(self) -> int:
         """Ctrl-C: FAIL every running trial (reason=interrupted, params re-queued for resume),
@@ -192,59 +189,49 @@ class StudyServer:
         for (index, _), trial in live:
             self._fail_and_retry(index, trial, "interrupted")
         self.live.clear()
-        self.flush()
-        for index, run_id in self.stage_runs.items():
-            if index not in self.closed:
-                self.tracker.finish_run(run_id, {}, status="KILLED")
+        sync(self.storage)
+        for index in self.studies.keys() - self.closed:
+            self.recorder.close_stage(self.spec.stages[index].name, {}, None, status="KILLED")
+        self.recorder.flush()
         return len(live)
 
-    def _rebuild_missing_runs(self, index: int) -> None:
-        stage = self.spec.stages[index].name
-        for trial in self.studies[index].get_trials(deepcopy=False):
-            if (
-                trial.state.is_finished()
-                and not is_warm_start(trial)
-                and not self.tracker.trial_run_exists(stage, trial.number)
-            ):
-                self._queue_run(index, trial)
-
     def close_stage(self, index: int) -> dict[str, int]:
-        self.flush()
+        """Finish the stage's run; its figures are drawn in the background (see Recorder)."""
         study = self.studies[index]
         counts = stage_counts(study)
         metrics = {f"trials_{k}": float(v) for k, v in counts.items()}
         with contextlib.suppress(ValueError):  # no completed trial: no best value
             metrics["best_value"] = float(study.best_value)
-        self.tracker.finish_run(self.stage_runs[index], metrics)
         self.closed.add(index)
+        sync(self.storage)
         stage = self.spec.stages[index].name
-        self._log_figures(
-            self.stage_runs[index],
-            lambda sweep: plots.stage_figures(sweep, stage, study),
-        )
+        sweep, trials = view(self.spec, self.storage), study.get_trials(deepcopy=False)
+
+        def draw() -> dict[str, bytes]:
+            from sweeper import plots
+
+            return plots.pngs(plots.stage_figures(sweep, stage, trials))
+
+        self.recorder.close_stage(stage, metrics, draw)
         return counts
 
     def finish_sweep(self) -> None:
         """After the last stage: the figures across stages and the report, on the sweep's run."""
+        sweep = view(self.spec, self.storage)
 
-        studies = {self.spec.stages[i].name: study for i, study in self.studies.items()}
-        run_id = self.tracker.sweep_run()
-        self._log_figures(run_id, lambda sweep: plots.all_figures(sweep, studies), with_report=True)
-        self.tracker.finish_run(run_id, {})
+        def draw(stage_pngs: dict[str, bytes]) -> dict[str, bytes]:
+            from sweeper import plots, report
 
-    def _log_figures(
-        self, run_id: str, draw: Callable[[SweepView], dict[str, Any]], with_report: bool = False
-    ) -> None:
-        """Figures never stop a sweep: a failure is kept in `mlflow_errors`."""
-        try:
-            sweep = view(self.spec, self.storage)
-            figures = draw(sweep)
-            files = {name: plots.png(figure) for name, figure in figures.items()}
-            if with_report:
-                files["report.html"] = report.render(sweep, figures).encode()
-            self.tracker.log_files(run_id, files)
-        except Exception as error:
-            self.mlflow_errors.append(f"figures: {type(error).__name__}: {error}")
+            files = plots.pngs(plots.sweep_figures(sweep))
+            files["report.html"] = report.render(sweep, files | stage_pngs).encode()
+            return files
+
+        self.recorder.finish_sweep(draw)
+
+    def flush(self) -> list[str]:
+        """Wait until MLflow holds everything recorded so far; the MLflow errors met."""
+        self.recorder.flush()
+        return self.recorder.errors
 
     # -- trials ----------------------------------------------------------------------------
     def ask(self, index: int) -> tuple[int, dict[str, Any]]:
@@ -310,48 +297,30 @@ class StudyServer:
         for key, val in attrs.items():
             trial.set_user_attr(key, val)
         frozen = study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        self._queue_run(index, frozen)
+        self.recorder.log_trial(self._record(index, frozen))
         return state.name
 
     # -- MLflow ----------------------------------------------------------------------------
-    def _queue_run(self, index: int, trial: optuna.trial.FrozenTrial) -> None:
+    def _record(self, index: int, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        """A finished trial as the Tracker writes it: params as the trainer saw them."""
         attrs = trial.user_attrs
         space = self.spaces[index]
         try:
             params = scales.decode(space, trial.params)
         except KeyError:
             params = dict(trial.params)
-        self._mlflow_queue.put(
-            (
-                self.stage_runs[index],
-                {
-                    "stage": self.spec.stages[index].name,
-                    "number": trial.number,
-                    "state": trial.state.name,
-                    "params": {**self.spec.train, **params},
-                    "history": attrs.get("history")
-                    or [
-                        {self.spec.objective.metric: v}
-                        for _, v in sorted(trial.intermediate_values.items())
-                    ],
-                    "final": attrs.get("final", {}),
-                    "start_ms": attrs.get("start_ms", int(time.time() * 1000)),
-                    "end_ms": attrs.get("end_ms", int(time.time() * 1000)),
-                    "tags": {k: attrs[k] for k in ("node_id", "reason", "retry_of") if k in attrs},
-                },
-            )
-        )
-
-    def _mlflow_writer(self) -> None:
-        while True:
-            parent, record = self._mlflow_queue.get()
-            try:
-                self.tracker.log_trial(parent, record)
-            except Exception as error:  # keep writing the others; `open_stage` rebuilds this one
-                self.mlflow_errors.append(f"{record['stage']}-{record['number']}: {error}")
-            finally:
-                self._mlflow_queue.task_done()
-
-    def flush(self) -> None:
-        """Wait until every queued MLflow run is written."""
-        self._mlflow_queue.join()
+        return {
+            "stage": self.spec.stages[index].name,
+            "number": trial.number,
+            "state": trial.state.name,
+            "params": {**self.spec.train, **params},
+            "history": attrs.get("history")
+            or [
+                {self.spec.objective.metric: v}
+                for _, v in sorted(trial.intermediate_values.items())
+            ],
+            "final": attrs.get("final", {}),
+            "start_ms": attrs.get("start_ms", int(time.time() * 1000)),
+            "end_ms": attrs.get("end_ms", int(time.time() * 1000)),
+            "tags": {k: attrs[k] for k in ("node_id", "reason", "retry_of") if k in attrs},
+        }

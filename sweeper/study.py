@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
 import optuna.distributions as od
+from optuna.storages.journal import BaseJournalBackend
 
 from sweeper.errors import UserError
 from sweeper.spec import Pruner, Stage
@@ -14,8 +18,42 @@ from sweeper.spec import Pruner, Stage
 JOURNAL = "optuna.journal"
 
 
-def make_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorage:
-    """Journal file in the sweep folder by default (one writer, ~12 ms/trial), else an RDB URL.
+class SingleWriterJournal(BaseJournalBackend):
+    """The sweep's journal file as its one writer (the StudyServer, under writer.lock) uses it.
+
+    The file is read once; then each record is appended with one write and a flush, and handed
+    to Optuna from memory: no lock file, no re-reading of the file and no fsync per record
+    (Optuna's JournalFileBackend does all three for every record, ~2.5 ms each). A flushed write
+    survives the process being killed; `sync` (at the end of each stage) also survives a power
+    cut. The format is unchanged, so other processes read the file with JournalFileBackend.
+    """
+
+    def __init__(self, path: Path):
+        self.unread = list(optuna.storages.journal.JournalFileBackend(str(path)).read_logs(0))
+        self.first = 0  # log number of unread[0]
+        self.file = open(path, "ab")
+
+    def read_logs(self, log_number_from: int) -> list[dict[str, Any]]:
+        if log_number_from > self.first:  # Optuna has replayed these: drop them
+            del self.unread[: log_number_from - self.first]
+            self.first = log_number_from
+        return list(self.unread)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        lines = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        self.file.write(lines.encode())
+        self.file.flush()
+        self.unread.extend(logs)
+
+    def sync(self) -> None:
+        os.fsync(self.file.fileno())
+
+
+def make_storage(
+    url: str | None, sweep_dir: Path, single_writer: bool = False
+) -> optuna.storages.BaseStorage:
+    """Journal file in the sweep folder by default, else an RDB URL. `single_writer`: this
+    process holds the sweep's writer.lock (see SingleWriterJournal).
 
     A storage that cannot be read (a corrupted journal, a database that refuses the connection)
     is a UserError naming it, checked here once rather than deep inside a Ray actor.
@@ -23,7 +61,11 @@ def make_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorag
     where = url or str(sweep_dir / JOURNAL)
     try:
         if url is None:
-            backend = optuna.storages.journal.JournalFileBackend(where)
+            backend = (
+                SingleWriterJournal(Path(where))
+                if single_writer
+                else optuna.storages.journal.JournalFileBackend(where)
+            )
             storage: optuna.storages.BaseStorage = optuna.storages.JournalStorage(backend)
         else:
             storage = optuna.storages.RDBStorage(url)
@@ -34,6 +76,13 @@ def make_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorag
             "restore it from a backup, or delete the sweep"
         ) from None
     return storage
+
+
+def sync(storage: optuna.storages.BaseStorage) -> None:
+    """Make what a single-writer journal holds durable (RDB storages commit as they go)."""
+    backend = getattr(storage, "_backend", None)
+    if isinstance(backend, SingleWriterJournal):
+        backend.sync()
 
 
 def repair_torn_journal(sweep_dir: Path) -> bool:

@@ -25,9 +25,10 @@ from sweeper import spec as specs
 from sweeper.data import Dataset, load_dataset
 from sweeper.dispatch import StageProgress, StageRun
 from sweeper.errors import DataError, UserError
+from sweeper.recorder import default_tracking_uri
 from sweeper.server import StudyServer
 from sweeper.study import JOURNAL, make_storage, study_name
-from sweeper.tracking import check_store, default_tracking_uri, delete_experiment
+from sweeper.tracking import check_store, delete_experiment
 
 SPEC_COPY = "spec.yaml"
 
@@ -115,6 +116,7 @@ def check_same_spec(folder: SweepFolder, spec: specs.SweepSpec) -> None:
 class SweepResult:
     folder: Path
     stages: list[StageProgress]
+    mlflow_errors: list[str]  # MLflow writes that failed (Optuna has them; resume rebuilds runs)
 
 
 @dataclass(frozen=True)
@@ -208,9 +210,9 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
             ray.get(server.interrupt.remote())
             raise
         finally:
-            ray.get(server.flush.remote())
+            mlflow_errors = ray.get(server.flush.remote())
             ray.kill(server)
-    return SweepResult(folder.path, results)
+    return SweepResult(folder.path, results, mlflow_errors)
 
 
 def _exit_now(signum: int, frame: Any) -> None:
