@@ -29,6 +29,7 @@ import yaml
 
 from sweeper import sweep
 from sweeper.dispatch import start_ray
+from sweeper.study import make_storage
 
 EPOCHS = 5
 
@@ -114,10 +115,10 @@ def raytune_run(folder: Path, trials: int, concurrency: int) -> dict[str, Any]:
 
 
 def ask_scaling(folder: Path, total: int = 5000) -> dict[str, float]:
-    """Mean ms of ask()+tell() around trial 100 and trial `total`, random sampler, journal."""
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(folder / "ask.journal"))
-    )
+    """Mean ms of ask()+tell() around trial 100 and trial `total`: random sampler, the
+    StudyServer's single-writer journal."""
+    (folder / "ask").mkdir()
+    storage = make_storage(None, folder / "ask", single_writer=True)  # as the StudyServer has it
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
     distributions = {"x": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}
     times = []

@@ -65,7 +65,9 @@ class Tracker:
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
-            location = artifact_dir.resolve().as_uri() if artifact_dir else None
+            # a tracking server keeps artifacts where it is configured to; a local store, here
+            local = artifact_dir is not None and not tracking_uri.startswith(("http:", "https:"))
+            location = artifact_dir.resolve().as_uri() if local else None
             self.experiment_id = self.client.create_experiment(
                 experiment, artifact_location=location
             )

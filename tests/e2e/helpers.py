@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import psutil
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -77,6 +78,14 @@ def kill_group(process: subprocess.Popen, sig: signal.Signals) -> None:
     os.killpg(process.pid, sig)
 
 
+def kill_driver(driver: subprocess.Popen) -> None:
+    """SIGKILL the driver's process group, and wait until its Ray processes are gone too."""
+    ray_processes = psutil.Process(driver.pid).children(recursive=True)
+    kill_group(driver, signal.SIGKILL)
+    driver.wait(timeout=30)
+    psutil.wait_procs(ray_processes, timeout=30)
+
+
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,11 +96,13 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> obje
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def trials(folder: Path, sweep: str, stage: str) -> list[optuna.trial.FrozenTrial]:
+def trials(
+    folder: Path, sweep: str, stage: str, optuna_url: str | None = None
+) -> list[optuna.trial.FrozenTrial]:
     """A stage's own trials (warm-start copies and queued retries left out); [] if none yet."""
-    if not (folder / "optuna.journal").exists():
+    if optuna_url is None and not (folder / "optuna.journal").exists():
         return []
-    storage = make_storage(None, folder)
+    storage = make_storage(optuna_url, folder)
     if study_name(sweep, stage) not in optuna.get_all_study_names(storage):
         return []
     study = optuna.load_study(study_name=study_name(sweep, stage), storage=storage)
@@ -102,30 +113,37 @@ def trials(folder: Path, sweep: str, stage: str) -> list[optuna.trial.FrozenTria
     ]
 
 
-def finished(folder: Path, sweep: str, stage: str) -> int:
+def finished(folder: Path, sweep: str, stage: str, optuna_url: str | None = None) -> int:
     return sum(
-        t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials(folder, sweep, stage)
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        for t in trials(folder, sweep, stage, optuna_url)
     )
 
 
-def mlflow_runs(folder: Path, name: str) -> tuple[list, list]:
-    """(trial runs, all runs) of a sweep's experiment in its SQLite store."""
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+def mlflow_runs(folder: Path, name: str, tracking_uri: str | None = None) -> tuple[list, list]:
+    """(trial runs, all runs) of a sweep's experiment (in its folder's SQLite store by default)."""
+    client = MlflowClient(tracking_uri or f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(name)
     runs = client.search_runs([experiment.experiment_id], max_results=10_000)
     return [r for r in runs if r.data.tags.get("sweeper.kind") == "trial"], runs
 
 
-def assert_exact(folder: Path, sweep: str, targets: dict[str, int]) -> None:
+def assert_exact(
+    folder: Path,
+    sweep: str,
+    targets: dict[str, int],
+    optuna_url: str | None = None,
+    tracking_uri: str | None = None,
+) -> None:
     """Each stage has exactly its target of finished trials, none left running, and exactly one
     MLflow run per Optuna trial, in the matching state; no run is left RUNNING."""
-    runs, all_runs = mlflow_runs(folder, sweep)
+    runs, all_runs = mlflow_runs(folder, sweep, tracking_uri)
     assert not [r.info.run_name for r in all_runs if r.info.status == "RUNNING"]
     keys = Counter((r.data.tags["sweeper.stage"], int(r.data.tags["sweeper.trial"])) for r in runs)
     assert max(keys.values()) == 1, "a trial was logged twice"
     for stage, target in targets.items():
-        own = trials(folder, sweep, stage)
-        assert finished(folder, sweep, stage) == target
+        own = trials(folder, sweep, stage, optuna_url)
+        assert finished(folder, sweep, stage, optuna_url) == target
         assert all(t.state.is_finished() for t in own)
         assert len({t.number for t in own}) == len(own)
         logged = {

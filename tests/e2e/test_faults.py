@@ -19,6 +19,7 @@ from tests.e2e.helpers import (
     assert_exact,
     cli,
     finished,
+    kill_driver,
     kill_group,
     mlflow_runs,
     start_cli,
@@ -53,10 +54,7 @@ def _launch_until_some_finished(tmp_path, name, epochs=150):
 
 def test_killed_driver_resumes_with_exact_counts(tmp_path):
     driver, folder = _launch_until_some_finished(tmp_path, "crash")
-    ray_processes = psutil.Process(driver.pid).children(recursive=True)
-    kill_group(driver, signal.SIGKILL)
-    driver.wait(timeout=30)
-    psutil.wait_procs(ray_processes, timeout=30)  # the old StudyServer is gone too
+    kill_driver(driver)
     caught = {t.number: t.params for t in _running(folder, "crash")}
     assert caught, "the kill should catch trials mid-flight"
     # a journal line cut short by the kill, as a write interrupted halfway leaves it

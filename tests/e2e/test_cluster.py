@@ -1,0 +1,99 @@
+"""A real multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`: a head with no CPU
+for trials and one-CPU worker nodes): a sweep through `--address`, losing a worker node mid-sweep,
+and a sweep submitted as a Ray Job."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from optuna.trial import TrialState
+from ray.cluster_utils import Cluster
+
+from sweeper.ui import free_port
+from tests.e2e.helpers import (
+    assert_exact,
+    cli_env,
+    finished,
+    start_cli,
+    trials,
+    wait_for,
+    write_spec,
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    dashboard = free_port("127.0.0.1")
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "include_dashboard": True,
+            "dashboard_host": "127.0.0.1",
+            "dashboard_port": dashboard,
+        },
+    )
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    cluster.dashboard_url = f"http://127.0.0.1:{dashboard}"
+    yield cluster, workers
+    cluster.shutdown()
+
+
+def _node_ids(folder, name, stage="only"):
+    return {t.user_attrs["node_id"] for t in trials(folder, name, stage) if t.state.is_finished()}
+
+
+def test_losing_a_worker_node_mid_sweep_keeps_exact_counts(cluster, tmp_path):
+    ray_cluster, workers = cluster
+    write_spec(
+        tmp_path, "multi", "  - {name: only, trials: 8}", source="builtin:digits", epochs=150
+    )
+    driver = start_cli(
+        "launch", "multi.yaml", "--quiet", "--address", ray_cluster.address, cwd=tmp_path
+    )
+    folder = tmp_path / "sweeps" / "multi"
+    wait_for(
+        lambda: (
+            finished(folder, "multi", "only") >= 2
+            and any(t.state == TrialState.RUNNING for t in trials(folder, "multi", "only"))
+        ),
+        240,
+        "two finished trials and a running one",
+    )
+    ray_cluster.remove_node(workers[0], allow_graceful=False)
+    ray_cluster.add_node(num_cpus=1)  # a replacement, as an autoscaler would bring
+    _, err = driver.communicate(timeout=400)
+    assert driver.returncode == 0, err
+
+    assert_exact(folder, "multi", {"only": 8})
+    assert len(_node_ids(folder, "multi")) >= 2  # trials ran on more than one node
+    own = trials(folder, "multi", "only")
+    lost_trials = [t for t in own if t.user_attrs.get("reason") == "lost"]
+    assert lost_trials, "the removed node was training a trial"
+    for lost in lost_trials:
+        retries = [t for t in own if t.user_attrs.get("retry_of") == lost.number]
+        assert [t.params for t in retries] == [lost.params]
+
+
+def test_a_sweep_submitted_as_a_ray_job(cluster, tmp_path):
+    ray_cluster, _ = cluster
+    spec = write_spec(tmp_path, "job", "  - {name: only, trials: 4}", source="builtin:flower")
+    folder = tmp_path / "job-sweep"
+    spec.write_text(spec.read_text() + f"dir: {folder}\n")
+    submitted = subprocess.run(
+        [
+            *(sys.executable, "-m", "ray.scripts.scripts", "job", "submit"),
+            *("--address", ray_cluster.dashboard_url, "--working-dir", str(tmp_path), "--"),
+            *(sys.executable, "-m", "sweeper.cli", "launch", "job.yaml", "--quiet"),
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
+    assert "succeeded" in submitted.stdout
+    assert_exact(folder, "job", {"only": 4})
