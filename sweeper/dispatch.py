@@ -10,6 +10,7 @@ from typing import Any
 import ray
 from ray.exceptions import NodeDiedError, ObjectLostError, OwnerDiedError, WorkerCrashedError
 
+from sweeper.errors import UserError
 from sweeper.spec import Resources
 from sweeper.trial import train_trial
 
@@ -37,13 +38,19 @@ def start_ray(address: str | None) -> None:
 
 
 def concurrency(resources: Resources) -> int:
-    """`auto` = the cluster's CPUs / cpus_per_trial (or GPUs / gpus_per_trial when on GPU)."""
+    """`auto` = the cluster's CPUs / cpus_per_trial (or GPUs / gpus_per_trial when on GPU).
+    GPU trials on a cluster without GPUs would wait forever: that is a UserError."""
+    total = ray.cluster_resources()
+    if resources.gpus_per_trial and not total.get("GPU"):
+        raise UserError(
+            f"resources.gpus_per_trial is {resources.gpus_per_trial} but the Ray cluster has no "
+            "GPU: set it to 0 to train on CPUs, or add GPU nodes"
+        )
     if resources.concurrency != "auto":
         return resources.concurrency
-    total = ray.cluster_resources()
     slots = total.get("CPU", 1) / resources.cpus_per_trial
     if resources.gpus_per_trial:
-        slots = min(slots, total.get("GPU", 0) / resources.gpus_per_trial)
+        slots = min(slots, total["GPU"] / resources.gpus_per_trial)
     return max(1, int(slots))
 
 

@@ -6,6 +6,7 @@ resumed by name: `run` on an existing folder with the same spec continues where 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,12 +19,13 @@ from typing import Any
 import optuna
 import ray
 import yaml
+from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sweeper import locks
 from sweeper import spec as specs
 from sweeper.data import Dataset, load_dataset
-from sweeper.dispatch import StageProgress, StageRun
+from sweeper.dispatch import StageProgress, StageRun, concurrency
 from sweeper.errors import DataError, UserError
 from sweeper.recorder import default_tracking_uri
 from sweeper.server import StudyServer
@@ -170,6 +172,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     meanwhile exits at once, leaving what `resume` recovers anyway.
     """
     spec, folder = plan.spec, plan.folder
+    concurrency(spec.resources)  # resources the cluster cannot give are an error now, not a hang
     with sweep_lock(folder):
         if not folder.spec_copy.is_file():
             raw = spec.model_dump(mode="json", exclude_none=True)
@@ -205,9 +208,11 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                 ray.get(server.close_stage.remote(index))
                 results.append(progress)
             ray.get(server.finish_sweep.remote())
-        except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, _exit_now)
-            ray.get(server.interrupt.remote())
+        except BaseException as error:  # Ctrl-C, or a stage that failed: record what was running
+            if isinstance(error, KeyboardInterrupt):
+                signal.signal(signal.SIGINT, _exit_now)
+            with contextlib.suppress(RayActorError):
+                ray.get(server.interrupt.remote())
             raise
         finally:
             mlflow_errors = ray.get(server.flush.remote())

@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeper import sweep
+from sweeper.errors import UserError
 from sweeper.results import best, load_view, status
 from sweeper.space import Param
 from sweeper.study import make_storage, study_name
@@ -103,6 +104,15 @@ def test_diverging_trials_are_recorded_and_the_sweep_goes_on(ray_local, tmp_path
     assert len(runs) == 3
     assert {r.data.tags["sweeper.reason"] for r in runs} == {"diverged"}
     assert {r.info.status for r in runs} == {"KILLED"}
+
+
+def test_gpu_trials_without_a_gpu_are_a_clear_error(ray_local, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_spec(tmp_path, "gpu", "  - {name: only, trials: 2}")
+    path.write_text(path.read_text().replace("{concurrency: 2}", "{gpus_per_trial: 0.25}"))
+    with pytest.raises(UserError, match=r"gpus_per_trial is 0\.25 but the Ray cluster has no GPU"):
+        sweep.run(sweep.prepare(path))
+    assert not (tmp_path / "sweeps").exists()
 
 
 def test_cli_sweep_on_a_parquet_file_with_string_labels(tmp_path):
