@@ -8,6 +8,7 @@ RUNNING by a crash, and the run can be rebuilt from Optuna (the source of truth)
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 import time
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from sweeper.errors import UserError
 
+CREATING = ".creating"  # suffix of an SQLite store while MLflow builds its schema
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 BATCH_LIMIT = 1000  # MLflow's maximum metrics per log_batch call
 
@@ -32,8 +34,28 @@ def _fast_sqlite_commits(connection: Any, _: Any) -> None:
     last runs but cannot corrupt the file, and Optuna (the source of truth) rebuilds lost runs
     on resume."""
     if isinstance(connection, sqlite3.Connection):
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
+        path = connection.execute("PRAGMA database_list").fetchone()[2]
+        if not path.endswith(CREATING):  # a store being created is renamed: no -wal file beside it
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def create_sqlite_store(tracking_uri: str) -> None:
+    """Create a new SQLite store whole or not at all.
+
+    MLflow builds a new database through a chain of schema migrations (seconds); a driver killed
+    meanwhile would leave a file MLflow can never open again. So the store is built under a
+    temporary name and renamed into place when complete.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    if path.exists():
+        return
+    partial = path.with_name(path.name + CREATING)
+    partial.unlink(missing_ok=True)  # what a kill during an earlier creation left
+    MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)
+    os.replace(partial, path)
 
 
 def check_store(tracking_uri: str) -> None:
@@ -62,6 +84,7 @@ class Tracker:
     """Writes a sweep's runs; all methods are called from the StudyServer only."""
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_dir: Path | None):
+        create_sqlite_store(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:

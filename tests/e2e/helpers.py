@@ -83,7 +83,9 @@ def kill_driver(driver: subprocess.Popen) -> None:
     ray_processes = psutil.Process(driver.pid).children(recursive=True)
     kill_group(driver, signal.SIGKILL)
     driver.wait(timeout=30)
-    psutil.wait_procs(ray_processes, timeout=30)
+    _, alive = psutil.wait_procs(ray_processes, timeout=30)
+    for process in alive:  # what the kill of a machine or container would take with it
+        process.kill()
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
