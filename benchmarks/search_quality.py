@@ -2,7 +2,7 @@
 
 For each dataset and seed, the same trial budget and epochs run as
   (a) random         one random stage, no pruning
-  (b) random+prune   one random stage, ASHA
+  (b) random+prune   one random stage, ASHA (first rung at --grace epochs, η = 3)
   (c) coarse-to-fine a random stage (60% of the budget, ASHA) then a TPE stage zoomed on its
                      top 25% (40%, ASHA), warm-started
 through the real sweeper (Ray tasks, StudyServer, Optuna journal, MLflow). Prints epochs used,
@@ -35,24 +35,24 @@ SPACE = {
     "hidden_units": {"scale": "pow2", "low": 4, "high": 128},
     "batch_size": {"scale": "pow2", "low": 16, "high": 256},
 }
-ASHA = {"type": "asha", "min_epochs": 2, "reduction_factor": 3}
 
 
-def stages(variant: str, trials: int, seed: int) -> list[dict[str, Any]]:
+def stages(variant: str, trials: int, seed: int, grace: int) -> list[dict[str, Any]]:
+    asha = {"type": "asha", "min_epochs": grace, "reduction_factor": 3}
     if variant == "random":
         return [{"name": "all", "trials": trials, "sampler": "random", "seed": seed}]
     if variant == "random+prune":
         return [
-            {"name": "all", "trials": trials, "sampler": "random", "pruner": ASHA, "seed": seed}
+            {"name": "all", "trials": trials, "sampler": "random", "pruner": asha, "seed": seed}
         ]
     coarse = round(0.6 * trials)
     return [
-        {"name": "coarse", "trials": coarse, "sampler": "random", "pruner": ASHA, "seed": seed},
+        {"name": "coarse", "trials": coarse, "sampler": "random", "pruner": asha, "seed": seed},
         {
             "name": "fine",
             "trials": trials - coarse,
             "sampler": "tpe",
-            "pruner": ASHA,
+            "pruner": asha,
             "zoom": {"top": 0.25, "margin": 0.05},
             "seed": seed,
         },
@@ -60,7 +60,7 @@ def stages(variant: str, trials: int, seed: int) -> list[dict[str, Any]]:
 
 
 def run_one(
-    root: Path, dataset: str, variant: str, seed: int, trials: int, epochs: int
+    root: Path, dataset: str, variant: str, seed: int, trials: int, epochs: int, grace: int
 ) -> dict[str, Any]:
     name = f"{dataset}-{variant.replace('+', '-')}-{seed}"
     spec = {
@@ -70,7 +70,7 @@ def run_one(
         "train": {"epochs": epochs, "optimizer": "adam", "seed": seed},
         "objective": {"metric": "dev_accuracy", "direction": "maximize"},
         "space": SPACE,
-        "stages": stages(variant, trials, seed),
+        "stages": stages(variant, trials, seed, grace),
     }
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--grace", type=int, default=2, help="ASHA's first rung, in epochs")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -122,7 +123,15 @@ def main() -> None:
             for seed in range(args.seeds):
                 for variant in ("random", "random+prune", "coarse-to-fine"):
                     runs.append(
-                        run_one(Path(folder), dataset, variant, seed, args.trials, args.epochs)
+                        run_one(
+                            Path(folder),
+                            dataset,
+                            variant,
+                            seed,
+                            args.trials,
+                            args.epochs,
+                            args.grace,
+                        )
                     )
     table = summarize(runs)
     header = f"{'dataset':8} {'variant':15} {'epochs':>7} {'wall s':>7} {'best dev':>9} {'test':>7}"

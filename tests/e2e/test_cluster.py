@@ -83,17 +83,18 @@ def test_a_sweep_submitted_as_a_ray_job(cluster, tmp_path):
     spec = write_spec(tmp_path, "job", "  - {name: only, trials: 4}", source="builtin:flower")
     folder = tmp_path / "job-sweep"
     spec.write_text(spec.read_text() + f"dir: {folder}\n")
-    submitted = subprocess.run(
-        [
-            *(sys.executable, "-m", "ray.scripts.scripts", "job", "submit"),
-            *("--address", ray_cluster.dashboard_url, "--working-dir", str(tmp_path), "--"),
-            *(sys.executable, "-m", "sweeper.cli", "launch", "job.yaml", "--quiet"),
-        ],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    command = [
+        *(sys.executable, "-m", "ray.scripts.scripts", "job", "submit"),
+        *("--address", ray_cluster.dashboard_url, "--working-dir", str(tmp_path), "--"),
+        *(sys.executable, "-m", "sweeper.cli", "launch", "job.yaml", "--quiet"),
+    ]
+
+    def submit():
+        done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=400)
+        # the head's job agent may still be starting: Ray answers 500 "No available agent"
+        return None if "No available agent" in done.stderr else done
+
+    submitted = wait_for(submit, 120, "the job agent to take the job")
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
     assert "succeeded" in submitted.stdout
     assert_exact(folder, "job", {"only": 4})

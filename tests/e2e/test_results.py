@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from sweeper import sweep
 from sweeper.cli import app
-from tests.e2e.helpers import ROOT, kill_group, mlflow_runs, start_cli, trials, write_spec
+from tests.e2e.helpers import ROOT, kill_group, mlflow_runs, start_cli, trials, wait_for, write_spec
 
 NAME = "looked-at"
 STAGES = (
@@ -166,3 +166,24 @@ def test_ui_serves_the_runs_over_rest_on_loopback_only(folder):
         for c in psutil.net_connections(kind="inet")
         if c.status == psutil.CONN_LISTEN and c.laddr.port == port
     ]
+
+
+def test_dashboard_serves_the_studies_on_loopback(folder):
+    ui = start_cli("ui", str(folder), "--dashboard", cwd=folder.parent)
+    try:
+        line = ui.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url, line + ui.stderr.read()
+
+        def studies():
+            try:
+                with urllib.request.urlopen(f"{url.group(0)}/api/studies", timeout=5) as response:
+                    return json.load(response)["study_summaries"]
+            except OSError:
+                return None
+
+        found = wait_for(studies, 60, "optuna-dashboard")
+        assert {s["study_name"] for s in found} == {f"{NAME}:coarse", f"{NAME}:fine"}
+    finally:
+        kill_group(ui, signal.SIGINT)
+        ui.communicate(timeout=30)
