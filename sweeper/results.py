@@ -8,7 +8,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import plots, report
 from sweeper.errors import UserError
 from sweeper.study import make_storage
 from sweeper.sweep import SweepFolder
@@ -44,6 +43,8 @@ def load_view(folder: SweepFolder) -> SweepView:
 
 def write_report(folder: SweepFolder, path: Path) -> Path:
     """Render a sweep's report (see `sweeper.report`) from its studies to `path`."""
+    from sweeper import plots, report  # matplotlib: only for this command
+
     spec = folder.load_spec()
     storage = make_storage(spec.storage.optuna, folder.path)
     sweep = view(spec, storage)

@@ -49,6 +49,10 @@ class SweepFolder:
     def tracking_uri(self, spec: specs.SweepSpec) -> str:
         return spec.storage.mlflow or default_tracking_uri(self.path)
 
+    def has_mlflow_store(self, spec: specs.SweepSpec) -> bool:
+        """A tracking server, or the sweep's SQLite store once it exists."""
+        return bool(spec.storage.mlflow) or (self.path / "mlflow.db").exists()
+
 
 def sweep_folder(spec: specs.SweepSpec, root: Path | None = None) -> SweepFolder:
     """`dir:` of the spec if set, else ./sweeps/<name>/."""
@@ -160,7 +164,7 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:
     """A sweep's existing Optuna and MLflow stores can be read (else one clear UserError)."""
     if spec.storage.optuna or (folder.path / JOURNAL).exists():
         make_storage(spec.storage.optuna, folder.path)
-    if spec.storage.mlflow or (folder.path / "mlflow.db").exists():
+    if folder.has_mlflow_store(spec):
         check_store(folder.tracking_uri(spec))
 
 
@@ -235,7 +239,7 @@ def delete(folder: SweepFolder) -> None:
     for stage in spec.stages:
         if study_name(spec.name, stage.name) in existing:
             optuna.delete_study(study_name=study_name(spec.name, stage.name), storage=storage)
-    if spec.storage.mlflow or (folder.path / "mlflow.db").exists():
+    if folder.has_mlflow_store(spec):
         delete_experiment(folder.tracking_uri(spec), spec.name)
     shutil.rmtree(folder.path)
 
