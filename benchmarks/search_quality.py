@@ -8,6 +8,9 @@ For each dataset and seed, the same trial budget and epochs run as
 through the real sweeper (Ray tasks, StudyServer, Optuna journal, MLflow). Prints epochs used,
 wall time, best dev accuracy and the test accuracy of that trial, per variant (mean of seeds).
 
+The flower is the course's generator with --flower-size points (2000: a 400-example dev set,
+0.25 points an example; the course's 400 points leave 80, too coarse to measure 0.5 points).
+
     python benchmarks/search_quality.py [--trials 24] [--epochs 20] [--seeds 3] [--json FILE]
 """
 
@@ -21,9 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from sweeper import sweep
+from sweeper.builtin_datasets import flower
 from sweeper.dispatch import start_ray
 from sweeper.results import load_view
 
@@ -59,14 +65,34 @@ def stages(variant: str, trials: int, seed: int, grace: int) -> list[dict[str, A
     ]
 
 
+def data_sources(root: Path, flower_size: int) -> dict[str, dict[str, str]]:
+    """Each dataset's `data` source (and target): the flower written at its benchmark size."""
+    X, y = flower(m=flower_size)
+    path = root / f"flower-{flower_size}.parquet"
+    pq.write_table(pa.table({"x1": X[:, 0], "x2": X[:, 1], "y": y}), path)
+    return {
+        name: {"source": str(path), "target": "y"}
+        if name == "flower"
+        else {"source": f"builtin:{name}"}
+        for name in DATASETS
+    }
+
+
 def run_one(
-    root: Path, dataset: str, variant: str, seed: int, trials: int, epochs: int, grace: int
+    root: Path,
+    dataset: str,
+    data: dict[str, str],
+    variant: str,
+    seed: int,
+    trials: int,
+    epochs: int,
+    grace: int,
 ) -> dict[str, Any]:
     name = f"{dataset}-{variant.replace('+', '-')}-{seed}"
     spec = {
         "name": name,
         "dir": str(root / name),
-        "data": {"source": f"builtin:{dataset}", "split": {"dev": 0.2, "test": 0.2, "seed": 0}},
+        "data": {**data, "split": {"dev": 0.2, "test": 0.2, "seed": 0}},
         "train": {"epochs": epochs, "optimizer": "adam", "seed": seed},
         "objective": {"metric": "dev_accuracy", "direction": "maximize"},
         "space": SPACE,
@@ -113,12 +139,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--grace", type=int, default=2, help="ASHA's first rung, in epochs")
+    parser.add_argument("--flower-size", type=int, default=2000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     start_ray(None)
     runs = []
     with tempfile.TemporaryDirectory() as folder:
+        sources = data_sources(Path(folder), args.flower_size)
         for dataset in args.datasets:
             for seed in range(args.seeds):
                 for variant in ("random", "random+prune", "coarse-to-fine"):
@@ -126,6 +154,7 @@ def main() -> None:
                         run_one(
                             Path(folder),
                             dataset,
+                            sources[dataset],
                             variant,
                             seed,
                             args.trials,

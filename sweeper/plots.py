@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 import optuna
+import optuna.importance  # loads scikit-learn (~2 s): see Recorder, which imports this early
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize

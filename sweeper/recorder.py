@@ -4,14 +4,17 @@ Every MLflow call of a sweep runs here, in order, off the trials' critical path:
 mlflow and creating its database (seconds) overlap the first trials, a trial's run is written
 while the next ones train, and figures are drawn while the next stage runs. Jobs are functions
 of the Tracker; a job that fails is kept in `errors` and the others go on (the next
-`open_stage` rebuilds a missing run from Optuna, the source of truth).
+`open_stage` rebuilds a missing run from Optuna, the source of truth). Trials that finished
+while the thread was busy are written together, in one transaction on a database store.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,17 @@ if TYPE_CHECKING:
 
 Job = Callable[["Tracker"], None]
 Pngs = dict[str, bytes]
+TrialRecord = dict[str, Any]  # as StudyServer._record makes it
+BATCH = 500  # trial runs written in one transaction at most
+LINGER_S = 0.25  # how long a finished trial waits for others to share its transaction
+
+
+@dataclass
+class Finished:
+    """A finished trial waiting for its run to be written."""
+
+    record: TrialRecord
+    at: float = field(default_factory=time.monotonic)
 
 
 def default_tracking_uri(sweep_dir: Path) -> str:
@@ -32,7 +46,10 @@ class Recorder:
         self.errors: list[str] = []
         self.stage_runs: dict[str, str] = {}  # stage name → its run id
         self.stage_pngs: dict[str, Pngs] = {}  # stage name → its figures, for the report
-        self._jobs: queue.Queue[tuple[str, Job]] = queue.Queue()
+        self._jobs: deque[tuple[str, Job] | Finished] = deque()
+        self._busy = False
+        self._flushing = 0  # callers of flush(): trials are written without lingering
+        self._changed = threading.Condition()
         threading.Thread(
             target=self._work, args=(tracking_uri, experiment, artifact_dir), daemon=True
         ).start()
@@ -43,24 +60,69 @@ class Recorder:
             from sweeper.tracking import Tracker
 
             tracker = Tracker(tracking_uri, experiment, artifact_dir)
+            # matplotlib and scikit-learn (under optuna.importance) load now, while trials run,
+            # not after the last one: seconds off the end of every sweep
+            import sweeper.plots  # noqa: F401
         except Exception as error:
             self.errors.append(f"MLflow store {tracking_uri}: {type(error).__name__}: {error}")
         while True:
-            what, job = self._jobs.get()
+            with self._changed:
+                while not self._due():
+                    self._changed.wait(timeout=LINGER_S if self._jobs else None)
+                what, job = self._next_job()
+                self._busy = True
             try:
                 if tracker is not None:
                     job(tracker)
             except Exception as error:
                 self.errors.append(f"{what}: {type(error).__name__}: {error}")
             finally:
-                self._jobs.task_done()
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
+
+    def _due(self) -> bool:
+        """Is the oldest job to be done now? Finished trials linger for company unless a job
+        waits behind them, the batch is full or someone is flushing."""
+        if not self._jobs:
+            return False
+        head, tail = self._jobs[0], self._jobs[-1]
+        return (
+            not isinstance(head, Finished)
+            or not isinstance(tail, Finished)
+            or self._flushing > 0
+            or len(self._jobs) >= BATCH
+            or time.monotonic() - head.at >= LINGER_S
+        )
+
+    def _next_job(self) -> tuple[str, Job]:
+        """The oldest job; the finished trials at the head of the queue become one job."""
+        if not isinstance(self._jobs[0], Finished):
+            return self._jobs.popleft()
+        records: list[TrialRecord] = []
+        while self._jobs and isinstance(self._jobs[0], Finished) and len(records) < BATCH:
+            records.append(self._jobs.popleft().record)
+        stage = records[0]["stage"]  # one stage: a stage's trials end before the next opens
+        what = f"{stage} trials {sorted(r['number'] for r in records)}"
+        return what, lambda tracker: tracker.log_trials(self.stage_runs[stage], records)
+
+    def _put(self, job: tuple[str, Job] | Finished) -> None:
+        with self._changed:
+            self._jobs.append(job)
+            self._changed.notify_all()
 
     def flush(self) -> None:
         """Wait until every job submitted so far is done."""
-        self._jobs.join()
+        with self._changed:
+            self._flushing += 1
+            self._changed.notify_all()
+            try:
+                self._changed.wait_for(lambda: not self._jobs and not self._busy)
+            finally:
+                self._flushing -= 1
 
     # -- jobs ------------------------------------------------------------------------------
-    def open_stage(self, stage: str, params: dict[str, Any], finished: list[dict]) -> None:
+    def open_stage(self, stage: str, params: dict[str, Any], finished: list[TrialRecord]) -> None:
         """The stage's run; trial runs a killed writer left RUNNING are deleted, and the
         finished trials (`finished`, as `log_trial` records) without a run are written."""
 
@@ -68,20 +130,12 @@ class Recorder:
             run_id = self.stage_runs[stage] = tracker.stage_run(stage, params)
             tracker.discard_unfinished_trial_runs(stage)
             logged = tracker.logged_trials(stage)
-            for record in finished:
-                if record["number"] not in logged:
-                    tracker.log_trial(run_id, record)
+            tracker.log_trials(run_id, [r for r in finished if r["number"] not in logged])
 
-        self._jobs.put((f"open stage {stage}", job))
+        self._put((f"open stage {stage}", job))
 
-    def log_trial(self, record: dict[str, Any]) -> None:
-        stage = record["stage"]
-        self._jobs.put(
-            (
-                f"{stage}-{record['number']}",
-                lambda tracker: tracker.log_trial(self.stage_runs[stage], record),
-            )
-        )
+    def log_trial(self, record: TrialRecord) -> None:
+        self._put(Finished(record))
 
     def close_stage(
         self,
@@ -98,7 +152,7 @@ class Recorder:
                 self.stage_pngs[stage] = draw()
                 tracker.log_files(self.stage_runs[stage], self.stage_pngs[stage])
 
-        self._jobs.put((f"close stage {stage}", job))
+        self._put((f"close stage {stage}", job))
 
     def finish_sweep(self, draw: Callable[[Pngs], dict[str, bytes]]) -> None:
         """The sweep's run with the files `draw` makes from every stage's figures."""
@@ -109,4 +163,4 @@ class Recorder:
             tracker.log_files(run_id, draw(stage_pngs))
             tracker.finish_run(run_id, {})
 
-        self._jobs.put(("sweep figures", job))
+        self._put(("sweep figures", job))

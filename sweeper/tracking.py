@@ -9,18 +9,22 @@ RUNNING by a crash, and the run can be rebuilt from Optuna (the source of truth)
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+import mlflow
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from sweeper.errors import UserError
+from sweeper.run_tables import RunTables, is_database
 
 CREATING = ".creating"  # suffix of an SQLite store while MLflow builds its schema
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -41,11 +45,12 @@ def _fast_sqlite_commits(connection: Any, _: Any) -> None:
 
 
 def create_sqlite_store(tracking_uri: str) -> None:
-    """Create a new SQLite store whole or not at all.
+    """Create a new SQLite store whole or not at all, as a copy of an empty one.
 
-    MLflow builds a new database through a chain of schema migrations (seconds); a driver killed
-    meanwhile would leave a file MLflow can never open again. So the store is built under a
-    temporary name and renamed into place when complete.
+    MLflow builds a new database through its chain of schema migrations (2–4 s); a driver
+    killed meanwhile would leave a file MLflow can never open again. So a store is copied from an
+    empty one built once per machine and MLflow version, under a temporary name renamed into
+    place when complete.
     """
     if not tracking_uri.startswith("sqlite:///"):
         return
@@ -53,9 +58,27 @@ def create_sqlite_store(tracking_uri: str) -> None:
     if path.exists():
         return
     partial = path.with_name(path.name + CREATING)
+    try:
+        shutil.copyfile(_empty_store(), partial)
+    except OSError:  # no writable cache folder: build this one from scratch
+        _build_store(partial)
+    os.replace(partial, path)
+
+
+def _empty_store() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sweeper"
+    empty = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    if not empty.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = empty.with_name(f"{empty.name}.{os.getpid()}{CREATING}")
+        _build_store(partial)
+        os.replace(partial, empty)  # two builders at once: either result is whole
+    return empty
+
+
+def _build_store(partial: Path) -> None:
     partial.unlink(missing_ok=True)  # what a kill during an earlier creation left
     MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)
-    os.replace(partial, path)
 
 
 def check_store(tracking_uri: str) -> None:
@@ -96,6 +119,13 @@ class Tracker:
             )
         else:
             self.experiment_id = found.experiment_id
+        self.database = (
+            RunTables(
+                tracking_uri, self.client.get_experiment(self.experiment_id).artifact_location
+            )
+            if is_database(tracking_uri)
+            else None
+        )
 
     def stage_run(self, stage: str, params: dict[str, Any]) -> str:
         """The stage's parent run, created once (a resumed sweep finds it again)."""
@@ -159,40 +189,72 @@ class Tracker:
     def log_trial(
         self, parent_run_id: str | None, record: dict[str, Any], kind: str = "trial"
     ) -> str:
-        """One finished trial (or a `sweeper train` run) as a run written in a single batch."""
+        """One finished trial (or a `sweeper train` run) as a run written in one go."""
+        return self.log_trials(parent_run_id, [record], kind)[0]
+
+    def log_trials(
+        self, parent_run_id: str | None, records: list[dict[str, Any]], kind: str = "trial"
+    ) -> list[str]:
+        """Finished trials as runs, each already terminated when it appears.
+
+        On a database store the runs go in through MLflow's own tables in one transaction: a
+        run costs ~1 ms instead of ~20 ms of three separate store calls, and a killed writer
+        leaves all of a batch or none of it. A tracking server gets the three calls per run.
+        """
+        runs = [RunContent.of(parent_run_id, record, kind) for record in records]
+        if self.database is not None:
+            return self.database.insert(self.experiment_id, runs)
+        return [self._log_run(run) for run in runs]
+
+    def _log_run(self, run: RunContent) -> str:
+        run_id = self.client.create_run(
+            self.experiment_id, start_time=run.start_ms, run_name=run.name, tags=run.tags
+        ).info.run_id
+        params = [Param(k, v) for k, v in run.params.items()]
+        for i in range(0, max(len(run.metrics), 1), BATCH_LIMIT):
+            self.client.log_batch(
+                run_id, metrics=run.metrics[i : i + BATCH_LIMIT], params=params if i == 0 else []
+            )
+        self.client.set_terminated(run_id, run.status, end_time=run.end_ms)
+        return run_id
+
+
+@dataclass
+class RunContent:
+    """What a finished trial's run holds, whichever way it is written."""
+
+    name: str
+    status: str
+    start_ms: int
+    end_ms: int
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: list[Metric]
+
+    @classmethod
+    def of(cls, parent_run_id: str | None, record: dict[str, Any], kind: str) -> RunContent:
+        history, start_ms, end_ms = record["history"], record["start_ms"], record["end_ms"]
         tags = {
             **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
             "sweeper.kind": kind,
             "sweeper.stage": record["stage"],
             "sweeper.trial": str(record["number"]),
             "sweeper.state": record["state"],
+            "sweeper.epochs": str(len(history)),
             **{f"sweeper.{k}": str(v) for k, v in record.get("tags", {}).items()},
         }
-        run = self.client.create_run(
-            self.experiment_id,
-            start_time=record["start_ms"],
-            run_name=f"{record['stage']}-{record['number']}",
-            tags=tags,
-        )
-        run_id = run.info.run_id
         metrics = [
-            Metric(name, float(value), record["start_ms"] + epoch, epoch)
-            for epoch, epoch_metrics in enumerate(record["history"], start=1)
+            Metric(name, float(value), start_ms + epoch, epoch)
+            for epoch, epoch_metrics in enumerate(history, start=1)
             for name, value in epoch_metrics.items()
         ]
-        metrics += [
-            Metric(k, float(v), record["end_ms"], len(record["history"]))
-            for k, v in record["final"].items()
-        ]
-        params = [Param(k, str(v)) for k, v in record["params"].items()]
-        for i in range(0, max(len(metrics), 1), BATCH_LIMIT):
-            self.client.log_batch(
-                run_id,
-                metrics=metrics[i : i + BATCH_LIMIT],
-                params=params if i == 0 else [],
-                tags=[] if i else [RunTag("sweeper.epochs", str(len(record["history"])))],
-            )
-        self.client.set_terminated(
-            run_id, MLFLOW_STATUS[record["state"]], end_time=record["end_ms"]
+        metrics += [Metric(k, float(v), end_ms, len(history)) for k, v in record["final"].items()]
+        return cls(
+            name=f"{record['stage']}-{record['number']}",
+            status=MLFLOW_STATUS[record["state"]],
+            start_ms=start_ms,
+            end_ms=end_ms,
+            tags=tags,
+            params={k: str(v) for k, v in record["params"].items()},
+            metrics=metrics,
         )
-        return run_id

@@ -1,0 +1,115 @@
+"""Trial runs written in bulk into MLflow's tables read back as the client's own runs do."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeper.tracking import Tracker
+
+START = 1_700_000_000_000
+EPOCHS = 3
+
+
+def record(number: int, state: str, history: list[dict[str, float]], **final: float) -> dict:
+    return {
+        "stage": "coarse",
+        "number": number,
+        "state": state,
+        "params": {"learning_rate": 10.0**-number, "optimizer": "adam", "num_layers": 2},
+        "history": history,
+        "final": final,
+        "start_ms": START + 1000 * number,
+        # trial 0 ends the millisecond of its last epoch: its final dev_accuracy is then the
+        # same point as that epoch's, which MLflow keeps once
+        "end_ms": START + 1000 * number + (EPOCHS if number == 0 else 500),
+        "tags": {"node_id": "abc", **({"reason": "diverged"} if state == "PRUNED" else {})},
+    }
+
+
+RECORDS = [
+    record(
+        0,
+        "COMPLETE",
+        [{"dev_accuracy": 0.5 + e / 10, "cost": 1.0 / (e + 1)} for e in range(3)],
+        dev_accuracy=0.7,
+        test_accuracy=0.68,
+    ),
+    record(
+        1,
+        "PRUNED",
+        [{"dev_accuracy": 0.4, "cost": math.inf}, {"dev_accuracy": 0.1, "cost": math.nan}],
+    ),
+    record(
+        2,
+        "FAIL",
+        [],
+    ),
+    record(3, "COMPLETE", [{"dev_accuracy": 0.9, "cost": -0.0}] * EPOCHS, dev_accuracy=0.9),
+]
+
+
+def written(tmp_path: Path, name: str, bulk: bool) -> dict[str, Any]:
+    uri = f"sqlite:///{tmp_path / name}.db"
+    tracker = Tracker(uri, "sweep", tmp_path / name)
+    if bulk:
+        assert tracker.database is not None  # a SQLite store takes the bulk path
+    else:
+        tracker.database = None  # the reference: MlflowClient's create/log_batch/terminate
+    parent = tracker.stage_run("coarse", {"trials": 4})
+    run_ids = tracker.log_trials(parent, RECORDS) + [tracker.log_trial(None, RECORDS[0], "panda")]
+    client = MlflowClient(uri)
+    runs = {}
+    for run_id in run_ids:
+        run = client.get_run(run_id)
+        tags = dict(run.data.tags)
+        assert tags.pop("mlflow.parentRunId", parent) == parent
+        runs[(tags["sweeper.kind"], run.info.run_name)] = {
+            "info": (
+                run.info.status,
+                run.info.start_time,
+                run.info.end_time,
+                run.info.lifecycle_stage,
+                run.info.user_id,
+            ),
+            "artifacts": run.info.artifact_uri.removesuffix(f"/{run_id}/artifacts"),
+            "tags": tags,
+            "params": run.data.params,
+            "latest": {k: _nan_safe(v) for k, v in run.data.metrics.items()},
+            "history": {
+                key: sorted(
+                    (m.step, m.timestamp, _nan_safe(m.value))
+                    for m in client.get_metric_history(run_id, key)
+                )
+                for key in run.data.metrics
+            },
+        }
+    found = client.search_runs(
+        [tracker.experiment_id], "tags.`sweeper.kind` = 'trial' and attributes.status = 'KILLED'"
+    )
+    assert [r.info.run_name for r in found] == ["coarse-1"]
+    return runs
+
+
+def _nan_safe(value: float) -> float | str:
+    return "nan" if math.isnan(value) else value
+
+
+def test_bulk_runs_read_back_as_client_runs(tmp_path: Path) -> None:
+    reference = written(tmp_path, "client", bulk=False)
+    bulk = written(tmp_path, "bulk", bulk=True)
+    for run in (*reference.values(), *bulk.values()):
+        run["artifacts"] = Path(run["artifacts"].removeprefix("file://")).parent.name
+    assert bulk == reference
+    zero = reference[("trial", "coarse-0")]
+    assert zero["info"][0] == "FINISHED"
+    assert len(zero["history"]["dev_accuracy"]) == EPOCHS  # the duplicate point kept once
+    assert reference[("trial", "coarse-1")]["history"]["cost"] == [
+        (1, START + 1001, pytest.approx(1.7976931348623157e308)),
+        (2, START + 1002, "nan"),
+    ]
+    assert reference[("trial", "coarse-2")]["info"][0] == "FAILED"
