@@ -2,9 +2,10 @@
 
 For each dataset and seed, the same trial budget and epochs run as
   (a) random         one random stage, no pruning
-  (b) random+prune   one random stage, ASHA (first rung at --grace epochs, η = 3)
-  (c) coarse-to-fine a random stage (60% of the budget, ASHA) then a TPE stage zoomed on its
-                     top 25% (40%, ASHA), warm-started
+  (b) random+prune   one random stage, --pruner (ASHA or Hyperband, first rung at --grace
+                     epochs, η = 3)
+  (c) coarse-to-fine a random stage (60% of the budget, pruned) then a TPE stage zoomed on its
+                     top 25% (40%, pruned), warm-started
 through the real sweeper (Ray tasks, StudyServer, Optuna journal, MLflow). Prints epochs used,
 wall time, best dev accuracy and the test accuracy of that trial, per variant (mean of seeds).
 
@@ -43,22 +44,22 @@ SPACE = {
 }
 
 
-def stages(variant: str, trials: int, seed: int, grace: int) -> list[dict[str, Any]]:
-    asha = {"type": "asha", "min_epochs": grace, "reduction_factor": 3}
+def stages(variant: str, trials: int, seed: int, grace: int, pruner: str) -> list[dict[str, Any]]:
+    pruned = {"type": pruner, "min_epochs": grace, "reduction_factor": 3}
     if variant == "random":
         return [{"name": "all", "trials": trials, "sampler": "random", "seed": seed}]
     if variant == "random+prune":
         return [
-            {"name": "all", "trials": trials, "sampler": "random", "pruner": asha, "seed": seed}
+            {"name": "all", "trials": trials, "sampler": "random", "pruner": pruned, "seed": seed}
         ]
     coarse = round(0.6 * trials)
     return [
-        {"name": "coarse", "trials": coarse, "sampler": "random", "pruner": asha, "seed": seed},
+        {"name": "coarse", "trials": coarse, "sampler": "random", "pruner": pruned, "seed": seed},
         {
             "name": "fine",
             "trials": trials - coarse,
             "sampler": "tpe",
-            "pruner": asha,
+            "pruner": pruned,
             "zoom": {"top": 0.25, "margin": 0.05},
             "seed": seed,
         },
@@ -87,6 +88,7 @@ def run_one(
     trials: int,
     epochs: int,
     grace: int,
+    pruner: str,
 ) -> dict[str, Any]:
     name = f"{dataset}-{variant.replace('+', '-')}-{seed}"
     spec = {
@@ -96,7 +98,7 @@ def run_one(
         "train": {"epochs": epochs, "optimizer": "adam", "seed": seed},
         "objective": {"metric": "dev_accuracy", "direction": "maximize"},
         "space": SPACE,
-        "stages": stages(variant, trials, seed, grace),
+        "stages": stages(variant, trials, seed, grace, pruner),
     }
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -138,7 +140,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
-    parser.add_argument("--grace", type=int, default=2, help="ASHA's first rung, in epochs")
+    parser.add_argument("--grace", type=int, default=2, help="the pruner's first rung, in epochs")
+    parser.add_argument("--pruner", choices=("asha", "hyperband"), default="asha")
     parser.add_argument("--flower-size", type=int, default=2000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -160,6 +163,7 @@ def main() -> None:
                             args.trials,
                             args.epochs,
                             args.grace,
+                            args.pruner,
                         )
                     )
     table = summarize(runs)

@@ -29,6 +29,7 @@ from tests.e2e.helpers import (
     wait_for,
     write_spec,
 )
+from tests.sweeper.test_tracking import assert_bulk_reads_as_client
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 STAGES = (
@@ -138,3 +139,12 @@ def test_killed_sweep_resumes_on_postgresql_and_an_mlflow_server(postgres, mlflo
         tracking_uri=mlflow_server,
     )
     assert not (folder / "optuna.journal").exists() and not (folder / "mlflow.db").exists()
+
+
+def test_bulk_runs_on_postgresql_read_back_as_client_runs(postgres, tmp_path):
+    """A PostgreSQL tracking URI (no server between) takes the bulk path too."""
+    import psycopg
+
+    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
+        connection.execute("CREATE DATABASE tracking")
+    assert_bulk_reads_as_client(lambda name: f"{postgres}/tracking", tmp_path)

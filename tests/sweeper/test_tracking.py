@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,15 @@ RECORDS = [
 ]
 
 
-def written(tmp_path: Path, name: str, bulk: bool) -> dict[str, Any]:
-    uri = f"sqlite:///{tmp_path / name}.db"
-    tracker = Tracker(uri, "sweep", tmp_path / name)
+def written(uri: str, artifacts: Path, bulk: bool) -> dict[str, Any]:
+    """RECORDS as runs of a new experiment, read back through MlflowClient."""
+    tracker = Tracker(uri, artifacts.name, artifacts)
     if bulk:
-        assert tracker.database is not None  # a SQLite store takes the bulk path
+        assert tracker.database is not None  # a database store takes the bulk path
     else:
         tracker.database = None  # the reference: MlflowClient's create/log_batch/terminate
     parent = tracker.stage_run("coarse", {"trials": 4})
-    run_ids = tracker.log_trials(parent, RECORDS) + [tracker.log_trial(None, RECORDS[0], "panda")]
+    run_ids = [*tracker.log_trials(parent, RECORDS), tracker.log_trial(None, RECORDS[0], "panda")]
     client = MlflowClient(uri)
     runs = {}
     for run_id in run_ids:
@@ -100,8 +101,13 @@ def _nan_safe(value: float) -> float | str:
 
 
 def test_bulk_runs_read_back_as_client_runs(tmp_path: Path) -> None:
-    reference = written(tmp_path, "client", bulk=False)
-    bulk = written(tmp_path, "bulk", bulk=True)
+    assert_bulk_reads_as_client(lambda name: f"sqlite:///{tmp_path / name}.db", tmp_path)
+
+
+def assert_bulk_reads_as_client(uri: Callable[[str], str], tmp_path: Path) -> None:
+    """Runs written by RunTables and by the client (each into its own experiment) read alike."""
+    reference = written(uri("client"), tmp_path / "client", bulk=False)
+    bulk = written(uri("bulk"), tmp_path / "bulk", bulk=True)
     for run in (*reference.values(), *bulk.values()):
         run["artifacts"] = Path(run["artifacts"].removeprefix("file://")).parent.name
     assert bulk == reference
