@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     """
     spec, folder = plan.spec, plan.folder
     concurrency(spec.resources)  # resources the cluster cannot give are an error now, not a hang
-    with sweep_lock(folder):
+    with sweep_lock(folder), _second_ctrl_c_exits():
         if not folder.spec_copy.is_file():
             raw = spec.model_dump(mode="json", exclude_none=True)
             folder.spec_copy.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -212,9 +213,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                 ray.get(server.close_stage.remote(index))
                 results.append(progress)
             ray.get(server.finish_sweep.remote())
-        except BaseException as error:  # Ctrl-C, or a stage that failed: record what was running
-            if isinstance(error, KeyboardInterrupt):
-                signal.signal(signal.SIGINT, _exit_now)
+        except BaseException:  # Ctrl-C, or a stage that failed: record what was running
             with contextlib.suppress(RayActorError):
                 ray.get(server.interrupt.remote())
             raise
@@ -222,6 +221,27 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
             mlflow_errors = ray.get(server.flush.remote())
             ray.kill(server)
     return SweepResult(folder.path, results, mlflow_errors)
+
+
+@contextmanager
+def _second_ctrl_c_exits() -> Iterator[None]:
+    """The first Ctrl-C raises KeyboardInterrupt (the sweep then records what was running); from
+    that very moment a second one exits at once, leaving what `resume` recovers anyway. (Swapping
+    the handler only once the KeyboardInterrupt was caught left a window where a quick second
+    Ctrl-C interrupted the recording itself.)"""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main one
+        yield
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, _exit_now)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _exit_now(signum: int, frame: Any) -> None:

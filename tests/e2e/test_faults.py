@@ -101,8 +101,8 @@ def test_second_ctrl_c_exits_at_once_and_the_sweep_still_resumes(tmp_path):
     time.sleep(0.05)
     kill_group(driver, signal.SIGINT)
     started = time.monotonic()
-    driver.communicate(timeout=60)
-    assert driver.returncode == 130
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
     assert time.monotonic() - started < 30
 
     resumed = cli("resume", "twice", "--quiet", cwd=tmp_path)
