@@ -60,7 +60,7 @@ def create_sqlite_store(tracking_uri: str) -> None:
     partial = path.with_name(path.name + CREATING)
     try:
         shutil.copyfile(_empty_store(), partial)
-    except OSError:  # no writable cache folder: build this one from scratch
+    except (OSError, RuntimeError):  # no (writable) cache folder: build this one from scratch
         _build_store(partial)
     os.replace(partial, path)
 

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeper.tracking import Tracker
+from sweeper.tracking import Tracker, check_store, create_sqlite_store
 
 START = 1_700_000_000_000
 EPOCHS = 3
@@ -119,3 +120,25 @@ def assert_bulk_reads_as_client(uri: Callable[[str], str], tmp_path: Path) -> No
         (2, START + 1002, "nan"),
     ]
     assert reference[("trial", "coarse-2")]["info"][0] == "FAILED"
+
+
+def test_a_new_store_is_a_copy_of_the_cached_empty_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for name in ("one", "two"):
+        create_sqlite_store(f"sqlite:///{tmp_path / name}.db")
+        check_store(f"sqlite:///{tmp_path / name}.db")
+    (empty,) = (tmp_path / "cache" / "sweeper").iterdir()
+    assert empty.name == f"mlflow-{mlflow.__version__}-empty.db"
+    assert not list(tmp_path.glob("*.creating"))
+    assert MlflowClient(f"sqlite:///{tmp_path / 'two'}.db").search_runs(["0"]) == []
+
+
+def test_without_a_writable_cache_the_store_is_built_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    create_sqlite_store(f"sqlite:///{tmp_path / 'store'}.db")
+    check_store(f"sqlite:///{tmp_path / 'store'}.db")
