@@ -10,7 +10,6 @@ MlflowClient exactly as one written by the client does, so a schema change in ML
 from __future__ import annotations
 
 import collections
-import functools
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -54,17 +53,20 @@ def is_database(tracking_uri: str) -> bool:
 
 
 class RunTables:
-    def __init__(self, tracking_uri: str, artifact_root: str):
-        self.store = SqlAlchemyStore(tracking_uri, artifact_root)
+    """One experiment's runs in a database store."""
 
-    def insert(self, experiment_id: str, runs: list[RunContent]) -> list[str]:
+    def __init__(self, tracking_uri: str, experiment_id: str, artifact_location: str):
+        self.store = SqlAlchemyStore(tracking_uri, artifact_location)
+        self.experiment_id = int(experiment_id)
+        self.artifact_location = artifact_location
+
+    def insert(self, runs: list[RunContent]) -> list[str]:
         """Write `runs` (each already terminated) in one transaction; their run ids."""
-        location = self._location(experiment_id)
         rows: dict[type, list[dict[str, Any]]] = collections.defaultdict(list)
         run_ids = []
         for run in runs:
             run_ids.append(uuid.uuid4().hex)
-            for model, row in self._rows(int(experiment_id), location, run_ids[-1], run):
+            for model, row in self._rows(run_ids[-1], run):
                 rows[model].append(row)
         with self.store.ManagedSessionMaker(read_only=False) as session:
             for model in (SqlRun, SqlTag, SqlParam, SqlMetric, SqlLatestMetric):  # keys first
@@ -72,13 +74,7 @@ class RunTables:
                     session.execute(sqlalchemy.insert(model), rows[model])
         return run_ids
 
-    @functools.cache  # noqa: B019 — one store per sweep; an experiment's location never changes
-    def _location(self, experiment_id: str) -> str:
-        return self.store.get_experiment(experiment_id).artifact_location
-
-    def _rows(
-        self, experiment_id: int, location: str, run_id: str, run: RunContent
-    ) -> Iterator[tuple[type, dict[str, Any]]]:
+    def _rows(self, run_id: str, run: RunContent) -> Iterator[tuple[type, dict[str, Any]]]:
         """A run's rows as `create_run` + `log_batch` + `set_terminated` would leave them."""
         yield (
             SqlRun,
@@ -86,9 +82,9 @@ class RunTables:
                 "run_uuid": run_id,
                 "name": run.name,
                 "artifact_uri": append_to_uri_path(
-                    location, run_id, SqlAlchemyStore.ARTIFACTS_FOLDER_NAME
+                    self.artifact_location, run_id, SqlAlchemyStore.ARTIFACTS_FOLDER_NAME
                 ),
-                "experiment_id": experiment_id,
+                "experiment_id": self.experiment_id,
                 "source_type": SourceType.to_string(SourceType.UNKNOWN),
                 "source_name": "",
                 "entry_point_name": "",

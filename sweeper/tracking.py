@@ -114,15 +114,12 @@ class Tracker:
             # a tracking server keeps artifacts where it is configured to; a local store, here
             local = artifact_dir is not None and not tracking_uri.startswith(("http:", "https:"))
             location = artifact_dir.resolve().as_uri() if local else None
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=location
+            found = self.client.get_experiment(
+                self.client.create_experiment(experiment, artifact_location=location)
             )
-        else:
-            self.experiment_id = found.experiment_id
+        self.experiment_id = found.experiment_id
         self.database = (
-            RunTables(
-                tracking_uri, self.client.get_experiment(self.experiment_id).artifact_location
-            )
+            RunTables(tracking_uri, found.experiment_id, found.artifact_location)
             if is_database(tracking_uri)
             else None
         )
@@ -203,7 +200,7 @@ class Tracker:
         """
         runs = [RunContent.of(parent_run_id, record, kind) for record in records]
         if self.database is not None:
-            return self.database.insert(self.experiment_id, runs)
+            return self.database.insert(runs)
         return [self._log_run(run) for run in runs]
 
     def _log_run(self, run: RunContent) -> str:
