@@ -194,6 +194,8 @@ def train(
 ) -> TrainResult:
     """Train a network on X_train (n_x, m) / y_train and report per-epoch metrics.
 
+    Mini-batches are gathered as rows of (m, n_x), so X_train is best passed as `X.T` of data
+    stored one example per row: any other layout costs a transposed copy of it on every call.
     Classification labels are integers 0..C−1 (`n_classes`=C); regression targets are floats with
     `n_classes`=None. Metrics per epoch: train_loss (mean mini-batch cost), and when a dev set is
     given dev_loss and dev_accuracy.
@@ -205,7 +207,8 @@ def train(
         config.optimizer, net.theta.shape[0], backend, config.beta, config.beta2, config.epsilon
     )
     n_out = net.arch.layer_dims[-1] if net.loss.name == "softmax_cross_entropy" else n_classes
-    # Examples as rows (m, n): a mini-batch gathers contiguous rows, and its .T is (n_x, m_t).
+    # Examples as rows (m, n): a mini-batch gathers contiguous rows, and its .T is (n_x, m_t);
+    # free when X_train is already the transpose of a row-major array.
     XT = xp.ascontiguousarray(xp.asarray(X_train, dtype=dtype).T)
     YT = xp.ascontiguousarray(encode_targets(xp, y_train, net.loss.name, n_out, dtype).T)
     X_dev = None if X_dev is None else xp.asarray(X_dev, dtype=dtype)

@@ -21,7 +21,12 @@ from sweeper.spec import DataSpec
 
 @dataclass
 class Dataset:
-    """Splits in the trainer's layout: X (n_x, m) float32, y (m,) int labels."""
+    """Splits in the trainer's layout: X (n_x, m) float32, y (m,) int labels.
+
+    Each X is the transposed view of a row-major (m, n_x) array: the notes' shape, with every
+    example contiguous in memory, which is what the trainer gathers mini-batches from (so it
+    need not transpose the data again in every trial).
+    """
 
     X_train: np.ndarray
     y_train: np.ndarray
@@ -179,7 +184,7 @@ def split_and_standardize(
         X_train, X_dev, X_test = ((A - mu) / sigma for A in (X_train, X_dev, X_test))
 
     def layout(A: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(A.T, dtype=np.float32)  # (n_x, m)
+        return np.ascontiguousarray(A, dtype=np.float32).T  # (n_x, m), examples contiguous
 
     return Dataset(
         layout(X_train),

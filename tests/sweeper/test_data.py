@@ -35,6 +35,8 @@ def test_formats_and_string_labels(tmp_path, suffix):
     assert ds.classes == ["no", "yes"] and ds.n_classes == 2
     assert ds.features == ["a", "b"]  # the string column is not a default feature
     assert ds.X_train.shape[0] == 2 and ds.X_train.dtype == np.float32
+    # examples contiguous: the trainer gathers mini-batches from X.T without transposing a copy
+    assert all(X.T.flags.c_contiguous for X in (ds.X_train, ds.X_dev, ds.X_test))
     m = ds.X_train.shape[1] + ds.X_dev.shape[1] + ds.X_test.shape[1]
     assert m == 120
     # standardization fitted on the training split only
