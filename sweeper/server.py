@@ -41,28 +41,11 @@ from sweeper.study import (
     sync,
 )
 from sweeper.view import is_warm_start, stage_counts, view
+from sweeper.zoom import zoom_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one to be gone
-
-
-def zoom_space(
-    space: scales.Space,
-    trials: list[optuna.trial.FrozenTrial],
-    top: float,
-    margin: float,
-    maximize: bool,
-) -> tuple[scales.Space, list[optuna.trial.FrozenTrial]]:
-    """The box around the top fraction of completed trials, and those top trials."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not complete:
-        return space, []
-    complete.sort(key=lambda t: t.value, reverse=maximize)
-    best = complete[: max(1, math.ceil(top * len(complete)))]
-    values = [scales.decode(space, t.params) for t in best]
-    zoomed = {name: p.zoom([v[name] for v in values], margin) for name, p in space.items()}
-    return zoomed, best
 
 
 class StudyServer:
@@ -156,8 +139,9 @@ class StudyServer:
             values = scales.decode(previous_space, trial.params)
             origin = f"{source}:{trial.number}"
             if origin not in copied and all(p.contains(values[k]) for k, p in space.items()):
-                study.add_trial(
+                study.add_trial(  # a pruned one stays pruned: TPE weighs it by how far it got
                     optuna.trial.create_trial(
+                        state=trial.state,
                         params=scales.encode(space, values),
                         distributions=scales.distributions(space),
                         value=trial.value,

@@ -72,7 +72,8 @@ def test_sweep_records_exactly_n_trials_everywhere(ray_local, tmp_path, monkeypa
     assert copies
     for copy in copies:
         origin = trials["coarse"][int(copy.user_attrs["warm_start_from"].split(":")[1])]
-        assert origin.state.name == "COMPLETE" and copy.value == origin.value
+        assert copy.state == origin.state and copy.value == origin.value
+        assert copy.intermediate_values == origin.intermediate_values
         assert copy.params["learning_rate"] == pytest.approx(origin.params["learning_rate"])
 
     # an ASHA-pruned trial's run is KILLED and holds its metrics up to the epoch it stopped at

@@ -1,0 +1,57 @@
+"""Coarse to fine: which trials of a stage were best, and the box the next stage samples.
+
+With pruning, few coarse trials run to the end: ranking completed trials alone would let one or
+two of them, noisy as any single run, decide the whole fine stage. A pruner stops a trial because
+its peers at the same epoch did better, so a trial that got further beat those that stopped
+earlier: finished trials rank by how far they got (completed first), then by their value (a
+pruned trial's is its last reported one).
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeper import space as scales
+
+
+def rank_finished(
+    trials: list[optuna.trial.FrozenTrial], maximize: bool
+) -> list[optuna.trial.FrozenTrial]:
+    """Completed trials and those a pruner stopped, best first. Diverged and manually pruned
+    trials are left out: their last value says nothing good about their region."""
+
+    def key(trial: optuna.trial.FrozenTrial) -> tuple[float, float]:
+        reached = math.inf if trial.state == TrialState.COMPLETE else trial.last_step
+        return (-reached, -trial.value if maximize else trial.value)
+
+    ranked = [
+        t
+        for t in trials
+        if t.value is not None
+        and (
+            t.state == TrialState.COMPLETE
+            or (t.state == TrialState.PRUNED and t.user_attrs.get("reason", "pruned") == "pruned")
+        )
+    ]
+    return sorted(ranked, key=key)
+
+
+def zoom_space(
+    space: scales.Space,
+    trials: list[optuna.trial.FrozenTrial],
+    top: float,
+    margin: float,
+    maximize: bool,
+) -> tuple[scales.Space, list[optuna.trial.FrozenTrial]]:
+    """The box around the top fraction of finished trials (widened by `margin` of each range in
+    scaled coordinates), and those top trials."""
+    ranked = rank_finished(trials, maximize)
+    if not ranked:
+        return space, []
+    best = ranked[: max(1, math.ceil(top * len(ranked)))]
+    values = [scales.decode(space, t.params) for t in best]
+    zoomed = {name: p.zoom([v[name] for v in values], margin) for name, p in space.items()}
+    return zoomed, best
