@@ -22,6 +22,7 @@ import json
 import statistics
 import tempfile
 import time
+from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -80,25 +81,17 @@ def data_sources(root: Path, flower_size: int) -> dict[str, dict[str, str]]:
 
 
 def run_one(
-    root: Path,
-    dataset: str,
-    data: dict[str, str],
-    variant: str,
-    seed: int,
-    trials: int,
-    epochs: int,
-    grace: int,
-    pruner: str,
+    root: Path, dataset: str, data: dict[str, str], variant: str, seed: int, args: Namespace
 ) -> dict[str, Any]:
     name = f"{dataset}-{variant.replace('+', '-')}-{seed}"
     spec = {
         "name": name,
         "dir": str(root / name),
         "data": {**data, "split": {"dev": 0.2, "test": 0.2, "seed": 0}},
-        "train": {"epochs": epochs, "optimizer": "adam", "seed": seed},
+        "train": {"epochs": args.epochs, "optimizer": "adam", "seed": seed},
         "objective": {"metric": "dev_accuracy", "direction": "maximize"},
         "space": SPACE,
-        "stages": stages(variant, trials, seed, grace, pruner),
+        "stages": stages(variant, args.trials, seed, args.grace, args.pruner),
     }
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -149,23 +142,12 @@ def main() -> None:
     start_ray(None)
     runs = []
     with tempfile.TemporaryDirectory() as folder:
-        sources = data_sources(Path(folder), args.flower_size)
+        root = Path(folder)
+        sources = data_sources(root, args.flower_size)
         for dataset in args.datasets:
             for seed in range(args.seeds):
                 for variant in ("random", "random+prune", "coarse-to-fine"):
-                    runs.append(
-                        run_one(
-                            Path(folder),
-                            dataset,
-                            sources[dataset],
-                            variant,
-                            seed,
-                            args.trials,
-                            args.epochs,
-                            args.grace,
-                            args.pruner,
-                        )
-                    )
+                    runs.append(run_one(root, dataset, sources[dataset], variant, seed, args))
     table = summarize(runs)
     header = f"{'dataset':8} {'variant':15} {'epochs':>7} {'wall s':>7} {'best dev':>9} {'test':>7}"
     print(header)

@@ -207,8 +207,7 @@ def train(
         config.optimizer, net.theta.shape[0], backend, config.beta, config.beta2, config.epsilon
     )
     n_out = net.arch.layer_dims[-1] if net.loss.name == "softmax_cross_entropy" else n_classes
-    # Examples as rows (m, n): a mini-batch gathers contiguous rows, and its .T is (n_x, m_t);
-    # free when X_train is already the transpose of a row-major array.
+    # Examples as rows (m, n): a mini-batch gathers contiguous rows, and its .T is (n_x, m_t).
     XT = xp.ascontiguousarray(xp.asarray(X_train, dtype=dtype).T)
     YT = xp.ascontiguousarray(encode_targets(xp, y_train, net.loss.name, n_out, dtype).T)
     X_dev = None if X_dev is None else xp.asarray(X_dev, dtype=dtype)
