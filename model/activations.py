@@ -1,6 +1,6 @@
 """Activations g(Z) and their backward passes.
 
-Each backward is written from A = g(Z) alone, so the forward pass caches only A:
+Each backward is written from A = g(Z) alone (the activation before any dropout mask):
   sigmoid' = A(1 − A),  tanh' = 1 − A²,  relu' = 1[A > 0],  leaky_relu' = 1 or slope.
 Both functions write into caller-owned buffers (`out`); forward functions accept out=Z.
 """

@@ -2,7 +2,7 @@
 
     dense:       Z = W·A_prev + b                 dW = dZ·A_prevᵀ, db = Σ_i dZ, dA_prev = Wᵀ·dZ
     batch norm:  Z̃ = γ·(Z − μ)/√(σ² + ε) + β     (running μ, σ² are used at inference)
-    dropout:     A = A·D / keep_prob, D ~ Bernoulli(keep_prob)   (inverted dropout)
+    dropout:     A = G·D, D = Bernoulli(keep_prob) / keep_prob   (inverted dropout of G = g(Z))
 
 Shapes follow the notes: A_prev (n_{l−1}, m), W (n_l, n_{l−1}), b (n_l, 1), Z (n_l, m).
 The 1/m of dW and db is already inside dZ (see `model.network`), so these are exact gradients.
@@ -36,20 +36,20 @@ def dense_backward(
 
 
 def batchnorm_forward(
-    xp: Any, Z: Any, gamma: Any, beta: Any, Z_tilde: Any, inv_std: Any | None
+    xp: Any, Z: Any, gamma: Any, beta: Any, Z_norm: Any, Z_tilde: Any, inv_std: Any
 ) -> Any:
-    """Training mode: normalize Z over the mini-batch in place (Z becomes Z_norm), Z̃ = γ·Z_norm + β.
+    """Training mode: Z_norm = (Z − μ)/√(σ² + ε) over the mini-batch, Z̃ = γ·Z_norm + β.
 
     Returns the batch mean and variance (n_l, 1) for the running averages; `inv_std` receives
-    1/√(σ² + ε), which the backward pass needs.
+    1/√(σ² + ε), which the backward pass needs with Z_norm. Z itself is left as it was.
     """
     mu = Z.mean(axis=1, keepdims=True)  # (n_l, 1)
-    Z -= mu
-    var = (Z * Z).mean(axis=1, keepdims=True)  # (n_l, 1)
+    xp.subtract(Z, mu, out=Z_norm)  # Z − μ, normalized two lines down
+    var = (Z_norm * Z_norm).mean(axis=1, keepdims=True)  # (n_l, 1)
     xp.sqrt(var + BN_EPSILON, out=inv_std)
     xp.reciprocal(inv_std, out=inv_std)
-    Z *= inv_std  # Z_norm
-    xp.multiply(Z, gamma, out=Z_tilde)
+    Z_norm *= inv_std
+    xp.multiply(Z_norm, gamma, out=Z_tilde)
     Z_tilde += beta
     return mu, var
 
@@ -74,29 +74,39 @@ def update_running_stats(running_mean: Any, running_var: Any, mu: Any, var: Any)
 
 
 def batchnorm_backward(
-    xp: Any, dZ_tilde: Any, Z_norm: Any, gamma: Any, inv_std: Any, dgamma: Any, dbeta: Any
+    xp: Any,
+    dZ_tilde: Any,
+    Z_norm: Any,
+    gamma: Any,
+    inv_std: Any,
+    dgamma: Any,
+    dbeta: Any,
+    dZ: Any,
 ) -> Any:
-    """dγ = Σ dZ̃·Z_norm, dβ = Σ dZ̃, dZ = γ/(m·σ)·(m·dZ̃ − dβ − Z_norm·dγ), in place of dZ̃."""
+    """dγ = Σ dZ̃·Z_norm, dβ = Σ dZ̃, dZ = γ/(m·σ)·(m·dZ̃ − dβ − Z_norm·dγ), written into dZ."""
     m = dZ_tilde.shape[1]
-    xp.sum(dZ_tilde, axis=1, keepdims=True, out=dbeta)
-    xp.sum(dZ_tilde * Z_norm, axis=1, keepdims=True, out=dgamma)
-    dZ_tilde *= m
-    dZ_tilde -= dbeta
-    dZ_tilde -= Z_norm * dgamma
-    dZ_tilde *= gamma * inv_std / m
-    return dZ_tilde
+    xp.sum(dZ_tilde, axis=1, keepdims=True, out=dbeta)  # (n_l, 1)
+    xp.sum(dZ_tilde * Z_norm, axis=1, keepdims=True, out=dgamma)  # (n_l, 1)
+    xp.multiply(dZ_tilde, m, out=dZ)
+    dZ -= dbeta
+    dZ -= Z_norm * dgamma
+    dZ *= gamma * inv_std / m
+    return dZ
 
 
-def dropout_forward(xp: Any, A: Any, keep_prob: float, rng: Any, D: Any) -> Any:
-    """Inverted dropout: D = 1[u < keep_prob] / keep_prob, A ← A·D, so E[A] is unchanged."""
+def draw_dropout_mask(xp: Any, rng: Any, keep_prob: float, D: Any) -> Any:
+    """D = 1[u < keep_prob] / keep_prob, u ~ U(0, 1), written into D: the inverted-dropout mask."""
     rng.random(D.shape, dtype=D.dtype, out=D)
     xp.less(D, keep_prob, out=D)
     D *= 1.0 / keep_prob
-    A *= D
-    return A
+    return D
 
 
-def dropout_backward(dA: Any, D: Any) -> Any:
-    """dA ← dA·D: the units dropped in the forward pass get no gradient."""
-    dA *= D
-    return dA
+def dropout_forward(xp: Any, G: Any, D: Any, A: Any) -> Any:
+    """A = G·D: the activation G = g(Z) with dropped units zeroed, kept ones scaled so E[A] = G."""
+    return xp.multiply(G, D, out=A)
+
+
+def dropout_backward(xp: Any, dA: Any, D: Any, dG: Any) -> Any:
+    """dG = dA·D: the units dropped in the forward pass get no gradient."""
+    return xp.multiply(dA, D, out=dG)

@@ -11,6 +11,7 @@ so a training epoch allocates almost nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,22 +23,33 @@ from model.losses import get_loss
 
 @dataclass(frozen=True)
 class Architecture:
-    """What the network is: layer sizes (n_x, n_1, …, n_L) and the choices applied to them."""
+    """What the network is: layer sizes (n_x, n_1, …, n_L) and the choices applied to them.
+
+    `keep_prob` is one probability for every hidden layer or a tuple with one per hidden layer.
+    """
 
     layer_dims: tuple[int, ...]
     activation: str = "relu"
     loss: str = "softmax_cross_entropy"
     init: str = "he"
     batch_norm: bool = False
-    keep_prob: float = 1.0
+    keep_prob: float | tuple[float, ...] = 1.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "layer_dims", tuple(self.layer_dims))
+        if not isinstance(self.keep_prob, int | float):
+            object.__setattr__(self, "keep_prob", tuple(self.keep_prob))
         if len(self.layer_dims) < 2 or min(self.layer_dims) < 1:
             raise ValueError(f"layer_dims needs input and output sizes ≥ 1: {self.layer_dims=}")
         if self.activation not in activations.HIDDEN:
             choices = sorted(activations.HIDDEN)
             raise ValueError(f"unknown {self.activation=}; choose one of {choices}")
-        if not 0.0 < self.keep_prob <= 1.0:
+        if isinstance(self.keep_prob, tuple) and len(self.keep_prob) != self.L - 1:
+            raise ValueError(
+                f"keep_prob needs one value per hidden layer ({self.L - 1}): {self.keep_prob=}"
+            )
+        given = self.keep_prob if isinstance(self.keep_prob, tuple) else (self.keep_prob,)
+        if not all(0.0 < p <= 1.0 for p in given):
             raise ValueError(f"keep_prob must be in (0, 1]: {self.keep_prob=}")
         get_loss(self.loss)
 
@@ -45,29 +57,54 @@ class Architecture:
     def L(self) -> int:
         return len(self.layer_dims) - 1
 
+    @property
+    def keep_probs(self) -> tuple[float, ...]:
+        """keep_prob of hidden layers 1..L−1."""
+        if isinstance(self.keep_prob, tuple):
+            return self.keep_prob
+        return (self.keep_prob,) * (self.L - 1)
+
     def uses_batch_norm(self, l: int) -> bool:
         """Batch norm on hidden layers; the output layer keeps its bias."""
         return self.batch_norm and l < self.L
 
+    def uses_dropout(self, l: int) -> bool:
+        return l < self.L and self.keep_probs[l - 1] < 1.0
+
 
 class _Workspace:
-    """Buffers for one mini-batch size m: what forward caches and what backward writes."""
+    """Buffers for one mini-batch size m, one per quantity of the notes (index l = layer):
+
+    forward   Z = W·A_prev + b;  batch norm: Z_norm, Z̃ = γ·Z_norm + β (and 1/σ);  G = g(Z or Z̃);
+              D the dropout mask and A = G·D (without dropout A is G itself);  A^[L] = Ŷ
+    backward  dA = Wᵀ·dZ^[l+1];  dG = dA·D (without dropout dG is dA);  dZ̃ = dG·g′(G);  dZ
+    """
 
     def __init__(self, arch: Architecture, backend: Backend, m: int, training: bool):
         xp, dtype, dims, L = backend.xp, backend.dtype, arch.layer_dims, arch.L
-        empty = lambda n: xp.empty((n, m), dtype=dtype)  # noqa: E731
-        self.A = [None] + [empty(dims[l]) for l in range(1, L + 1)]  # A[L] = Ŷ
-        self.Z = [None] + [
-            empty(dims[l]) if (l == L or arch.uses_batch_norm(l)) else None for l in range(1, L + 1)
-        ]  # Z^[L] (logits for the cost) and Z_norm of batch-norm layers; else Z lives in A
-        self.inv_std = [None] + [
-            xp.empty((dims[l], 1), dtype=dtype) if arch.uses_batch_norm(l) else None
-            for l in range(1, L + 1)
-        ]
-        dropout = training and arch.keep_prob < 1.0
-        self.D = [None] + [empty(dims[l]) if dropout and l < L else None for l in range(1, L + 1)]
-        self.dZ = [None] + [empty(dims[l]) for l in range(1, L + 1)] if training else None
-        self.dA = [None] + [empty(dims[l]) for l in range(1, L + 1)] if training else None
+
+        def per_layer(wanted: Callable[[int], bool], columns: int = m) -> list[Any]:
+            """[None, buffer of layer 1, …, layer L], None where layer l does not use it."""
+            return [None] + [
+                xp.empty((dims[l], columns), dtype=dtype) if wanted(l) else None
+                for l in range(1, L + 1)
+            ]
+
+        hidden, bn = (lambda l: l < L), arch.uses_batch_norm
+        trained_bn = lambda l: training and bn(l)  # noqa: E731
+        self.Z = per_layer(lambda l: True)
+        self.Z_norm = per_layer(trained_bn)
+        self.inv_std = per_layer(trained_bn, columns=1)
+        self.Z_tilde = per_layer(bn)
+        self.G = per_layer(hidden)
+        self.D = per_layer(lambda l: training and arch.uses_dropout(l))
+        self.A = per_layer(lambda l: l == L or self.D[l] is not None)
+        self.A = [G if A is None else A for A, G in zip(self.A, self.G, strict=True)]
+        self.dA = per_layer(lambda l: training and hidden(l))
+        self.dG = per_layer(lambda l: self.D[l] is not None)
+        self.dG = [dA if dG is None else dG for dG, dA in zip(self.dG, self.dA, strict=True)]
+        self.dZ_tilde = per_layer(lambda l: training and bn(l))
+        self.dZ = per_layer(lambda l: training)
 
 
 class Network:
@@ -94,7 +131,9 @@ class Network:
         params: dict[str, list[Any]] = {k: [None] * (L + 1) for k in ("W", "b", "gamma", "beta")}
         grads: dict[str, list[Any]] = {k: [None] * (L + 1) for k in ("W", "b", "gamma", "beta")}
         offset = 0
+        self._blocks: dict[str, slice] = {}
         for kind, l, (r, c) in shapes:
+            self._blocks[f"{kind}{l}"] = slice(offset, offset + r * c)
             params[kind][l] = self.theta[offset : offset + r * c].reshape(r, c)
             grads[kind][l] = self.dtheta[offset : offset + r * c].reshape(r, c)
             offset += r * c
@@ -117,27 +156,41 @@ class Network:
         self._ws: _Workspace | None = None
         self._X: Any = None
 
+    def blocks(self) -> dict[str, slice]:
+        """Where each parameter block (W1, b1, gamma1, beta1, W2, …) lies in θ."""
+        return dict(self._blocks)
+
     def _workspace(self, m: int, training: bool) -> _Workspace:
         key = (m, training)
         if key not in self._workspaces:
             self._workspaces[key] = _Workspace(self.arch, self.backend, m, training)
         return self._workspaces[key]
 
-    def forward(self, X: Any, training: bool) -> Any:
-        """Ŷ = A^[L] for X (n_x, m); caches what `backward` needs. The result is a reused buffer."""
+    def forward(self, X: Any, training: bool, dropout_masks: list[Any] | None = None) -> Any:
+        """Ŷ = A^[L] for X (n_x, m); caches what `backward` needs. The result is a reused buffer.
+
+        `dropout_masks` (D^[l] per hidden layer, index 0 unused) replaces fresh draws: gradient
+        checking and the PyTorch comparison hold the mask fixed.
+        """
         xp, arch, L = self.backend.xp, self.arch, self.arch.L
         ws = self._workspace(X.shape[1], training)
         A_prev = X
         for l in range(1, L + 1):
-            A = ws.A[l]
             if l == L:
                 layers.dense_forward(xp, self.W[l], self.b[l], A_prev, ws.Z[l])  # logits
-                self.loss.output(xp, ws.Z[l], A)  # Ŷ
-            elif arch.uses_batch_norm(l):
+                self.loss.output(xp, ws.Z[l], ws.A[l])  # Ŷ
+                break
+            if arch.uses_batch_norm(l):
                 Z = layers.dense_forward(xp, self.W[l], None, A_prev, ws.Z[l])
                 if training:
                     mu, var = layers.batchnorm_forward(
-                        xp, Z, self.gamma[l], self.beta[l], A, ws.inv_std[l]
+                        xp,
+                        Z,
+                        self.gamma[l],
+                        self.beta[l],
+                        ws.Z_norm[l],
+                        ws.Z_tilde[l],
+                        ws.inv_std[l],
                     )
                     layers.update_running_stats(self.running_mean[l], self.running_var[l], mu, var)
                 else:
@@ -148,15 +201,20 @@ class Network:
                         self.beta[l],
                         self.running_mean[l],
                         self.running_var[l],
-                        A,
+                        ws.Z_tilde[l],
                     )
-                self.hidden_g(xp, A, A)
+                self.hidden_g(xp, ws.Z_tilde[l], ws.G[l])  # G = g(Z̃)
             else:
-                layers.dense_forward(xp, self.W[l], self.b[l], A_prev, A)
-                self.hidden_g(xp, A, A)  # g(Z) in place: backward needs only A
-            if ws.D[l] is not None:
-                layers.dropout_forward(xp, A, arch.keep_prob, self.rng, ws.D[l])
-            A_prev = A
+                layers.dense_forward(xp, self.W[l], self.b[l], A_prev, ws.Z[l])
+                self.hidden_g(xp, ws.Z[l], ws.G[l])  # G = g(Z)
+            D = ws.D[l]
+            if D is not None:
+                if dropout_masks is None:
+                    layers.draw_dropout_mask(xp, self.rng, arch.keep_probs[l - 1], D)
+                else:
+                    D[...] = dropout_masks[l]
+                layers.dropout_forward(xp, ws.G[l], D, ws.A[l])  # A = G·D
+            A_prev = ws.A[l]
         self._ws, self._X = ws, X
         return ws.A[L]
 
@@ -170,25 +228,36 @@ class Network:
         return J
 
     def backward(self, Y: Any, l2: float = 0.0) -> Any:
-        """dθ for the last forward pass (training mode) and labels Y; returns dθ."""
+        """dθ for the last forward pass (training mode) and labels Y; returns dθ.
+
+        Every g′ is taken from G = g(Z), the activation before dropout: the mask enters only
+        through dG = dA·D.
+        """
         xp, arch, L, ws = self.backend.xp, self.arch, self.arch.L, self._ws
         m = Y.shape[1]
-        dZ = ws.dZ[L]
-        xp.subtract(ws.A[L], Y, out=dZ)
-        dZ *= 1.0 / m  # dZ^[L] = (Ŷ − Y)/m: the notes' 1/m of dW and db, applied once here
+        xp.subtract(ws.A[L], Y, out=ws.dZ[L])
+        ws.dZ[L] *= 1.0 / m  # dZ^[L] = (Ŷ − Y)/m: the notes' 1/m of dW and db, applied once here
         for l in range(L, 0, -1):
             if l < L:
-                dA = ws.dA[l]
                 if ws.D[l] is not None:
-                    layers.dropout_backward(dA, ws.D[l])
-                dZ = self.hidden_g_backward(xp, dA, ws.A[l], ws.dZ[l])
+                    layers.dropout_backward(xp, ws.dA[l], ws.D[l], ws.dG[l])  # dG = dA·D
                 if arch.uses_batch_norm(l):
+                    self.hidden_g_backward(xp, ws.dG[l], ws.G[l], ws.dZ_tilde[l])  # dZ̃ = dG·g′
                     layers.batchnorm_backward(
-                        xp, dZ, ws.Z[l], self.gamma[l], ws.inv_std[l], self.dgamma[l], self.dbeta[l]
+                        xp,
+                        ws.dZ_tilde[l],
+                        ws.Z_norm[l],
+                        self.gamma[l],
+                        ws.inv_std[l],
+                        self.dgamma[l],
+                        self.dbeta[l],
+                        ws.dZ[l],
                     )
+                else:
+                    self.hidden_g_backward(xp, ws.dG[l], ws.G[l], ws.dZ[l])  # dZ = dG·g′
             A_prev = ws.A[l - 1] if l > 1 else self._X
             dA_prev = ws.dA[l - 1] if l > 1 else None
-            layers.dense_backward(xp, dZ, A_prev, self.W[l], self.dW[l], self.db[l], dA_prev)
+            layers.dense_backward(xp, ws.dZ[l], A_prev, self.W[l], self.dW[l], self.db[l], dA_prev)
         if l2:
             for W, dW in zip(self.W[1:], self.dW[1:], strict=True):
                 dW += (l2 / m) * W  # weight decay: the gradient of (λ/2m)‖W‖²

@@ -13,8 +13,9 @@ def test_batchnorm_training_normalizes_and_inference_uses_running_stats(backend6
     xp = np
     Z = rng.normal(3.0, 2.0, (4, 256))
     gamma, beta = np.full((4, 1), 2.0), np.full((4, 1), -1.0)
-    out, inv_std = np.empty_like(Z), np.empty((4, 1))
-    mu, var = layers.batchnorm_forward(xp, Z.copy(), gamma, beta, out, inv_std)
+    out, Z_norm, inv_std = np.empty_like(Z), np.empty_like(Z), np.empty((4, 1))
+    mu, var = layers.batchnorm_forward(xp, Z, gamma, beta, Z_norm, out, inv_std)
+    np.testing.assert_allclose(Z_norm.std(axis=1), 1.0, rtol=1e-4)
     np.testing.assert_allclose(out.mean(axis=1), -1.0, atol=1e-12)  # β
     np.testing.assert_allclose(out.std(axis=1), 2.0, rtol=1e-4)  # γ (ε makes it slightly less)
 
@@ -44,9 +45,9 @@ def test_network_batchnorm_inference_is_deterministic_per_example(rng):
 
 
 def test_inverted_dropout_keeps_expected_activation(rng):
-    A = np.ones((200, 500))
-    D = np.empty_like(A)
-    out = layers.dropout_forward(np, A, 0.8, rng, D)
+    G = np.ones((200, 500))
+    D = layers.draw_dropout_mask(np, rng, 0.8, np.empty_like(G))
+    out = layers.dropout_forward(np, G, D, np.empty_like(G))
     assert abs(out.mean() - 1.0) < 0.01  # E[A·D/keep_prob] = A
     assert abs((D == 0).mean() - 0.2) < 0.01
     assert set(np.unique(out)) == {0.0, 1.0 / 0.8}
@@ -115,9 +116,51 @@ def test_forward_backward_match_pytorch(rng):
         np.testing.assert_allclose(net.db[l], bs[l - 1].grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_forward_backward_with_dropout_match_pytorch(activation, rng):
+    """Dropout with the same mask on both sides; batch norm on layer 1 for good measure."""
+    torch = pytest.importorskip("torch")
+    backend = get_backend("numpy", dtype="float64")
+    arch = Architecture(
+        (5, 7, 6, 3), activation=activation, batch_norm=True, keep_prob=(0.6, 0.8), init="xavier"
+    )
+    net = Network(arch, backend, seed=3)
+    X, labels = rng.standard_normal((5, 11)), rng.integers(0, 3, 11)
+    Y = np.eye(3)[:, labels]
+    masks = [None] + [
+        layers.draw_dropout_mask(np, rng, p, np.empty((n, 11)))
+        for n, p in zip((7, 6), arch.keep_probs, strict=True)
+    ]
+    g = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}[activation]
+    leaves = {
+        n: torch.tensor(net.theta[span].copy(), requires_grad=True)
+        for n, span in net.blocks().items()
+    }
+    P = {n: leaf.reshape(getattr(net, n[:-1])[int(n[-1])].shape) for n, leaf in leaves.items()}
+    A = torch.tensor(X)
+    for l in (1, 2):  # batch norm on every hidden layer, then g, then the mask
+        Z = P[f"W{l}"] @ A
+        mu, var = Z.mean(1, keepdim=True), Z.var(1, unbiased=False, keepdim=True)
+        Z_tilde = P[f"gamma{l}"] * (Z - mu) / torch.sqrt(var + layers.BN_EPSILON) + P[f"beta{l}"]
+        A = g(Z_tilde) * torch.tensor(masks[l])
+    logits = P["W3"] @ A + P["b3"]
+    l2 = 0.4
+    penalty = l2 / (2 * 11) * sum((P[f"W{l}"] ** 2).sum() for l in (1, 2, 3))
+    cost = torch.nn.functional.cross_entropy(logits.T, torch.tensor(labels)) + penalty
+    cost.backward()
+
+    net.forward(X, training=True, dropout_masks=masks)
+    assert net.cost(Y, l2) == pytest.approx(cost.item(), rel=1e-12)
+    grad = net.backward(Y, l2)
+    for name, span in net.blocks().items():
+        np.testing.assert_allclose(grad[span], leaves[name].grad.numpy(), rtol=1e-9, atol=1e-13)
+
+
 def test_architecture_validates_its_inputs():
     with pytest.raises(ValueError, match="keep_prob"):
         Architecture((3, 2), keep_prob=0.0)
+    with pytest.raises(ValueError, match="one value per hidden layer"):
+        Architecture((3, 4, 4, 2), keep_prob=(0.5,))
     with pytest.raises(ValueError, match="activation"):
         Architecture((3, 2), activation="swish")
     with pytest.raises(ValueError, match="loss"):
