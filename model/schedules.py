@@ -1,8 +1,21 @@
-"""Learning-rate decay: α as a pure function of α0 and the epoch number (0-based)."""
+"""Learning-rate decay: α as a pure function of α0 and the epoch number, counted as the notes do.
+
+The notes number epochs from 1 and decay from the first: α0 = 0.2, decay_rate = 1 gives
+α = 0.1, 0.067, 0.05, 0.04 for epochs 1–4 (course notes, week II, "learning rate decay").
+
+    inverse_time:  α0 / (1 + decay_rate·epoch)              the notes (decay_rate 0: constant)
+    exponential:   α0 · base^epoch                          the notes' 0.95^epoch_num·α0
+    step:          α0 · base^⌊epoch/interval⌋               discrete staircase, a factor per step
+    staircase:     α0 / (1 + decay_rate·⌊epoch/interval⌋)   the optimization assignment's
+                                                            schedule_lr_decay (time_interval)
+    inverse_sqrt:  α0 / √epoch                              the notes' k/√epoch_num·α0, k in α0
+"""
 
 from __future__ import annotations
 
-SCHEDULES = ("inverse_time", "exponential", "step")
+import math
+
+SCHEDULES = ("inverse_time", "exponential", "step", "staircase", "inverse_sqrt")
 
 
 def learning_rate(
@@ -10,18 +23,22 @@ def learning_rate(
     epoch: int,
     decay_rate: float = 0.0,
     schedule: str = "inverse_time",
-    step_size: int = 10,
+    interval: int = 10,
+    base: float = 0.95,
 ) -> float:
-    """α for `epoch`.
-
-    inverse_time: α0 / (1 + decay_rate·epoch)      (the notes' formula; decay_rate=0 → constant)
-    exponential:  α0 · decay_rate^epoch            (e.g. 0.95^epoch)
-    step:         α0 · decay_rate^⌊epoch/step_size⌋ (discrete staircase)
-    """
+    """α for `epoch` (1, 2, …); `base` in (0, 1] so that α can never become 0."""
+    if epoch < 1:
+        raise ValueError(f"epochs are numbered from 1: {epoch=}")
+    if not 0.0 < base <= 1.0:
+        raise ValueError(f"the decay base must be in (0, 1]: {base=}")
     if schedule == "inverse_time":
         return alpha0 / (1.0 + decay_rate * epoch)
     if schedule == "exponential":
-        return alpha0 * decay_rate**epoch
+        return alpha0 * base**epoch
     if schedule == "step":
-        return alpha0 * decay_rate ** (epoch // step_size)
+        return alpha0 * base ** (epoch // interval)
+    if schedule == "staircase":
+        return alpha0 / (1.0 + decay_rate * (epoch // interval))
+    if schedule == "inverse_sqrt":
+        return alpha0 / math.sqrt(epoch)
     raise ValueError(f"unknown {schedule=}; choose one of {SCHEDULES}")

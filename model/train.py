@@ -35,9 +35,12 @@ class TrainConfig:
     """Every trainer option; names are those a space.yaml uses in `train:` and `space:`."""
 
     learning_rate: float = 0.001
-    lr_decay: float = 0.0  # decay rate of the schedule (0 = constant α)
-    lr_schedule: str = "inverse_time"  # inverse_time | exponential | step
-    lr_step: int = 10  # epochs per step of the "step" schedule
+    lr_schedule: str = (
+        "inverse_time"  # inverse_time | exponential | step | staircase | inverse_sqrt
+    )
+    lr_decay: float = 0.0  # decay rate of inverse_time and staircase (0 = constant α)
+    lr_base: float = 0.95  # base of exponential (α0·base^epoch) and step, in (0, 1]
+    lr_step: int = 10  # epochs per step of step and staircase
     optimizer: str = "adam"  # gd | momentum | rmsprop | adam
     beta: float = 0.9  # momentum β, RMSprop β, Adam β1
     beta2: float = 0.999  # Adam β2
@@ -79,6 +82,7 @@ class TrainConfig:
         ranges = {
             "learning_rate": (self.learning_rate > 0, "> 0"),
             "lr_decay": (self.lr_decay >= 0, ">= 0"),
+            "lr_base": (0 < self.lr_base <= 1, "in (0, 1]"),
             "lr_step": (self.lr_step >= 1, ">= 1"),
             "beta": (0 <= self.beta < 1, "in [0, 1)"),
             "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
@@ -236,7 +240,12 @@ def _run_epochs(
     initial_cost = None  # J of the untrained network on the first mini-batch
     for epoch in range(1, config.epochs + 1):
         alpha = learning_rate(
-            config.learning_rate, epoch - 1, config.lr_decay, config.lr_schedule, config.lr_step
+            config.learning_rate,
+            epoch,
+            config.lr_decay,
+            config.lr_schedule,
+            config.lr_step,
+            config.lr_base,
         )
         permutation = xp.asarray(shuffle_rng.permutation(m))  # reshuffled every epoch
         cost_sum = 0.0

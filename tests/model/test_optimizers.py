@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -77,7 +75,7 @@ def test_adam_matches_pytorch(backend64):
 def test_every_optimizer_minimizes_a_quadratic(name, backend64):
     opt = make_optimizer(name, 3, backend64, beta=0.9)
     theta = THETA.copy()
-    for epoch in range(2000):
+    for epoch in range(1, 2001):
         opt.step(theta, 2 * theta, learning_rate(0.05, epoch, 0.05))  # J = ‖θ‖², dJ/dθ = 2θ
     assert np.linalg.norm(theta) < 1e-2
 
@@ -89,11 +87,27 @@ def test_bad_hyperparameters_name_themselves(backend64):
         make_optimizer("sgd-nesterov", 3, backend64)
 
 
-def test_learning_rate_schedules():
-    assert learning_rate(0.2, 0) == 0.2
-    assert learning_rate(0.2, 3, decay_rate=1.0) == pytest.approx(0.05)  # 0.2/(1+3)
-    assert learning_rate(0.2, 2, 0.95, "exponential") == pytest.approx(0.2 * 0.95**2)
-    assert learning_rate(0.2, 25, 0.5, "step", step_size=10) == pytest.approx(0.05)
+def test_learning_rate_decay_table_of_the_notes():
+    """Course notes, week II: α0 = 0.2, decay_rate = 1 → epochs 1–4: 0.1, 0.067, 0.05, 0.04."""
+    alphas = [learning_rate(0.2, epoch, decay_rate=1.0) for epoch in (1, 2, 3, 4)]
+    assert alphas == pytest.approx([0.1, 0.2 / 3, 0.05, 0.04])
+    assert round(alphas[1], 3) == 0.067
+    assert learning_rate(0.2, 7) == 0.2  # decay_rate 0: constant
+
+
+def test_other_schedules_of_the_notes():
+    assert learning_rate(0.2, 2, schedule="exponential", base=0.95) == pytest.approx(0.2 * 0.95**2)
+    assert learning_rate(0.2, 25, schedule="step", interval=10, base=0.5) == pytest.approx(0.05)
+    staircase = [learning_rate(0.2, e, 1.0, "staircase", interval=10) for e in (1, 9, 10, 25)]
+    assert staircase == pytest.approx([0.2, 0.2, 0.1, 0.2 / 3])  # α0/(1 + rate·⌊epoch/10⌋)
+    assert learning_rate(0.2, 4, schedule="inverse_sqrt") == pytest.approx(0.1)  # α0/√epoch
+    assert learning_rate(0.2, 1000, schedule="exponential") > 0  # default base 0.95, never 0
+
+
+def test_schedule_arguments_are_validated():
     with pytest.raises(ValueError, match="schedule"):
         learning_rate(0.1, 1, 0.1, "cosine")
-    assert math.isclose(learning_rate(1.0, 9, 1.0), 0.1)
+    with pytest.raises(ValueError, match="base"):
+        learning_rate(0.1, 2, schedule="exponential", base=0.0)
+    with pytest.raises(ValueError, match="from 1"):
+        learning_rate(0.1, 0)

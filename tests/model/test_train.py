@@ -127,6 +127,21 @@ def test_unknown_trainer_option_is_named():
         TrainConfig.from_dict({"learnig_rate": 0.1})
 
 
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("lr_schedule", "cosine"),
+        ("lr_base", 0.0),
+        ("lr_base", 1.5),
+        ("lr_decay", -1.0),
+        ("lr_step", 0),
+    ],
+)
+def test_schedule_options_are_validated_with_their_names(option, value):
+    with pytest.raises(ValueError, match=f"{option}="):
+        TrainConfig(**{option: value})
+
+
 def test_trainer_runs_through_a_non_numpy_namespace():
     """The CuPy path without a GPU: every array op must go through xp, none through numpy."""
     from tests.model import device_namespace
