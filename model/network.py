@@ -72,6 +72,15 @@ class Architecture:
         return l < self.L and self.keep_probs[l - 1] < 1.0
 
 
+@dataclass(frozen=True)
+class NetworkState:
+    """Everything a trained network's predictions depend on: θ and the batch-norm running μ, σ²."""
+
+    theta: Any
+    running_mean: list[Any]
+    running_var: list[Any]
+
+
 class _Workspace:
     """Buffers for one mini-batch size m, one per quantity of the notes (index l = layer):
 
@@ -155,6 +164,22 @@ class Network:
         self._workspaces: dict[tuple[int, bool], _Workspace] = {}
         self._ws: _Workspace | None = None
         self._X: Any = None
+
+    def state(self) -> NetworkState:
+        """A copy of θ and the running statistics (early stopping keeps the best epoch's)."""
+        copy = lambda stats: [None if s is None else s.copy() for s in stats]  # noqa: E731
+        return NetworkState(self.theta.copy(), copy(self.running_mean), copy(self.running_var))
+
+    def restore(self, state: NetworkState) -> None:
+        """Put back a `state()`: the network predicts exactly as it did when it was taken."""
+        self.theta[...] = state.theta
+        for mine, saved in (
+            (self.running_mean, state.running_mean),
+            (self.running_var, state.running_var),
+        ):
+            for l, stat in enumerate(saved):
+                if stat is not None:
+                    mine[l][...] = stat
 
     def blocks(self) -> dict[str, slice]:
         """Where each parameter block (W1, b1, gamma1, beta1, W2, …) lies in θ."""

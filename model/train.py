@@ -2,8 +2,14 @@
 
 One epoch: reshuffle the training set, walk it in mini-batches X^{t} of `batch_size` columns
 (the last partial batch kept), and for each do forward → cost → backward → optimizer step. After
-the epoch the dev set is evaluated in inference mode and the metrics go to the callback, which
-may stop training (the sweeper prunes through it). A NaN/inf cost stops training as diverged.
+the epoch the training set (a fixed sample of at most TRAIN_EVAL_EXAMPLES) and the dev set are
+evaluated in inference mode, so train vs dev error shows bias and variance as the notes diagnose
+them, and the metrics go to the callback, which may stop training (the sweeper prunes through
+it). A NaN/inf cost stops training as diverged.
+
+Metrics per epoch: minibatch_cost (the running mean of J over the epoch's mini-batches, with
+dropout and the L2 term, on parameters that changed during the epoch), train_loss and
+train_accuracy (inference mode, no L2 term), dev_loss and dev_accuracy.
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ from model.schedules import SCHEDULES, learning_rate
 # (α far too large), even where the cost stays finite, e.g. once exploding ReLU units go dead.
 DIVERGENCE_FACTOR = 1000.0
 EVAL_CHUNK = 8192  # columns per inference pass, so a large dev set needs no large buffers
+# train_loss/train_accuracy are measured on a fixed random sample of this many training examples:
+# an accuracy's standard error is then at most 1.6 points, and evaluating it costs < 5% of an
+# epoch of the large shape of benchmarks/trainer_vs_torch.py.
+TRAIN_EVAL_EXAMPLES = 1024
+DEFAULT_NUM_LAYERS = 2
+PER_LAYER = ("hidden_units", "keep_prob")  # options that also take one value per hidden layer
 
 
 @dataclass
@@ -45,30 +57,71 @@ class TrainConfig:
     beta: float = 0.9  # momentum β, RMSprop β, Adam β1
     beta2: float = 0.999  # Adam β2
     epsilon: float = 1e-8
-    num_layers: int = 2  # hidden layers (L − 1)
-    hidden_units: int = 64  # units per hidden layer
+    num_layers: int | None = None  # hidden layers (L − 1); default 2 or len(hidden_units)
+    hidden_units: int | list[int] = 64  # units of every hidden layer, or one width per layer
     batch_size: int = 64
     epochs: int = 30
     l2: float = 0.0  # λ of the L2 penalty (λ/2m)·Σ‖W‖²
-    keep_prob: float = 1.0  # inverted-dropout keep probability on hidden layers
+    keep_prob: float | list[float] = 1.0  # inverted-dropout keep probability, or one per layer
     batch_norm: bool = False
     activation: str = "relu"  # relu | leaky_relu | tanh | sigmoid
     init: str = "he"  # zeros | small | he | xavier | glorot
     loss: str = "auto"  # auto | softmax_cross_entropy | binary_cross_entropy | mse
-    early_stopping: int | None = None  # patience in epochs on dev_loss; best θ is restored
+    early_stopping: int | None = None  # patience on dev_loss; the best epoch is restored
     seed: int = 0
 
     @classmethod
+    def knows(cls, name: str) -> bool:
+        """An option name: a field, or `hidden_units_<l>` / `keep_prob_<l>` for hidden layer l."""
+        return name in {f.name for f in fields(cls)} or _per_layer_key(name) is not None
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict, rejecting names the trainer does not know."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Build from a dict, rejecting names the trainer does not know.
+
+        `hidden_units_<l>` and `keep_prob_<l>` set hidden layer l (1-based) alone, over the
+        value of `hidden_units` / `keep_prob` for the other layers; those of layers deeper than
+        `num_layers` are ignored. A search can so sample each layer's width, conditional on
+        the depth, with every parameter an ordinary one for the samplers, zoom and plots.
+        """
+        unknown = sorted(name for name in values if not cls.knows(name))
         if unknown:
-            raise ValueError(f"unknown trainer options {unknown}; known: {sorted(known)}")
-        return cls(**values)
+            known = sorted(f.name for f in fields(cls))
+            raise ValueError(f"unknown trainer options {unknown}; known: {known}")
+        options = {k: v for k, v in values.items() if _per_layer_key(k) is None}
+        overrides: dict[str, dict[int, Any]] = {}
+        for key, value in values.items():
+            if (option_layer := _per_layer_key(key)) is not None:
+                option, l = option_layer
+                overrides.setdefault(option, {})[l] = value
+        depth = _depth(options.get("num_layers"), options.get("hidden_units"))
+        for option, by_layer in overrides.items():
+            given = options.get(option, cls.__dataclass_fields__[option].default)
+            per_layer = list(given) if isinstance(given, list) else [given] * depth
+            options[option] = [by_layer.get(l, v) for l, v in enumerate(per_layer, start=1)]
+        return cls(**options)
+
+    @property
+    def depth(self) -> int:
+        """Hidden layers L − 1."""
+        return _depth(self.num_layers, self.hidden_units)
+
+    @property
+    def hidden_widths(self) -> tuple[int, ...]:
+        """(n_1, …, n_{L−1})."""
+        if isinstance(self.hidden_units, list):
+            return tuple(self.hidden_units)
+        return (self.hidden_units,) * self.depth
 
     def __post_init__(self) -> None:
         """Reject a bad value here, with its option's name, not epochs into a trial."""
+        per_layer_problems = [
+            problem
+            for name in PER_LAYER
+            if (problem := self._per_layer_problem(name, getattr(self, name)))
+        ]
+        if per_layer_problems:
+            raise ValueError("; ".join(per_layer_problems))
         choices = {
             "optimizer": OPTIMIZERS,
             "activation": HIDDEN,
@@ -87,12 +140,12 @@ class TrainConfig:
             "beta": (0 <= self.beta < 1, "in [0, 1)"),
             "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
             "epsilon": (self.epsilon > 0, "> 0"),
-            "num_layers": (self.num_layers >= 0, ">= 0"),
-            "hidden_units": (self.hidden_units >= 1, ">= 1"),
+            "num_layers": (self.num_layers is None or self.num_layers >= 0, ">= 0"),
+            "hidden_units": (min(self.hidden_widths, default=1) >= 1, ">= 1"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
             "epochs": (self.epochs >= 1, ">= 1"),
             "l2": (self.l2 >= 0, ">= 0"),
-            "keep_prob": (0 < self.keep_prob <= 1, "in (0, 1]"),
+            "keep_prob": (all(0 < p <= 1 for p in self._keep_probs()), "in (0, 1]"),
             "early_stopping": (self.early_stopping is None or self.early_stopping >= 1, ">= 1"),
         }
         wrong = [
@@ -103,8 +156,45 @@ class TrainConfig:
         if wrong:
             raise ValueError("; ".join(wrong))
 
+    def _per_layer_problem(self, name: str, value: Any) -> str | None:
+        """A list-valued per-layer option must be numbers, one per hidden layer."""
+        if not isinstance(value, list | tuple):
+            return None
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            return f"{name}={value!r} must be a number or a list of numbers"
+        if name == "hidden_units" and not all(float(v).is_integer() for v in value):
+            return f"{name}={value!r} must be whole numbers of units"
+        if name == "hidden_units" and self.num_layers not in (None, len(value)):
+            return (
+                f"num_layers={self.num_layers} disagrees with {name}={value!r} "
+                f"({len(value)} hidden layers)"
+            )
+        if name == "keep_prob" and len(value) != self.depth:
+            return f"{name}={value!r} needs one value per hidden layer ({self.depth})"
+        return None
+
+    def _keep_probs(self) -> list[float]:
+        return (
+            list(self.keep_prob) if isinstance(self.keep_prob, list | tuple) else [self.keep_prob]
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _depth(num_layers: int | None, hidden_units: Any) -> int:
+    """num_layers where given, else the length of a hidden_units list, else the default."""
+    if num_layers is not None:
+        return num_layers
+    return len(hidden_units) if isinstance(hidden_units, list) else DEFAULT_NUM_LAYERS
+
+
+def _per_layer_key(name: str) -> tuple[str, int] | None:
+    """("hidden_units", 2) for "hidden_units_2"; None for any other name."""
+    option, _, layer = name.rpartition("_")
+    if option in PER_LAYER and layer.isdigit() and int(layer) >= 1:
+        return option, int(layer)
+    return None
 
 
 class Outcome(enum.Enum):
@@ -119,10 +209,16 @@ class TrainResult:
     network: Network
     outcome: Outcome
     history: list[dict[str, float]] = field(default_factory=list)  # one metrics dict per epoch
+    kept_epoch: int = 0  # the epoch whose parameters `network` holds (the best, after early stop)
 
     @property
     def last(self) -> dict[str, float]:
         return self.history[-1] if self.history else {}
+
+    @property
+    def kept(self) -> dict[str, float]:
+        """The metrics that describe the returned network."""
+        return self.history[self.kept_epoch - 1] if self.kept_epoch else {}
 
 
 EpochCallback = Callable[[int, dict[str, float]], bool]  # (epoch, metrics) → True to stop
@@ -154,14 +250,16 @@ def build_network(
     """The network a config describes, for n_x features and n_classes classes (None: regression)."""
     loss = resolve_loss(config.loss, n_classes)
     n_out = 1 if (n_classes is None or loss == "binary_cross_entropy") else n_classes
-    dims = (n_x, *[config.hidden_units] * config.num_layers, n_out)
+    dims = (n_x, *config.hidden_widths, n_out)
     arch = Architecture(
         layer_dims=dims,
         activation=config.activation,
         loss=loss,
         init=config.init,
         batch_norm=config.batch_norm,
-        keep_prob=config.keep_prob,
+        keep_prob=tuple(config.keep_prob)
+        if isinstance(config.keep_prob, list)
+        else config.keep_prob,
     )
     return Network(arch, backend, seed=config.seed)
 
@@ -201,8 +299,8 @@ def train(
     Mini-batches are gathered as rows of (m, n_x), so X_train is best passed as `X.T` of data
     stored one example per row: any other layout costs a transposed copy of it on every call.
     Classification labels are integers 0..C−1 (`n_classes`=C); regression targets are floats with
-    `n_classes`=None. Metrics per epoch: train_loss (mean mini-batch cost), and when a dev set is
-    given dev_loss and dev_accuracy.
+    `n_classes`=None. Metrics per epoch: minibatch_cost, train_loss, train_accuracy and, when a
+    dev set is given, dev_loss and dev_accuracy (see the module docstring).
     """
     backend = backend or get_backend()
     xp, dtype = backend.xp, backend.dtype
@@ -216,9 +314,12 @@ def train(
     YT = xp.ascontiguousarray(encode_targets(xp, y_train, net.loss.name, n_out, dtype).T)
     X_dev = None if X_dev is None else xp.asarray(X_dev, dtype=dtype)
     y_dev = None if y_dev is None else xp.asarray(y_dev)
+    sample = np.random.default_rng(config.seed).permutation(XT.shape[0])[:TRAIN_EVAL_EXAMPLES]
+    sample = xp.asarray(np.sort(sample))
+    train_sample = (XT[sample].T, xp.asarray(y_train)[..., sample])  # y: (m,) or (n_y, m)
     result = TrainResult(net, Outcome.COMPLETED)
     with np.errstate(all="ignore"):  # overflow in a diverging run is reported as DIVERGED
-        _run_epochs(config, net, optimizer, XT, YT, X_dev, y_dev, callback, result)
+        _run_epochs(config, net, optimizer, XT, YT, train_sample, (X_dev, y_dev), callback, result)
     return result
 
 
@@ -228,15 +329,15 @@ def _run_epochs(
     optimizer: Any,
     XT: Any,
     YT: Any,
-    X_dev: Any,
-    y_dev: Any,
+    train_sample: tuple[Any, Any],
+    dev: tuple[Any, Any],
     callback: EpochCallback | None,
     result: TrainResult,
 ) -> None:
     xp = net.backend.xp
     shuffle_rng = np.random.default_rng(config.seed)
     m, batch = XT.shape[0], config.batch_size
-    best_loss, best_theta, stale = math.inf, None, 0
+    best_loss, best_state, stale = math.inf, None, 0
     initial_cost = None  # J of the untrained network on the first mini-batch
     for epoch in range(1, config.epochs + 1):
         alpha = learning_rate(
@@ -260,24 +361,32 @@ def _run_epochs(
             cost_sum += cost * X_t.shape[1]
             net.backward(Y_t, config.l2)
             optimizer.step(net.theta, net.dtheta, alpha)
-        metrics = {"train_loss": cost_sum / m if math.isfinite(cost) else math.inf}
-        if math.isfinite(cost) and X_dev is not None:
-            dev = evaluate(net, X_dev, y_dev)
-            metrics.update({f"dev_{k}": v for k, v in dev.items()})
+        metrics = {"minibatch_cost": cost_sum / m if math.isfinite(cost) else math.inf}
+        if math.isfinite(cost):
+            for split, (X, y) in (("train", train_sample), ("dev", dev)):
+                if X is not None:
+                    metrics.update({f"{split}_{k}": v for k, v in evaluate(net, X, y).items()})
         diverged = not all(math.isfinite(v) for v in metrics.values()) or (
-            metrics["train_loss"] > DIVERGENCE_FACTOR * max(initial_cost, 1e-3)
+            metrics["minibatch_cost"] > DIVERGENCE_FACTOR * max(initial_cost, 1e-3)
         )
         result.history.append(metrics)
         if diverged:
             result.outcome = Outcome.DIVERGED
             break
+        result.kept_epoch = epoch
         if config.early_stopping is not None and "dev_loss" in metrics:
             if metrics["dev_loss"] < best_loss:
-                best_loss, best_theta, stale = metrics["dev_loss"], net.theta.copy(), 0
+                best_loss, best_state, best_epoch, stale = (
+                    metrics["dev_loss"],
+                    net.state(),
+                    epoch,
+                    0,
+                )
             else:
                 stale += 1
                 if stale >= config.early_stopping:
-                    net.theta[...] = best_theta
+                    net.restore(best_state)  # θ and the running statistics of the best epoch
+                    result.kept_epoch = best_epoch
                     result.outcome = Outcome.EARLY_STOPPED
                     break
         if callback is not None and callback(epoch, metrics):

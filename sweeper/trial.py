@@ -40,7 +40,7 @@ def fit(
     if result.outcome is not Outcome.DIVERGED:
         for split, X, y in (("dev", d.X_dev, d.y_dev), ("test", d.X_test, d.y_test)):
             final.update({f"{split}_{k}": v for k, v in evaluate(result.network, X, y).items()})
-        final["train_loss"] = result.last["train_loss"]
+        final.update({k: v for k, v in result.kept.items() if k.startswith("train_")})
     return {"outcome": result.outcome.value, "history": result.history, "final": final}
 
 

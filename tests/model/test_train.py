@@ -76,7 +76,8 @@ def test_huge_learning_rate_is_reported_as_diverged(optimizer):
     assert result.outcome is Outcome.DIVERGED
     assert len(result.history) < 20
     # NaN/inf, or finite but far above the untrained network's cost
-    assert not math.isfinite(result.last["train_loss"]) or result.last["train_loss"] > 1e3
+    cost = result.last["minibatch_cost"]
+    assert not math.isfinite(cost) or cost > 1e3
 
 
 def test_callback_stops_training_and_sees_every_epoch():
@@ -90,16 +91,68 @@ def test_callback_stops_training_and_sees_every_epoch():
     result = train(TrainConfig(epochs=10), X_train, y_train, X_dev, y_dev, 2, stop_after_three)
     assert result.outcome is Outcome.STOPPED
     assert [e for e, _ in seen] == [1, 2, 3]
-    assert seen[0][1] == ["dev_accuracy", "dev_loss", "train_loss"]
+    assert seen[0][1] == [
+        "dev_accuracy",
+        "dev_loss",
+        "minibatch_cost",
+        "train_accuracy",
+        "train_loss",
+    ]
 
 
-def test_early_stopping_restores_the_best_parameters():
+def test_train_metrics_are_inference_mode_without_the_l2_term():
+    """train_loss/accuracy: the network as it predicts (no dropout, no λ term), on the training
+    set (all of it here, fewer than TRAIN_EVAL_EXAMPLES); the running mini-batch cost is not."""
+    X_train, y_train, X_dev, y_dev = _split(*flower(m=300))
+    config = TrainConfig(epochs=3, keep_prob=0.5, l2=5.0, hidden_units=16)
+    result = train(config, X_train, y_train, X_dev, y_dev, n_classes=2)
+    on_train = evaluate(result.network, X_train, y_train)
+    assert result.last["train_loss"] == pytest.approx(on_train["loss"], rel=1e-6)
+    assert result.last["train_accuracy"] == on_train["accuracy"]
+    assert result.last["minibatch_cost"] != pytest.approx(result.last["train_loss"], rel=0.05)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_early_stopping_restores_the_best_epoch(batch_norm):
+    """θ and the batch-norm running statistics of the best epoch come back: the returned
+    network is exactly the one the kept epoch's metrics describe."""
     X_train, y_train, X_dev, y_dev = _split(*flower(m=200))
-    config = TrainConfig(learning_rate=0.05, epochs=300, early_stopping=3, hidden_units=64)
+    config = TrainConfig(
+        learning_rate=0.05, epochs=300, early_stopping=3, hidden_units=64, batch_norm=batch_norm
+    )
     result = train(config, X_train, y_train, X_dev, y_dev, n_classes=2)
     assert result.outcome is Outcome.EARLY_STOPPED
-    best = min(h["dev_loss"] for h in result.history)
-    assert evaluate(result.network, X_dev, y_dev)["loss"] == pytest.approx(best, rel=1e-5)
+    best = min(range(len(result.history)), key=lambda i: result.history[i]["dev_loss"])
+    assert result.kept_epoch == best + 1 < len(result.history)
+    dev = evaluate(result.network, X_dev, y_dev)
+    assert dev["loss"] == pytest.approx(result.kept["dev_loss"], rel=1e-6)
+    assert dev["accuracy"] == result.kept["dev_accuracy"]
+    assert evaluate(result.network, X_train, y_train)["loss"] == pytest.approx(
+        result.kept["train_loss"], rel=1e-6
+    )
+
+
+def test_hidden_units_per_layer_builds_the_course_layer_dims():
+    X_train, y_train, _, _ = _split(*flower(m=100))
+    result = train(TrainConfig(hidden_units=[20, 3], epochs=1), X_train, y_train, n_classes=2)
+    assert result.network.arch.layer_dims == (2, 20, 3, 1)  # the course's layers_dims
+    config = TrainConfig.from_dict(
+        {
+            "num_layers": 3,
+            "hidden_units": 8,
+            "hidden_units_2": 5,
+            "hidden_units_4": 99,
+            "keep_prob_3": 0.5,
+        }
+    )
+    assert config.hidden_widths == (8, 5, 8)  # layer 4 is deeper than num_layers: ignored
+    assert config.keep_prob == [1.0, 1.0, 0.5]
+    with pytest.raises(ValueError, match=r"num_layers=3 disagrees with hidden_units=\[20, 3\]"):
+        TrainConfig(num_layers=3, hidden_units=[20, 3])
+    with pytest.raises(ValueError, match=r"keep_prob=.* one value per hidden layer"):
+        TrainConfig(hidden_units=[20, 3], keep_prob=[0.5])
+    with pytest.raises(ValueError, match="unknown trainer options"):
+        TrainConfig.from_dict({"hidden_units_0": 3})
 
 
 def test_last_partial_mini_batch_is_trained_on():
