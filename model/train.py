@@ -185,7 +185,7 @@ class TrainConfig:
 def _depth(num_layers: int | None, hidden_units: Any) -> int:
     """num_layers where given, else the length of a hidden_units list, else the default."""
     if num_layers is not None:
-        return num_layers
+        return int(num_layers)
     return len(hidden_units) if isinstance(hidden_units, list) else DEFAULT_NUM_LAYERS
 
 

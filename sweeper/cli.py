@@ -242,7 +242,10 @@ class _Curve:
         self.live = Live(self._table(), console=console, refresh_per_second=8)
 
     def _table(self) -> Table:
+        from sweeper.panda import bias_variance
+
         table = Table(title=f"epoch {len(self.history)}/{self.epochs}")
+        table.caption = bias_variance(self.history[-1]) if self.history else None
         for column in ("metric", "last", "best", "curve"):
             table.add_column(column)
         for name in self.history[-1] if self.history else []:

@@ -30,10 +30,22 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         name, sep, text = pair.partition("=")
         if not sep or not name:
             raise UserError(f"--set {pair!r}: expected name=value, e.g. --set learning_rate=0.01")
-        if name not in TRAINER_OPTIONS:
+        if not TrainConfig.knows(name):
             raise UserError(f"--set {name}: unknown trainer option; known: {list(TRAINER_OPTIONS)}")
         out[name] = yaml.safe_load(text)
     return out
+
+
+def bias_variance(metrics: dict[str, float]) -> str:
+    """Train vs dev error, the notes' diagnosis: a high train error is bias (a bigger network,
+    longer training); a dev error well above it is variance (more data, regularization)."""
+    if "train_accuracy" in metrics and "dev_accuracy" in metrics:
+        train, dev = (100 * (1 - metrics[f"{s}_accuracy"]) for s in ("train", "dev"))
+        return f"train error {train:.1f}% · dev error {dev:.1f}% · gap {dev - train:+.1f} points"
+    if "train_loss" in metrics and "dev_loss" in metrics:
+        train, dev = metrics["train_loss"], metrics["dev_loss"]
+        return f"train loss {train:.4g} · dev loss {dev:.4g} · gap {dev - train:+.4g}"
+    return ""
 
 
 def centre(param: scales.Param) -> Any:

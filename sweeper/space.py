@@ -9,6 +9,7 @@ gives the trainer's value. Coarse-to-fine zooms are boxes in the same coordinate
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Literal
 
@@ -16,6 +17,12 @@ import optuna.distributions as od
 from pydantic import BaseModel, ConfigDict, model_validator
 
 SCALES = ("log", "one_minus_log", "pow2", "int", "log_int", "uniform", "categorical")
+
+
+def _stored_choice(choice: Any) -> Any:
+    """A categorical choice as Optuna stores it: a list (hidden_units: [20, 3]) as its JSON text,
+    since Optuna's persistent storages keep only None, bool, int, float and str."""
+    return json.dumps(choice) if isinstance(choice, list) else choice
 
 
 def _is_pow2(value: float) -> bool:
@@ -73,7 +80,7 @@ class Param(BaseModel):
     def distribution(self) -> od.BaseDistribution:
         """The Optuna distribution over the stored coordinate."""
         if self.scale == "categorical":
-            return od.CategoricalDistribution(self.choices)
+            return od.CategoricalDistribution([_stored_choice(c) for c in self.choices])
         lo, hi = self.low, self.high
         if self.scale == "log":
             return od.FloatDistribution(lo, hi, log=True)
@@ -89,6 +96,8 @@ class Param(BaseModel):
 
     def decode(self, stored: Any) -> Any:
         """Trainer value from the stored coordinate."""
+        if self.scale == "categorical":
+            return next((c for c in self.choices if _stored_choice(c) == stored), stored)
         if self.scale == "one_minus_log":
             return 1.0 - stored
         if self.scale == "pow2":
@@ -97,6 +106,8 @@ class Param(BaseModel):
 
     def encode(self, value: Any) -> Any:
         """Stored coordinate from a trainer value (inverse of `decode`)."""
+        if self.scale == "categorical":
+            return _stored_choice(value)
         if self.scale == "one_minus_log":
             return 1.0 - value
         if self.scale == "pow2":

@@ -109,14 +109,14 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
         problems.append((("space",), "space is empty: name at least one hyperparameter to search"))
     for section, names in (("train", spec.train), ("space", spec.space)):
         for name in names:
-            if name not in TRAINER_OPTIONS:
+            if not TrainConfig.knows(name):
                 hint = _did_you_mean(name, TRAINER_OPTIONS)
                 problems.append(((section, name), f"unknown trainer option {name!r}{hint}"))
     for name in sorted(set(spec.train) & set(spec.space)):
         problems.append(
             (("space", name), f"{name!r} is both fixed in `train` and searched in `space`")
         )
-    known = {k: v for k, v in spec.train.items() if k in TRAINER_OPTIONS}
+    known = {k: v for k, v in spec.train.items() if TrainConfig.knows(k)}
     try:
         TrainConfig.from_dict(known)
     except (TypeError, ValueError) as error:
@@ -124,12 +124,13 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
         known = {}
     for name, param in spec.space.items():
         extremes = param.choices if param.scale == "categorical" else [param.low, param.high]
-        for value in extremes if name in TRAINER_OPTIONS else []:
+        for value in extremes if TrainConfig.knows(name) else []:
             try:
                 TrainConfig.from_dict({**known, name: value})
             except (TypeError, ValueError) as error:
                 problems.append((("space", name), str(error)))
                 break
+    problems += _objective_problems(spec.objective)
     names = [s.name for s in spec.stages]
     if len(set(names)) != len(names):
         problems.append((("stages",), f"stage names must be unique: {names}"))
@@ -138,6 +139,21 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
             (("stages", 0, "zoom"), "the first stage has no earlier stage to zoom from")
         )
     return problems
+
+
+def _objective_problems(objective: Objective) -> list[tuple[tuple, str]]:
+    """The test set is for the final, unbiased estimate: a sweep that optimizes on it has made it
+    a second dev set."""
+    if objective.metric.startswith("test_"):
+        return [
+            (
+                ("objective", "metric"),
+                f"{objective.metric!r} is measured on the test set; choose the objective among "
+                f"dev_ metrics (e.g. {'dev_' + objective.metric.removeprefix('test_')!r}): "
+                "tuning on the test set leaves no unbiased estimate",
+            )
+        ]
+    return []
 
 
 def _did_you_mean(word: str, choices: Any) -> str:

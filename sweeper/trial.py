@@ -24,7 +24,8 @@ def fit(
     callback: EpochCallback | None,
     backend_name: str,
 ) -> dict[str, Any]:
-    """Train one configuration; its outcome, per-epoch history and final dev/test metrics."""
+    """Train one configuration; its outcome, per-epoch history and final metrics: dev/test
+    of the returned network, and train_* of the epoch it comes from."""
     d = dataset
     result = train(
         TrainConfig.from_dict(options),
@@ -39,7 +40,8 @@ def fit(
     final: dict[str, float] = {}
     if result.outcome is not Outcome.DIVERGED:
         for split, X, y in (("dev", d.X_dev, d.y_dev), ("test", d.X_test, d.y_test)):
-            final.update({f"{split}_{k}": v for k, v in evaluate(result.network, X, y).items()})
+            if X.shape[1]:  # split.test: 0 leaves no test set, and so no test metrics
+                final.update({f"{split}_{k}": v for k, v in evaluate(result.network, X, y).items()})
         final.update({k: v for k, v in result.kept.items() if k.startswith("train_")})
     return {"outcome": result.outcome.value, "history": result.history, "final": final}
 

@@ -29,6 +29,7 @@ def test_train_logs_one_run_with_the_set_values_and_its_curve(tmp_path, monkeypa
     )
     assert result.exit_code == 0, result.output
     assert "completed: dev_loss=" in result.output
+    assert "train error" in result.output and "dev error" in result.output  # bias vs variance
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'sweeps' / 'panda' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("panda")
@@ -39,6 +40,8 @@ def test_train_logs_one_run_with_the_set_values_and_its_curve(tmp_path, monkeypa
     curve = client.get_metric_history(run.info.run_id, "dev_accuracy")
     assert sorted(m.step for m in curve) == [1, 2, 3, 4, 4]  # 4 epochs, then the final value
     assert run.data.metrics["test_accuracy"] > 0.5
+    for name in ("train_accuracy", "train_loss", "minibatch_cost"):  # train vs dev, per epoch
+        assert len(client.get_metric_history(run.info.run_id, name)) >= 4
 
 
 def test_bad_overrides_are_one_clear_error(tmp_path, monkeypatch):

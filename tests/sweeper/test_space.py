@@ -89,3 +89,23 @@ def test_encode_decode_round_trip():
     stored = scales.encode(space, values)
     assert stored == {"one_minus_beta": pytest.approx(0.05), "log2_batch_size": 6}
     assert scales.decode(space, stored) == pytest.approx(values)
+
+
+def test_list_valued_choice_round_trips_through_a_persistent_optuna_storage(tmp_path):
+    """hidden_units: {scale: categorical, choices: [[20, 3], [64]]}: Optuna's storages keep only
+    scalars, so a list is stored as its JSON text and decoded back to the list."""
+    import warnings
+
+    import optuna
+
+    param = Param(scale="categorical", choices=[[20, 3], [64]])
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/study.db")
+    study = optuna.create_study(storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna warns about non-scalar choices
+        trial = study.ask(scales.distributions({"hidden_units": param}))
+    stored = optuna.load_study(study_name=study.study_name, storage=storage).trials[0].params
+    assert stored == trial.params and isinstance(stored["hidden_units"], str)
+    value = scales.decode({"hidden_units": param}, stored)["hidden_units"]
+    assert value in ([20, 3], [64]) and isinstance(value, list)
+    assert scales.encode({"hidden_units": param}, {"hidden_units": value}) == stored

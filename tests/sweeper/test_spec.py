@@ -56,3 +56,43 @@ def test_fingerprint_ignores_storage_but_not_space(tmp_path):
     assert spec.load(path).fingerprint() == a.fingerprint()
     path.write_text(GOOD.replace("1.0e-1", "2.0e-1"))
     assert spec.load(path).fingerprint() != a.fingerprint()
+
+
+def test_a_test_metric_as_objective_is_refused_with_its_line(tmp_path):
+    text = GOOD.replace("stages:", "objective: {metric: test_accuracy}\nstages:")
+    message = _error(tmp_path, text)
+    line = text.splitlines().index("objective: {metric: test_accuracy}") + 1
+    assert message.startswith(
+        f"{tmp_path / 'space.yaml'}:{line}: objective.metric: 'test_accuracy'"
+    )
+    assert "dev_accuracy" in message
+
+
+def test_per_layer_architecture_options_load(tmp_path):
+    """A fixed list in train:, a list-valued categorical and per-layer widths in space:."""
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        GOOD.replace("  epochs: 3", "  epochs: 3\n  keep_prob: [0.8, 1.0]").replace(
+            "stages:",
+            "  hidden_units: {scale: categorical, choices: [[20, 3], [64, 8]]}\n"
+            "  hidden_units_1: {scale: pow2, low: 4, high: 64}\nstages:",
+        )
+    )
+    loaded = spec.load(path)
+    assert loaded.space["hidden_units"].choices == [[20, 3], [64, 8]]
+    assert "hidden_units_1" in loaded.space
+
+
+def test_num_layers_disagreeing_with_a_width_list_is_refused(tmp_path):
+    text = GOOD.replace("  epochs: 3", "  epochs: 3\n  num_layers: 3\n  hidden_units: [20, 3]")
+    message = _error(tmp_path, text)
+    assert "train: num_layers=3 disagrees with hidden_units=[20, 3]" in message
+    assert message.startswith(f"{tmp_path / 'space.yaml'}:4:")  # the train: section
+
+
+def test_split_without_a_test_set_loads(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        GOOD.replace("  source: builtin:flower", "  source: builtin:flower\n  split: {test: 0}")
+    )
+    assert spec.load(path).data.split.test == 0
