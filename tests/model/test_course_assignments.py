@@ -1,0 +1,143 @@
+"""The course's programming assignments, reproduced through `train()`.
+
+Each assignment publishes the accuracies its notebook prints. We generate the data as the
+assignment's loader does (same generator, same seeds), build its architecture with its
+initialization, α, optimizer, mini-batch size and epoch count, and require the published
+accuracy within ±3 points: our weights and mini-batches come from other random streams, so the
+figures cannot match digit for digit. Every run uses TrainConfig(seed=1) (our θ initialization
+and mini-batch shuffles); the data use the assignments' own seeds.
+Published figures (deeplearning.ai on Coursera):
+
+- Course 1 week 3, "Planar data classification with one hidden layer"
+  (Planar_data_classification_with_onehidden_layer_v6c.ipynb, section "Tuning hidden layer
+  size"): training accuracy 67.5 % (n_h = 1), 90.75 % (3), 91.25 % (5), 90.0 % (20).
+- Course 2 week 1, "Initialization" (Initialization.ipynb): circles, [2, 10, 5, 1] ReLU,
+  α = 0.01, 15 000 iterations; zeros: train 0.5, test 0.5; He: train 0.9933, test 0.96.
+- Course 2 week 2, "Optimization methods" (Optimization_methods.ipynb): moons, [2, 5, 2, 1]
+  ReLU, He, mini-batches of 64, α = 0.0007, 10 000 epochs: gd 0.7967, momentum (β = 0.9) 0.7967,
+  Adam 0.94; its learning-rate-decay section (5000 epochs, schedule_lr_decay with decay_rate 1
+  and time_interval 1000, α0 = 0.1 for gd and momentum, 0.01 for Adam): gd 0.9467,
+  momentum 0.9567, Adam 0.94.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from model import TrainConfig, evaluate, get_backend, train
+
+TOLERANCE = 0.03
+SEED = 1
+SLOW_GD_GAP = (
+    "plain mini-batch gd/momentum at α = 0.0007 for 10 000 epochs reach 0.85–0.88 for our seeds "
+    "0–5 against the published 0.7967: our network trains further than the notebook's; the "
+    "difference is not explained yet (the same runs with Adam, or with decay, do match)"
+)
+BACKEND = get_backend("numpy", dtype="float64")  # the notebooks compute in float64
+
+
+def planar_dataset() -> tuple[np.ndarray, np.ndarray]:
+    """planar_utils.load_planar_dataset: np.random.seed(1), 400 points, petals r = 4·sin(4t)."""
+    rs = np.random.RandomState(1)
+    m, N, a = 400, 200, 4
+    X, y = np.zeros((m, 2)), np.zeros(m, dtype=np.int64)
+    for j in range(2):
+        t = np.linspace(j * 3.12, (j + 1) * 3.12, N) + rs.randn(N) * 0.2
+        r = a * np.sin(4 * t) + rs.randn(N) * 0.2
+        X[N * j : N * (j + 1)] = np.c_[r * np.sin(t), r * np.cos(t)]
+        y[N * j : N * (j + 1)] = j
+    return X.T, y
+
+
+def _accuracy(config: TrainConfig, X, y, X_test=None, y_test=None) -> tuple[float, float | None]:
+    result = train(replace(config, seed=SEED), X, y, n_classes=2, backend=BACKEND)
+    test = None if X_test is None else evaluate(result.network, X_test, y_test)["accuracy"]
+    return evaluate(result.network, X, y)["accuracy"], test
+
+
+@pytest.mark.parametrize("n_h,published", [(1, 0.675), (3, 0.9075), (5, 0.9125), (20, 0.90)])
+def test_planar_flower_one_hidden_tanh_layer(n_h, published):
+    """nn_model(X, Y, n_h, num_iterations=5000): tanh, randn·0.01, full-batch GD, α = 1.2."""
+    X, y = planar_dataset()
+    config = TrainConfig(
+        hidden_units=[n_h],
+        activation="tanh",
+        init="small",
+        optimizer="gd",
+        learning_rate=1.2,
+        batch_size=400,
+        epochs=5000,
+    )
+    accuracy, _ = _accuracy(config, X, y)
+    assert accuracy == pytest.approx(published, abs=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "init,published_train,published_test", [("zeros", 0.5, 0.5), ("he", 0.9933, 0.96)]
+)
+def test_initialization_circles(init, published_train, published_test):
+    """init_utils.load_dataset: np.random.seed(1) make_circles(300, noise=.05) to train,
+    np.random.seed(2) make_circles(100, noise=.05) to test; full-batch GD, 15 000 iterations."""
+    from sklearn.datasets import make_circles
+
+    X, y = make_circles(n_samples=300, noise=0.05, random_state=1)
+    X_test, y_test = make_circles(n_samples=100, noise=0.05, random_state=2)
+    config = TrainConfig(
+        hidden_units=[10, 5],
+        init=init,
+        optimizer="gd",
+        learning_rate=0.01,
+        batch_size=300,
+        epochs=15000,
+    )
+    train_accuracy, test_accuracy = _accuracy(config, X.T, y, X_test.T, y_test)
+    assert train_accuracy == pytest.approx(published_train, abs=TOLERANCE)
+    assert test_accuracy == pytest.approx(published_test, abs=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "optimizer,alpha,epochs,decay,published",
+    [
+        pytest.param(
+            "gd",
+            0.0007,
+            10000,
+            False,
+            0.7967,
+            marks=pytest.mark.xfail(strict=True, reason=SLOW_GD_GAP),
+        ),
+        pytest.param(
+            "momentum",
+            0.0007,
+            10000,
+            False,
+            0.7967,
+            marks=pytest.mark.xfail(strict=True, reason=SLOW_GD_GAP),
+        ),
+        ("adam", 0.0007, 10000, False, 0.94),
+        ("gd", 0.1, 5000, True, 0.9467),
+        ("momentum", 0.1, 5000, True, 0.9567),
+        ("adam", 0.01, 5000, True, 0.94),
+    ],
+)
+def test_optimization_methods_moons(optimizer, alpha, epochs, decay, published):
+    """opt_utils.load_dataset: np.random.seed(3) make_moons(300, noise=.2); mini-batches of 64."""
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(n_samples=300, noise=0.2, random_state=3)
+    schedule = {"lr_schedule": "staircase", "lr_decay": 1.0, "lr_step": 1000} if decay else {}
+    config = TrainConfig(
+        hidden_units=[5, 2],
+        init="he",
+        optimizer=optimizer,
+        learning_rate=alpha,
+        beta=0.9,
+        batch_size=64,
+        epochs=epochs,
+        **schedule,
+    )
+    accuracy, _ = _accuracy(config, X.T, y)
+    assert accuracy == pytest.approx(published, abs=TOLERANCE)
