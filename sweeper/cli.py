@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 anythin
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -99,14 +100,19 @@ class _Display:
         self.live.update(self._table())
 
 
-def _run_sweep(spec_path: Path, address: str | None, quiet: bool) -> None:
+def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = None) -> None:
     from sweeper import sweep
     from sweeper.dispatch import start_ray
     from sweeper.results import best
 
-    plan = sweep.prepare(spec_path)
+    plan = sweep.prepare(spec_path, folder)
     spec, folder = plan.spec, plan.folder
-    name = folder.path if spec.dir else spec.name  # what `resume`, `status` … are given
+    # what `resume`, `status` … are given: the name when ./sweeps/NAME is the folder
+    by_name = (
+        folder.path.absolute()
+        == sweep.sweep_folder(spec.model_copy(update={"dir": None})).path.absolute()
+    )
+    name = spec.name if by_name else str(folder.path)
     start_ray(address)
     display = None if quiet else _Display()
     if display:
@@ -161,7 +167,8 @@ def resume(
     """Continue a stopped or crashed sweep from its folder."""
     from sweeper.sweep import find_sweep
 
-    _run_sweep(find_sweep(sweep).spec_copy, address, quiet)
+    folder = find_sweep(sweep)
+    _run_sweep(folder.spec_copy, address, quiet, folder)
 
 
 @app.command()
@@ -311,15 +318,21 @@ def prune(
 def delete(
     sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    force: Annotated[
+        bool, typer.Option(help="also delete files in the folder that the sweeper did not create")
+    ] = False,
 ) -> None:
-    """Remove a sweep: its Optuna studies, its MLflow experiment and its folder."""
+    """Remove a sweep: its Optuna studies, its MLflow experiment and the files it made.
+
+    Only a folder `launch` created; one holding anything else is refused (and the files listed)
+    unless --force."""
     from sweeper.sweep import delete as delete_sweep
     from sweeper.sweep import find_sweep
 
     folder = find_sweep(sweep)
     if not yes and not typer.confirm(f"delete sweep {sweep!r} ({folder.path}) and all its runs?"):
         raise typer.Exit(1)
-    delete_sweep(folder)
+    delete_sweep(folder, force)
     console.print(f"deleted {folder.path}")
 
 
@@ -389,6 +402,7 @@ def list_command(
 
 
 def main() -> None:  # pragma: no cover
+    os.umask(0o077)  # every file the sweeper (and the Ray it starts) creates is the user's alone
     app(sys.argv[1:])
 
 

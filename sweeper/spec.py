@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from model.train import TrainConfig
 from sweeper.errors import UserError
+from sweeper.ownership import name_problem
 from sweeper.space import SCALES, Param
 
 TRAINER_OPTIONS = tuple(TrainConfig.__dataclass_fields__)
@@ -95,6 +103,14 @@ class SweepSpec(Strict):
     stages: list[Stage] = Field(min_length=1)
     resources: Resources = Resources()
     storage: Storage = Storage()
+
+    @field_validator("name")
+    @classmethod
+    def _one_plain_folder_name(cls, name: str) -> str:
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the sweep's results (not where it is stored)."""

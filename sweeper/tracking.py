@@ -8,6 +8,7 @@ RUNNING by a crash, and the run can be rebuilt from Optuna (the source of truth)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -84,6 +85,10 @@ def _build_store(partial: Path) -> None:
 def check_store(tracking_uri: str) -> None:
     """Fail with one clear message when an existing MLflow store cannot be read."""
     try:
+        if tracking_uri.startswith("sqlite:///"):  # at once: MLflow retries a broken file ~100 s
+            path = tracking_uri.removeprefix("sqlite:///")
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         MlflowClient(tracking_uri).search_experiments(max_results=1)
     except Exception as error:
         raise UserError(

@@ -88,14 +88,21 @@ def kill_driver(driver: subprocess.Popen) -> None:
         process.kill()
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+def wait_for(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str,
+    seen: Callable[[], object] | None = None,
+) -> object:
+    """`condition()` once it is true; else an AssertionError saying what `seen()` showed last."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = condition()
         if found:
             return found
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    last = f"; last seen: {seen()!r}" if seen else f"; last: {found!r}"
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}{last}")
 
 
 def trials(

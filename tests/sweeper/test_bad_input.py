@@ -15,6 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sweeper.cli import app
+from sweeper.ownership import Identity, claim
 
 GOOD = """\
 name: bad
@@ -234,7 +235,7 @@ def test_the_corpus_is_large_enough():
 def _existing_sweep(tmp_path: Path) -> Path:
     """A sweep folder as `launch` leaves it: the spec copy with absolute data paths."""
     folder = tmp_path / "sweeps" / "bad"
-    folder.mkdir(parents=True)
+    claim(folder, Identity("bad", "0"))
     raw = yaml.safe_load(GOOD)
     raw["data"]["source"] = str(tmp_path / "data.csv")
     (folder / "spec.yaml").write_text(yaml.safe_dump(raw))
