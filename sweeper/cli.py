@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from sweeper.errors import UserError
+from sweeper.secrets import mask
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -38,7 +39,7 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return function(*args, **kwargs)
         except UserError as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            errors.print(f"[red]error:[/red] {mask(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             errors.print("interrupted")
@@ -47,7 +48,7 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as error:
             errors.print(
-                f"[red]error:[/red] {type(error).__name__}: {error}",
+                f"[red]error:[/red] {type(error).__name__}: {mask(str(error))}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -132,7 +133,7 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
     if result.mlflow_errors:
         errors.print(
             f"warning: {len(result.mlflow_errors)} MLflow writes failed (Optuna holds the trials; "
-            f"`sweeper resume {name}` rewrites their runs); first: {result.mlflow_errors[0]}",
+            f"`sweeper resume {name}` rewrites their runs); first: {mask(result.mlflow_errors[0])}",
             soft_wrap=True,
         )
     found = best(folder)

@@ -18,7 +18,8 @@ LOST = (WorkerCrashedError, NodeDiedError, ObjectLostError, OwnerDiedError)
 
 
 def start_ray(address: str | None) -> None:
-    """Connect to `address` / RAY_ADDRESS, or start a local Ray instance for this process."""
+    """Connect to `address` / RAY_ADDRESS, or start a local Ray instance for this process,
+    listening on 127.0.0.1 only."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -28,8 +29,11 @@ def start_ray(address: str | None) -> None:
         if address
         else None
     )
+    local = {} if address else {"address": "local", "_node_ip_address": "127.0.0.1"}
     ray.init(
-        address=address,
+        # no address: a new Ray of our own, on loopback (never some other cluster found on
+        # this machine, which `ray.init()` would join)
+        **({"address": address} if address else local),
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,

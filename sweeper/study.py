@@ -12,6 +12,7 @@ import optuna
 import optuna.distributions as od
 from optuna.storages.journal import BaseJournalBackend
 
+from sweeper import secrets
 from sweeper.errors import UserError
 from sweeper.spec import Pruner, Stage
 
@@ -68,11 +69,12 @@ def make_storage(
             )
             storage: optuna.storages.BaseStorage = optuna.storages.JournalStorage(backend)
         else:
-            storage = optuna.storages.RDBStorage(url)
+            storage = optuna.storages.RDBStorage(secrets.expand(url))
         optuna.get_all_study_names(storage)
     except Exception as error:
         raise UserError(
-            f"{where}: the Optuna storage cannot be read ({type(error).__name__}: {error}); "
+            f"{where}: the Optuna storage cannot be read "
+            f"({type(error).__name__}: {secrets.mask(str(error))}); "
             "restore it from a backup, or delete the sweep"
         ) from None
     return storage

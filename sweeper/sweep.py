@@ -22,7 +22,7 @@ import yaml
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from sweeper import locks, ownership
+from sweeper import locks, ownership, secrets
 from sweeper import spec as specs
 from sweeper.data import Dataset, load_dataset
 from sweeper.dispatch import StageProgress, StageRun, concurrency
@@ -152,6 +152,11 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
     points at the space.yaml key that names the data. The cheap checks come first.
     """
     spec = specs.load(spec_path)
+    for key, url in spec.storage.model_dump().items():
+        problem = secrets.url_problem(url)
+        if problem:
+            line = specs.line_of(spec_path, f"storage.{key}")
+            raise UserError(f"{spec_path}:{line}: storage.{key}: {problem}")
     base = spec_path.resolve().parent
     data = spec.data.model_copy(
         update={
@@ -215,7 +220,11 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                     ray.get_runtime_context().get_node_id(), soft=False
                 ),
             )
-            .remote(spec.model_dump_json(), str(folder.path.resolve()))
+            .remote(
+                spec.model_dump_json(),
+                str(folder.path.resolve()),
+                secrets.environment(*spec.storage.model_dump().values()),
+            )
         )
         results = []
         try:

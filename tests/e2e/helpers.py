@@ -45,12 +45,14 @@ def write_spec(tmp_path: Path, name: str, stages: str, source="builtin:flower", 
     return path
 
 
-def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`sweeper ARGS` as its own process, to completion."""
+def cli(
+    *args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`sweeper ARGS` as its own process, to completion (`env`: variables added)."""
     return subprocess.run(
         [sys.executable, "-m", "sweeper.cli", *args],
         cwd=cwd,
-        env=cli_env(),
+        env={**cli_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -61,12 +63,12 @@ def cli_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
+def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`sweeper ARGS` in a new process group, as a terminal would run it."""
     return subprocess.Popen(
         [sys.executable, "-m", "sweeper.cli", *args],
         cwd=cwd,
-        env=cli_env(),
+        env={**cli_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
