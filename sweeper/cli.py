@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from sweeper.errors import UserError
 from sweeper.secrets import mask
@@ -26,8 +27,13 @@ app = typer.Typer(
     add_completion=False,
     help="Hyperparameter sweeps of NumPy/CuPy networks on Ray, tracked in MLflow.",
 )
-console = Console()
-errors = Console(stderr=True)
+# user text (names, paths, columns, messages) is printed as it is: `[/b]` is not Rich markup here
+console = Console(markup=False, emoji=False, highlight=False)
+errors = Console(stderr=True, markup=False, emoji=False, highlight=False)
+
+
+def _error(message: str) -> None:
+    errors.print(Text.assemble(("error:", "red"), " ", mask(message)), soft_wrap=True)
 
 
 def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,7 +45,7 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return function(*args, **kwargs)
         except UserError as error:
-            errors.print(f"[red]error:[/red] {mask(str(error))}", highlight=False, soft_wrap=True)
+            _error(str(error))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             errors.print("interrupted")
@@ -47,11 +53,7 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
         except typer.Exit:
             raise
         except Exception as error:
-            errors.print(
-                f"[red]error:[/red] {type(error).__name__}: {mask(str(error))}",
-                highlight=False,
-                soft_wrap=True,
-            )
+            _error(f"{type(error).__name__}: {error}")
             raise typer.Exit(1) from None
 
     return wrapper

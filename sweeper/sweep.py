@@ -29,7 +29,8 @@ from sweeper.dispatch import StageProgress, StageRun, concurrency
 from sweeper.errors import DataError, UserError
 from sweeper.recorder import default_tracking_uri
 from sweeper.server import StudyServer
-from sweeper.study import JOURNAL, make_storage, study_name
+from sweeper.space import distributions
+from sweeper.study import JOURNAL, make_pruner, make_sampler, make_storage, study_name
 from sweeper.tracking import check_store, delete_experiment
 
 SPEC_COPY = "spec.yaml"
@@ -165,6 +166,7 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
         }
     )
     spec = spec.model_copy(update={"data": data})
+    _check_stage_options(spec, spec_path)
     if spec.dir and folder is None:
         problem = ownership.dir_problem(Path(spec.dir))
         if problem:
@@ -185,6 +187,24 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
         raise UserError(f"{spec_path}:{line}: {error.field}: {error}") from None
     check_stores(spec, folder)
     return Plan(spec, folder, dataset)
+
+
+def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
+    """Build each stage's Optuna sampler and pruner now, so a value Optuna rejects is a message
+    naming the stage's line rather than a failure inside a Ray actor."""
+    epochs = int(spec.train.get("epochs", 30))
+    for index, stage in enumerate(spec.stages):
+        try:
+            if stage.pruner.type == "hyperband" and stage.pruner.min_epochs >= epochs:
+                raise ValueError(
+                    f"hyperband needs min_epochs < epochs, got "
+                    f"{stage.pruner.min_epochs} >= {epochs}"
+                )
+            make_pruner(stage.pruner, epochs)
+            make_sampler(stage, stage.seed, distributions(spec.space))
+        except ValueError as error:
+            line = specs.line_of(spec_path, f"stages.{index}")
+            raise UserError(f"{spec_path}:{line}: stages.{index}: {error}") from None
 
 
 def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:
