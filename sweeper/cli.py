@@ -375,7 +375,7 @@ def report(
 @_guarded
 def ui(
     sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
-    port: Annotated[int, typer.Option(help="port (0: a free one)")] = 0,
+    port: Annotated[int, typer.Option(help="port (0: a free one)", min=0, max=65535)] = 0,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     dashboard: Annotated[
         bool, typer.Option(help="optuna-dashboard on the studies instead of the MLflow UI")
@@ -383,8 +383,11 @@ def ui(
 ) -> None:
     """Browse the sweep: the MLflow UI over its runs (or optuna-dashboard over its studies)."""
     from sweeper.sweep import find_sweep
-    from sweeper.ui import serve
+    from sweeper.ui import exposure_warning, serve
 
+    warning = exposure_warning(host)
+    if warning:
+        errors.print(Text.assemble(("warning:", "yellow"), " ", warning), soft_wrap=True)
     serve(find_sweep(sweep), host, port, dashboard, lambda url: console.print(f"serving {url}"))
 
 
@@ -401,7 +404,10 @@ def list_command(
         print(json.dumps(sweeps))
         return
     for s in sweeps:
-        console.print(f"{s['name']:30} {s['finished']}/{s['target']}  {s['folder']}")
+        progress = f"{s['finished']}/{s['target']}" if "error" not in s else "unreadable"
+        console.print(f"{s['name']:30} {progress}  {s['folder']}", soft_wrap=True)
+        if "error" in s:
+            console.print(f"  {mask(s['error'])}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

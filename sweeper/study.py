@@ -87,6 +87,16 @@ def sync(storage: optuna.storages.BaseStorage) -> None:
         backend.sync()
 
 
+def read_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorage:
+    """The sweep's storage for reading only: an empty one where none exists yet, so that a
+    read-only command never creates a journal or a database file."""
+    if url is None and not (sweep_dir / JOURNAL).exists():
+        return optuna.storages.InMemoryStorage()
+    if url is not None and url.startswith("sqlite:///") and not Path(url[10:]).exists():
+        return optuna.storages.InMemoryStorage()
+    return make_storage(url, sweep_dir)
+
+
 def repair_torn_journal(sweep_dir: Path) -> bool:
     """Drop a last journal line cut short by a killed writer; True if one was dropped.
 

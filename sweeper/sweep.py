@@ -209,9 +209,10 @@ def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
 
 def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:
     """A sweep's existing Optuna and MLflow stores can be read (else one clear UserError)."""
-    if spec.storage.optuna or (folder.path / JOURNAL).exists():
-        make_storage(spec.storage.optuna, folder.path)
-    if folder.has_mlflow_store(spec):
+    optuna_url, mlflow_url = spec.storage.optuna, spec.storage.mlflow
+    if (optuna_url and not _new_sqlite(optuna_url)) or (folder.path / JOURNAL).exists():
+        make_storage(optuna_url, folder.path)
+    if folder.has_mlflow_store(spec) and not (mlflow_url and _new_sqlite(mlflow_url)):
         check_store(folder.tracking_uri(spec))
 
 
@@ -319,6 +320,11 @@ def delete(folder: SweepFolder, force: bool = False) -> None:
     if folder.has_mlflow_store(spec):
         delete_experiment(folder.tracking_uri(spec), spec.name)
     ownership.remove_owned(folder.path, force)
+
+
+def _new_sqlite(url: str) -> bool:
+    """A SQLite URL whose file does not exist yet: nothing to check (a check would create it)."""
+    return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
 
 
 def _absolute(source: str, base: Path) -> str:

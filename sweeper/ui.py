@@ -6,6 +6,7 @@ The MLflow UI runs as `mlflow server` in a child process that is stopped with th
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import subprocess
@@ -22,6 +23,21 @@ from sweeper.study import make_storage
 from sweeper.sweep import SweepFolder
 
 STARTUP_TIMEOUT_S = 120
+
+
+def exposure_warning(host: str) -> str | None:
+    """What listening on `host` risks, unless it is a loopback address."""
+    try:
+        loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        raise UserError(f"--host {host!r} is not an address or a known host name") from None
+    if loopback:
+        return None
+    return (
+        f"listening on {host}: anyone who can reach this machine on that network can read every "
+        "run, parameter and artifact of the sweep, with no login (the UI has no authentication); "
+        "prefer the default 127.0.0.1 with an SSH tunnel"
+    )
 
 
 def free_port(host: str) -> int:
