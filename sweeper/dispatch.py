@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -39,6 +40,17 @@ def start_ray(address: str | None) -> None:
         configure_logging=False,
         runtime_env=runtime_env,
     )
+    if not address:
+        make_token_private()
+
+
+def make_token_private() -> None:
+    """Ray's token file (its auth token mode) readable by the user alone: Ray writes it 0644."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if path.is_file() and path.stat().st_uid == os.getuid():
+        path.chmod(0o600)
+        if path.parent.name == ".ray":
+            path.parent.chmod(0o700)
 
 
 def concurrency(resources: Resources) -> int:

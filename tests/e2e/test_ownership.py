@@ -4,6 +4,7 @@ and only the files it made there; a sweep given by path is that folder, from any
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 from optuna.trial import TrialState
 
@@ -88,6 +89,8 @@ def test_resume_by_path_from_elsewhere_then_delete_only_what_the_sweeper_made(tm
     assert not (elsewhere / "sweeps" / "owned" / "spec.yaml").exists()
     assert _tree(elsewhere) == {"sweeps/owned/notes.txt": b"not a sweep"}
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    token = Path.home() / ".ray" / "auth_token"  # Ray's token mode: the token is the user's alone
+    assert not token.exists() or stat.S_IMODE(token.stat().st_mode) == 0o600
     for private in (MARKER, "spec.yaml", "optuna.journal", "mlflow.db"):
         assert stat.S_IMODE((folder / private).stat().st_mode) == 0o600, private
 
