@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 anythin
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,16 +17,23 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from sweeper.errors import UserError
+from sweeper.secrets import mask
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Hyperparameter sweeps of NumPy/CuPy networks on Ray, tracked in MLflow.",
 )
-console = Console()
-errors = Console(stderr=True)
+# user text (names, paths, columns, messages) is printed as it is: `[/b]` is not Rich markup here
+console = Console(markup=False, emoji=False, highlight=False)
+errors = Console(stderr=True, markup=False, emoji=False, highlight=False)
+
+
+def _error(message: str) -> None:
+    errors.print(Text.assemble(("error:", "red"), " ", mask(message)), soft_wrap=True)
 
 
 def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -37,7 +45,7 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return function(*args, **kwargs)
         except UserError as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            _error(str(error))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             errors.print("interrupted")
@@ -45,11 +53,7 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
         except typer.Exit:
             raise
         except Exception as error:
-            errors.print(
-                f"[red]error:[/red] {type(error).__name__}: {error}",
-                highlight=False,
-                soft_wrap=True,
-            )
+            _error(f"{type(error).__name__}: {error}")
             raise typer.Exit(1) from None
 
     return wrapper
@@ -99,14 +103,19 @@ class _Display:
         self.live.update(self._table())
 
 
-def _run_sweep(spec_path: Path, address: str | None, quiet: bool) -> None:
+def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = None) -> None:
     from sweeper import sweep
     from sweeper.dispatch import start_ray
     from sweeper.results import best
 
-    plan = sweep.prepare(spec_path)
+    plan = sweep.prepare(spec_path, folder)
     spec, folder = plan.spec, plan.folder
-    name = folder.path if spec.dir else spec.name  # what `resume`, `status` … are given
+    # what `resume`, `status` … are given: the name when ./sweeps/NAME is the folder
+    by_name = (
+        folder.path.absolute()
+        == sweep.sweep_folder(spec.model_copy(update={"dir": None})).path.absolute()
+    )
+    name = spec.name if by_name else str(folder.path)
     start_ray(address)
     display = None if quiet else _Display()
     if display:
@@ -126,7 +135,7 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool) -> None:
     if result.mlflow_errors:
         errors.print(
             f"warning: {len(result.mlflow_errors)} MLflow writes failed (Optuna holds the trials; "
-            f"`sweeper resume {name}` rewrites their runs); first: {result.mlflow_errors[0]}",
+            f"`sweeper resume {name}` rewrites their runs); first: {mask(result.mlflow_errors[0])}",
             soft_wrap=True,
         )
     found = best(folder)
@@ -161,7 +170,8 @@ def resume(
     """Continue a stopped or crashed sweep from its folder."""
     from sweeper.sweep import find_sweep
 
-    _run_sweep(find_sweep(sweep).spec_copy, address, quiet)
+    folder = find_sweep(sweep)
+    _run_sweep(folder.spec_copy, address, quiet, folder)
 
 
 @app.command()
@@ -314,15 +324,21 @@ def prune(
 def delete(
     sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    force: Annotated[
+        bool, typer.Option(help="also delete files in the folder that the sweeper did not create")
+    ] = False,
 ) -> None:
-    """Remove a sweep: its Optuna studies, its MLflow experiment and its folder."""
+    """Remove a sweep: its Optuna studies, its MLflow experiment and the files it made.
+
+    Only a folder `launch` created; one holding anything else is refused (and the files listed)
+    unless --force."""
     from sweeper.sweep import delete as delete_sweep
     from sweeper.sweep import find_sweep
 
     folder = find_sweep(sweep)
     if not yes and not typer.confirm(f"delete sweep {sweep!r} ({folder.path}) and all its runs?"):
         raise typer.Exit(1)
-    delete_sweep(folder)
+    delete_sweep(folder, force)
     console.print(f"deleted {folder.path}")
 
 
@@ -362,7 +378,7 @@ def report(
 @_guarded
 def ui(
     sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
-    port: Annotated[int, typer.Option(help="port (0: a free one)")] = 0,
+    port: Annotated[int, typer.Option(help="port (0: a free one)", min=0, max=65535)] = 0,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     dashboard: Annotated[
         bool, typer.Option(help="optuna-dashboard on the studies instead of the MLflow UI")
@@ -370,8 +386,11 @@ def ui(
 ) -> None:
     """Browse the sweep: the MLflow UI over its runs (or optuna-dashboard over its studies)."""
     from sweeper.sweep import find_sweep
-    from sweeper.ui import serve
+    from sweeper.ui import exposure_warning, serve
 
+    warning = exposure_warning(host)
+    if warning:
+        errors.print(Text.assemble(("warning:", "yellow"), " ", warning), soft_wrap=True)
     serve(find_sweep(sweep), host, port, dashboard, lambda url: console.print(f"serving {url}"))
 
 
@@ -388,10 +407,14 @@ def list_command(
         print(json.dumps(sweeps))
         return
     for s in sweeps:
-        console.print(f"{s['name']:30} {s['finished']}/{s['target']}  {s['folder']}")
+        progress = f"{s['finished']}/{s['target']}" if "error" not in s else "unreadable"
+        console.print(f"{s['name']:30} {progress}  {s['folder']}", soft_wrap=True)
+        if "error" in s:
+            console.print(f"  {mask(s['error'])}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover
+    os.umask(0o077)  # every file the sweeper (and the Ray it starts) creates is the user's alone
     app(sys.argv[1:])
 
 

@@ -65,38 +65,76 @@ def read_table(path: Path) -> pa.Table:
     raise DataError(f"{path}: unsupported data file type {suffix!r} (parquet, csv, arrow, feather)")
 
 
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def _is_number(column: pa.ChunkedArray) -> bool:
+    return pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+
+
+def _stray_cell(column: pa.ChunkedArray) -> tuple[int, str] | None:
+    """(row, text) of the first non-number in a text column that is mostly numbers, else None:
+    one stray cell turns a CSV column into text, which must not drop the feature silently."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    numeric = pc.match_substring_regex(column, NUMBER)
+    present = column.length() - column.null_count
+    if (pc.sum(numeric).as_py() or 0) <= present // 2:
+        return None
+    row = pc.index(numeric, False).as_py()
+    return row, column[row].as_py()
+
+
 def table_to_arrays(
     table: pa.Table, target: str | None, features: list[str] | None, source: str
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """(X (m, n), y labels, class names, feature names) with every problem naming its column."""
+    """(X (m, n), y labels, class names, feature names) with every problem naming its column.
+
+    Columns are looked up in one dict, so a file with 20,000 columns costs no more per column
+    than one with 20."""
     if table.num_rows == 0:
         raise DataError(f"{source}: the file has no rows")
+    names = table.column_names
+    index = {name: i for i, name in enumerate(names)}
+    if len(index) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1}) if len(names) < 1000 else "…"
+        raise DataError(f"{source}: duplicate column names {twice}: each column needs its own")
     if target is None:
         raise DataError(f"{source}: data.target must name the label column", "data.target")
-    if target not in table.column_names:
+    if target not in index:
         raise DataError(
-            f"{source}: target column {target!r} not found; columns: {table.column_names}",
-            "data.target",
+            f"{source}: target column {target!r} not found; columns: {_some(names)}", "data.target"
         )
     if features is None:
-        features = [
-            c
-            for c in table.column_names
-            if (c != target and pa.types.is_integer(table[c].type))
-            or (c != target and pa.types.is_floating(table[c].type))
-        ]
+        features = []
+        for i, name in enumerate(names):
+            if name == target:
+                continue
+            column = table.column(i)
+            if _is_number(column):
+                features.append(name)
+            elif (stray := _stray_cell(column)) is not None:
+                raise DataError(
+                    f"{source}: column {name!r} holds numbers but row {stray[0] + 1} holds "
+                    f"{stray[1]!r}: fix that cell, or list the features to use in data.features"
+                )
         if not features:
             raise DataError(f"{source}: no numeric feature columns besides target {target!r}")
     columns = []
     for name in features:
-        if name not in table.column_names:
+        if name not in index:
             raise DataError(
-                f"{source}: feature column {name!r} not found; columns: {table.column_names}",
+                f"{source}: feature column {name!r} not found; columns: {_some(names)}",
                 "data.features",
             )
-        column = table[name]
-        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-            raise DataError(f"{source}: feature column {name!r} is not numeric ({column.type})")
+        column = table.column(index[name])
+        if not _is_number(column):
+            stray = _stray_cell(column)
+            where = f": row {stray[0] + 1} holds {stray[1]!r}" if stray else ""
+            raise DataError(
+                f"{source}: feature column {name!r} is not numeric ({column.type}){where}",
+                "data.features",
+            )
         values = column.to_numpy(zero_copy_only=False).astype(np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
@@ -106,10 +144,29 @@ def table_to_arrays(
                 f"values (first at row {row + 1})"
             )
         columns.append(values)
-    labels = table[target]
-    if labels.null_count:
+    y, classes = _labels(table.column(index[target]), target, source)
+    return np.column_stack(columns), y, classes, list(features)
+
+
+def _labels(labels: pa.ChunkedArray, target: str, source: str) -> tuple[np.ndarray, list[str]]:
+    """Class indices (classes in sorted order) of a text, integer or boolean target column."""
+    kind = labels.type
+    if pa.types.is_dictionary(kind):
+        labels, kind = labels.cast(kind.value_type), kind.value_type
+    usable = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer,
+              pa.types.is_boolean, pa.types.is_floating)  # fmt: skip
+    if not any(check(kind) for check in usable):
         raise DataError(
-            f"{source}: target column {target!r} has {labels.null_count} missing values",
+            f"{source}: target column {target!r} holds {kind} values; a label is text, an "
+            "integer or a boolean",
+            "data.target",
+        )
+    missing = labels.null_count
+    if pa.types.is_floating(kind):
+        missing += pc.sum(pc.is_nan(labels)).as_py() or 0
+    if missing:
+        raise DataError(
+            f"{source}: target column {target!r} has {missing} missing or NaN values",
             "data.target",
         )
     classes = sorted(pc.unique(labels).to_pylist(), key=str)
@@ -118,9 +175,13 @@ def table_to_arrays(
             f"{source}: target column {target!r} has a single class {classes}; need ≥ 2",
             "data.target",
         )
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[v] for v in labels.to_pylist()], dtype=np.int64)
-    return np.column_stack(columns), y, [str(c) for c in classes], list(features)
+    position = {c: i for i, c in enumerate(classes)}
+    y = np.array([position[v] for v in labels.to_pylist()], dtype=np.int64)
+    return y, [str(c) for c in classes]
+
+
+def _some(names: list[str]) -> str:
+    return str(names) if len(names) <= 20 else f"{names[:20]} and {len(names) - 20} more"
 
 
 def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
@@ -139,6 +200,12 @@ def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
         )
         if spec.test:
             test_path = base_dir / spec.test
+            if test_path.exists() and path.exists() and test_path.samefile(path):
+                raise DataError(
+                    f"{test_path} is the training file too: a test set must be data the model "
+                    "never saw (leave data.test out to carve one from the training file)",
+                    "data.test",
+                )
             try:
                 X_t, y_t, test_classes, _ = table_to_arrays(
                     read_table(test_path), spec.target, features, str(test_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -18,7 +19,8 @@ LOST = (WorkerCrashedError, NodeDiedError, ObjectLostError, OwnerDiedError)
 
 
 def start_ray(address: str | None) -> None:
-    """Connect to `address` / RAY_ADDRESS, or start a local Ray instance for this process."""
+    """Connect to `address` / RAY_ADDRESS, or start a local Ray instance for this process,
+    listening on 127.0.0.1 only."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -28,13 +30,27 @@ def start_ray(address: str | None) -> None:
         if address
         else None
     )
+    local = {} if address else {"address": "local", "_node_ip_address": "127.0.0.1"}
     ray.init(
-        address=address,
+        # no address: a new Ray of our own, on loopback (never some other cluster found on
+        # this machine, which `ray.init()` would join)
+        **({"address": address} if address else local),
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
         runtime_env=runtime_env,
     )
+    if not address:
+        make_token_private()
+
+
+def make_token_private() -> None:
+    """Ray's token file (its auth token mode) readable by the user alone: Ray writes it 0644."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if path.is_file() and path.stat().st_uid == os.getuid():
+        path.chmod(0o600)
+        if path.parent.name == ".ray":
+            path.parent.chmod(0o700)
 
 
 def concurrency(resources: Resources) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from model import TrainConfig
+from sweeper import ownership
 from sweeper import space as scales
 from sweeper.errors import UserError
 from sweeper.spec import TRAINER_OPTIONS, SweepSpec
@@ -86,7 +87,7 @@ def train_one(
 
     result = fit(options, plan.dataset, callback, backend)
     folder = plan.folder
-    folder.path.mkdir(parents=True, exist_ok=True)
+    ownership.claim(folder.path, ownership.Identity(plan.spec.name, plan.spec.fingerprint()))
     tracker = Tracker(folder.tracking_uri(plan.spec), plan.spec.name, folder.path / "artifacts")
     state = "PRUNED" if result["outcome"] == "diverged" else "COMPLETE"
     record = {

@@ -9,14 +9,15 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper.errors import UserError
-from sweeper.study import make_storage
+from sweeper.ownership import require_marked
+from sweeper.study import read_storage
 from sweeper.sweep import SweepFolder
 from sweeper.view import SweepView, stage_counts, stage_studies, view
 
 
 def _studies(folder: SweepFolder) -> list[tuple[Any, optuna.Study | None]]:
     spec = folder.load_spec()
-    return stage_studies(spec, make_storage(spec.storage.optuna, folder.path))
+    return stage_studies(spec, read_storage(spec.storage.optuna, folder.path))
 
 
 def status(folder: SweepFolder) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def status(folder: SweepFolder) -> dict[str, Any]:
 
 def load_view(folder: SweepFolder) -> SweepView:
     spec = folder.load_spec()
-    return view(spec, make_storage(spec.storage.optuna, folder.path))
+    return view(spec, read_storage(spec.storage.optuna, folder.path))
 
 
 def write_report(folder: SweepFolder, path: Path) -> Path:
@@ -46,7 +47,7 @@ def write_report(folder: SweepFolder, path: Path) -> Path:
     from sweeper import plots, report  # matplotlib: only for this command
 
     spec = folder.load_spec()
-    storage = make_storage(spec.storage.optuna, folder.path)
+    storage = read_storage(spec.storage.optuna, folder.path)
     sweep = view(spec, storage)
     figures = plots.sweep_figures(sweep)
     for stage, study in stage_studies(spec, storage):
@@ -92,7 +93,12 @@ def list_sweeps(root: Path) -> list[dict[str, Any]]:
     out = []
     base = root / "sweeps"
     for path in sorted(base.glob("*/spec.yaml")) if base.is_dir() else []:
-        summary = status(SweepFolder(path.parent))
+        try:  # one broken or foreign folder does not hide the others
+            require_marked(path.parent)
+            summary = status(SweepFolder(path.parent))
+        except UserError as error:
+            out.append({"name": path.parent.name, "folder": str(path.parent), "error": str(error)})
+            continue
         done = sum(s["complete"] + s["pruned"] for s in summary["stages"])
         target = sum(s["target"] for s in summary["stages"])
         out.append(

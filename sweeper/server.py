@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,10 @@ WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one t
 class StudyServer:
     """Records a sweep. Create as a Ray actor with num_cpus=0 so it takes no trial slot."""
 
-    def __init__(self, spec_json: str, sweep_dir: str):
+    def __init__(self, spec_json: str, sweep_dir: str, credentials: dict[str, str] | None = None):
+        """`credentials`: the `${VAR}`s of the storage URLs, from the driver's environment
+        (an argument, not a runtime_env: Ray writes those to its log files)."""
+        os.environ.update(credentials or {})  # this actor's own process
         self.spec = SweepSpec.model_validate_json(spec_json)
         self.sweep_dir = Path(sweep_dir)
         self.writer_lock = locks.acquire(self.sweep_dir / "writer.lock", WRITER_WAIT_S)

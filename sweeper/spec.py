@@ -10,26 +10,37 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from model.train import TrainConfig
 from sweeper.errors import UserError
+from sweeper.ownership import name_problem
 from sweeper.space import SCALES, Param
 
 TRAINER_OPTIONS = tuple(TrainConfig.__dataclass_fields__)
+MAX_SPEC_BYTES = 1_000_000
+MAX_YAML_NODES = 100_000  # after aliases are expanded: an alias bomb stops here
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what NumPy's and Optuna's generators accept
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Split(Strict):
     dev: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.2, ge=0, lt=1)
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> Split:
@@ -41,10 +52,16 @@ class Split(Strict):
 class DataSpec(Strict):
     source: str
     target: str | None = None
-    features: list[str] | None = None
+    features: list[str] | None = Field(None, min_length=1)
     test: str | None = None
     split: Split = Split()
     standardize: bool = True
+
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> DataSpec:
+        if self.target is not None and self.target in (self.features or []):
+            raise ValueError(f"the target {self.target!r} is also listed in features")
+        return self
 
 
 class Objective(Strict):
@@ -66,18 +83,29 @@ class Zoom(Strict):
 
 class Stage(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    trials: int = Field(ge=1)
+    trials: int = Field(ge=1, le=1_000_000)
     sampler: Literal["random", "qmc", "tpe", "grid"] = "random"
     pruner: Pruner = Pruner(type="none")
     zoom: Zoom | None = None
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class Resources(Strict):
-    concurrency: int | Literal["auto"] = "auto"
-    cpus_per_trial: float = Field(1, gt=0)
-    gpus_per_trial: float = Field(0, ge=0)
-    max_retries: int = Field(2, ge=0)
+    concurrency: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = "auto"
+    cpus_per_trial: float = Field(1, gt=0, le=1024)
+    gpus_per_trial: float = Field(0, ge=0, le=64)
+    max_retries: int = Field(2, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ray_accepts(self) -> Resources:
+        """Ray's rules for a task's resources: a fraction only below 1, in steps of 1e-4."""
+        for name in ("cpus_per_trial", "gpus_per_trial"):
+            value = getattr(self, name)
+            if value > 1 and not float(value).is_integer():
+                raise ValueError(f"{name}={value}: above 1 Ray takes whole numbers only")
+            if value and round(value, 4) != value:
+                raise ValueError(f"{name}={value}: Ray counts resources in steps of 0.0001")
+        return self
 
 
 class Storage(Strict):
@@ -95,6 +123,14 @@ class SweepSpec(Strict):
     stages: list[Stage] = Field(min_length=1)
     resources: Resources = Resources()
     storage: Storage = Storage()
+
+    @field_validator("name")
+    @classmethod
+    def _one_plain_folder_name(cls, name: str) -> str:
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the sweep's results (not where it is stored)."""
@@ -166,12 +202,27 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Line of each key path. Raises ValueError for a duplicate key, or once aliases expand to
+    more than MAX_YAML_NODES values (an "alias bomb" grows exponentially)."""
     out = {} if out is None else out
     out.setdefault(path, node.start_mark.line + 1)
+    if len(out) > MAX_YAML_NODES:
+        raise ValueError(
+            f"{node.start_mark.line + 1}: more than {MAX_YAML_NODES} values once its aliases "
+            "(*name) are expanded"
+        )
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
         for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.value in seen and isinstance(key, yaml.ScalarNode):
+                field = ".".join(map(str, (*path, key.value)))
+                raise ValueError(
+                    f"{line}: {field}: duplicate key (first at line {seen[key.value]})"
+                )
+            seen[key.value] = line
             child = (*path, key.value)
-            out[child] = key.start_mark.line + 1
+            out[child] = line
             _lines(value, child, out)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
@@ -184,6 +235,8 @@ def load(path: str | Path) -> SweepSpec:
     """Read and validate a space.yaml; raise UserError listing every problem with its line."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise UserError(f"{path}:1: the file is over {MAX_SPEC_BYTES} bytes: not a space.yaml")
         text = path.read_text()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
@@ -199,7 +252,10 @@ def load(path: str | Path) -> SweepSpec:
         raise UserError(f"{path}:{line}: YAML syntax: {problem}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}:1: the file must be a mapping of keys (name, data, space, …)")
-    lines = _lines(node) if node is not None else {}
+    try:
+        lines = _lines(node) if node is not None else {}
+    except ValueError as error:
+        raise UserError(f"{path}:{error}") from None
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as error:

@@ -12,6 +12,7 @@ import optuna
 import optuna.distributions as od
 from optuna.storages.journal import BaseJournalBackend
 
+from sweeper import secrets
 from sweeper.errors import UserError
 from sweeper.spec import Pruner, Stage
 
@@ -68,11 +69,12 @@ def make_storage(
             )
             storage: optuna.storages.BaseStorage = optuna.storages.JournalStorage(backend)
         else:
-            storage = optuna.storages.RDBStorage(url)
+            storage = optuna.storages.RDBStorage(secrets.expand(url))
         optuna.get_all_study_names(storage)
     except Exception as error:
         raise UserError(
-            f"{where}: the Optuna storage cannot be read ({type(error).__name__}: {error}); "
+            f"{where}: the Optuna storage cannot be read "
+            f"({type(error).__name__}: {secrets.mask(str(error))}); "
             "restore it from a backup, or delete the sweep"
         ) from None
     return storage
@@ -83,6 +85,16 @@ def sync(storage: optuna.storages.BaseStorage) -> None:
     backend = getattr(storage, "_backend", None)
     if isinstance(backend, SingleWriterJournal):
         backend.sync()
+
+
+def read_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorage:
+    """The sweep's storage for reading only: an empty one where none exists yet, so that a
+    read-only command never creates a journal or a database file."""
+    if url is None and not (sweep_dir / JOURNAL).exists():
+        return optuna.storages.InMemoryStorage()
+    if url is not None and url.startswith("sqlite:///") and not Path(url[10:]).exists():
+        return optuna.storages.InMemoryStorage()
+    return make_storage(url, sweep_dir)
 
 
 def repair_torn_journal(sweep_dir: Path) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -23,14 +22,15 @@ import yaml
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from sweeper import locks
+from sweeper import locks, ownership, secrets
 from sweeper import spec as specs
 from sweeper.data import Dataset, load_dataset
 from sweeper.dispatch import StageProgress, StageRun, concurrency
 from sweeper.errors import DataError, UserError
 from sweeper.recorder import default_tracking_uri
 from sweeper.server import StudyServer
-from sweeper.study import JOURNAL, make_storage, study_name
+from sweeper.space import distributions
+from sweeper.study import JOURNAL, make_pruner, make_sampler, make_storage, study_name
 from sweeper.tracking import check_store, delete_experiment
 
 SPEC_COPY = "spec.yaml"
@@ -62,12 +62,23 @@ def sweep_folder(spec: specs.SweepSpec, root: Path | None = None) -> SweepFolder
     return SweepFolder((root or Path.cwd()) / "sweeps" / spec.name)
 
 
+def is_path(name_or_path: str) -> bool:
+    """A sweep argument is a folder path when it has a separator (or is `.`, `..`, `~…`);
+    otherwise it is a name under ./sweeps/."""
+    return "/" in name_or_path or name_or_path in (".", "..") or name_or_path.startswith("~")
+
+
 def find_sweep(name_or_path: str, root: Path | None = None) -> SweepFolder:
-    """A sweep by folder path or by name under ./sweeps/."""
-    candidates = [Path(name_or_path), (root or Path.cwd()) / "sweeps" / name_or_path]
+    """A sweep by folder path, or by name under ./sweeps/ (else ./NAME); only a folder that
+    `launch` created and marked."""
+    if is_path(name_or_path):
+        candidates = [Path(name_or_path).expanduser()]
+    else:
+        candidates = [(root or Path.cwd()) / "sweeps" / name_or_path, Path(name_or_path)]
     for path in candidates:
         if (path / SPEC_COPY).is_file():
-            return SweepFolder(path)
+            ownership.require_marked(path)
+            return SweepFolder(path.absolute())
     raise UserError(
         f"no sweep {name_or_path!r} (looked for "
         f"{' and '.join(str(c / SPEC_COPY) for c in candidates)})"
@@ -85,10 +96,9 @@ def is_running(folder: SweepFolder) -> bool:
 
 @contextmanager
 def sweep_lock(folder: SweepFolder, create: bool = True) -> Iterator[None]:
-    """One driver per sweep: an exclusive lock on <folder>/lock for the driver's lifetime."""
-    if create:
-        folder.path.mkdir(parents=True, exist_ok=True)
-    elif not (folder.path / "lock").exists():
+    """One driver per sweep: an exclusive lock on <folder>/lock for the driver's lifetime
+    (`create`: make the lock file; the folder must exist)."""
+    if not create and not (folder.path / "lock").exists():
         yield
         return
     handle = locks.acquire(folder.path / "lock")
@@ -135,13 +145,19 @@ class Plan:
     dataset: Dataset
 
 
-def prepare(spec_path: Path) -> Plan:
-    """Load a space.yaml and its data, and check both against the sweep's folder.
+def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
+    """Load a space.yaml and its data, and check both against the sweep's folder (`folder`:
+    the one `resume` was given; else where the spec puts it).
 
     Every input problem is raised here, before Ray starts or anything is written; a data problem
-    points at the space.yaml key that names the data.
+    points at the space.yaml key that names the data. The cheap checks come first.
     """
     spec = specs.load(spec_path)
+    for key, url in spec.storage.model_dump().items():
+        problem = secrets.url_problem(url)
+        if problem:
+            line = specs.line_of(spec_path, f"storage.{key}")
+            raise UserError(f"{spec_path}:{line}: storage.{key}: {problem}")
     base = spec_path.resolve().parent
     data = spec.data.model_copy(
         update={
@@ -150,22 +166,53 @@ def prepare(spec_path: Path) -> Plan:
         }
     )
     spec = spec.model_copy(update={"data": data})
-    folder = sweep_folder(spec)
+    _check_stage_options(spec, spec_path)
+    if spec.dir and folder is None:
+        problem = ownership.dir_problem(Path(spec.dir))
+        if problem:
+            raise UserError(f"{spec_path}:{specs.line_of(spec_path, 'dir')}: dir: {problem}")
+        spec = spec.model_copy(update={"dir": str(Path(spec.dir).expanduser().absolute())})
+    folder = folder or sweep_folder(spec)
+    if folder.path.exists():
+        ownership.require_marked(folder.path)
+        if is_running(folder):
+            raise UserError(
+                f"sweep {folder.path} is already running (another driver holds its lock)"
+            )
     check_same_spec(folder, spec)
-    check_stores(spec, folder)
     try:
         dataset = load_dataset(spec.data)
     except DataError as error:
         line = specs.line_of(spec_path, error.field)
         raise UserError(f"{spec_path}:{line}: {error.field}: {error}") from None
+    check_stores(spec, folder)
     return Plan(spec, folder, dataset)
+
+
+def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
+    """Build each stage's Optuna sampler and pruner now, so a value Optuna rejects is a message
+    naming the stage's line rather than a failure inside a Ray actor."""
+    epochs = int(spec.train.get("epochs", 30))
+    for index, stage in enumerate(spec.stages):
+        try:
+            if stage.pruner.type == "hyperband" and stage.pruner.min_epochs >= epochs:
+                raise ValueError(
+                    f"hyperband needs min_epochs < epochs, got "
+                    f"{stage.pruner.min_epochs} >= {epochs}"
+                )
+            make_pruner(stage.pruner, epochs)
+            make_sampler(stage, stage.seed, distributions(spec.space))
+        except ValueError as error:
+            line = specs.line_of(spec_path, f"stages.{index}")
+            raise UserError(f"{spec_path}:{line}: stages.{index}: {error}") from None
 
 
 def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:
     """A sweep's existing Optuna and MLflow stores can be read (else one clear UserError)."""
-    if spec.storage.optuna or (folder.path / JOURNAL).exists():
-        make_storage(spec.storage.optuna, folder.path)
-    if folder.has_mlflow_store(spec):
+    optuna_url, mlflow_url = spec.storage.optuna, spec.storage.mlflow
+    if (optuna_url and not _new_sqlite(optuna_url)) or (folder.path / JOURNAL).exists():
+        make_storage(optuna_url, folder.path)
+    if folder.has_mlflow_store(spec) and not (mlflow_url and _new_sqlite(mlflow_url)):
         check_store(folder.tracking_uri(spec))
 
 
@@ -178,10 +225,11 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     """
     spec, folder = plan.spec, plan.folder
     concurrency(spec.resources)  # resources the cluster cannot give are an error now, not a hang
+    ownership.claim(folder.path, ownership.Identity(spec.name, spec.fingerprint()))
     with sweep_lock(folder), _second_ctrl_c_exits():
         if not folder.spec_copy.is_file():
             raw = spec.model_dump(mode="json", exclude_none=True)
-            folder.spec_copy.write_text(yaml.safe_dump(raw, sort_keys=False))
+            ownership.write_private(folder.spec_copy, yaml.safe_dump(raw, sort_keys=False))
         dataset_ref = ray.put(plan.dataset)
         server = (
             ray.remote(StudyServer)
@@ -193,7 +241,11 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                     ray.get_runtime_context().get_node_id(), soft=False
                 ),
             )
-            .remote(spec.model_dump_json(), str(folder.path.resolve()))
+            .remote(
+                spec.model_dump_json(),
+                str(folder.path.resolve()),
+                secrets.environment(*spec.storage.model_dump().values()),
+            )
         )
         results = []
         try:
@@ -249,10 +301,16 @@ def _exit_now(signum: int, frame: Any) -> None:
     os._exit(130)
 
 
-def delete(folder: SweepFolder) -> None:
-    """Remove a sweep's Optuna studies, MLflow experiment and folder. Refused while it runs."""
+def delete(folder: SweepFolder, force: bool = False) -> None:
+    """Remove a sweep's Optuna studies, MLflow experiment and the files it made in its folder.
+
+    Refused while it runs, and (before anything is removed) for a folder holding files the
+    sweeper did not create, unless `force`."""
+    ownership.require_marked(folder.path)
     if is_running(folder):
         raise UserError(f"sweep {folder.path} is running; stop it (Ctrl-C) before deleting it")
+    if not force:
+        ownership.refuse_foreign(folder.path)
     spec = folder.load_spec()
     storage = make_storage(spec.storage.optuna, folder.path)
     existing = set(optuna.get_all_study_names(storage))
@@ -261,7 +319,12 @@ def delete(folder: SweepFolder) -> None:
             optuna.delete_study(study_name=study_name(spec.name, stage.name), storage=storage)
     if folder.has_mlflow_store(spec):
         delete_experiment(folder.tracking_uri(spec), spec.name)
-    shutil.rmtree(folder.path)
+    ownership.remove_owned(folder.path, force)
+
+
+def _new_sqlite(url: str) -> bool:
+    """A SQLite URL whose file does not exist yet: nothing to check (a check would create it)."""
+    return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
 
 
 def _absolute(source: str, base: Path) -> str:

@@ -8,6 +8,7 @@ RUNNING by a crash, and the run can be rebuilt from Optuna (the source of truth)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -23,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from sweeper import secrets
 from sweeper.errors import UserError
 from sweeper.run_tables import RunTables, is_database
 
@@ -84,17 +86,24 @@ def _build_store(partial: Path) -> None:
 def check_store(tracking_uri: str) -> None:
     """Fail with one clear message when an existing MLflow store cannot be read."""
     try:
-        MlflowClient(tracking_uri).search_experiments(max_results=1)
+        url = secrets.expand(tracking_uri)
+        if url.startswith("sqlite:///"):  # at once: MLflow retries a broken file ~100 s
+            path = url.removeprefix("sqlite:///")
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        MlflowClient(url).search_experiments(max_results=1)
+    except UserError:
+        raise
     except Exception as error:
         raise UserError(
             f"{tracking_uri}: the MLflow store cannot be read ({type(error).__name__}: "
-            f"{str(error).splitlines()[0]})"
+            f"{secrets.mask(str(error).splitlines()[0])})"
         ) from None
 
 
 def delete_experiment(tracking_uri: str, experiment: str) -> bool:
     """Delete a sweep's experiment, renamed first so that its name can be used again."""
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(secrets.expand(tracking_uri))
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return False
@@ -107,6 +116,7 @@ class Tracker:
     """Writes a sweep's runs; all methods are called from the StudyServer only."""
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_dir: Path | None):
+        tracking_uri = secrets.expand(tracking_uri)  # `${VAR}` in the spec: the secret, here only
         create_sqlite_store(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)

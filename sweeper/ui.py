@@ -6,6 +6,8 @@ The MLflow UI runs as `mlflow server` in a child process that is stopped with th
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import socket
 import subprocess
 import sys
@@ -16,10 +18,26 @@ from collections.abc import Callable
 from typing import IO
 
 from sweeper.errors import UserError
+from sweeper.secrets import expand, mask
 from sweeper.study import make_storage
 from sweeper.sweep import SweepFolder
 
 STARTUP_TIMEOUT_S = 120
+
+
+def exposure_warning(host: str) -> str | None:
+    """What listening on `host` risks, unless it is a loopback address."""
+    try:
+        loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        raise UserError(f"--host {host!r} is not an address or a known host name") from None
+    if loopback:
+        return None
+    return (
+        f"listening on {host}: anyone who can reach this machine on that network can read every "
+        "run, parameter and artifact of the sweep, with no login (the UI has no authentication); "
+        "prefer the default 127.0.0.1 with an SSH tunnel"
+    )
 
 
 def free_port(host: str) -> int:
@@ -42,18 +60,14 @@ def serve(
         optuna_dashboard.run_server(make_storage(spec.storage.optuna, folder.path), host, port)
         return
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server
+    # the store's URL (with its credentials) goes by environment: a command line is public (`ps`)
+    environment = {**os.environ, "MLFLOW_BACKEND_STORE_URI": expand(folder.tracking_uri(spec))}
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "mlflow", "server", "--workers", "1"),
-            *(
-                "--backend-store-uri",
-                folder.tracking_uri(spec),
-                "--host",
-                host,
-                "--port",
-                str(port),
-            ),
+            *("--host", host, "--port", str(port)),
         ],
+        env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -75,7 +89,7 @@ def _wait_until_up(server: subprocess.Popen, health: str, log: IO[str]) -> None:
     while time.monotonic() < deadline:
         if server.poll() is not None:
             log.seek(0)
-            raise UserError(f"the MLflow UI did not start: {log.read()[-2000:]}")
+            raise UserError(f"the MLflow UI did not start: {mask(log.read()[-2000:])}")
         try:
             with urllib.request.urlopen(health, timeout=2):
                 return

@@ -45,12 +45,14 @@ def write_spec(tmp_path: Path, name: str, stages: str, source="builtin:flower", 
     return path
 
 
-def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`sweeper ARGS` as its own process, to completion."""
+def cli(
+    *args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`sweeper ARGS` as its own process, to completion (`env`: variables added)."""
     return subprocess.run(
         [sys.executable, "-m", "sweeper.cli", *args],
         cwd=cwd,
-        env=cli_env(),
+        env={**cli_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -61,12 +63,12 @@ def cli_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
+def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`sweeper ARGS` in a new process group, as a terminal would run it."""
     return subprocess.Popen(
         [sys.executable, "-m", "sweeper.cli", *args],
         cwd=cwd,
-        env=cli_env(),
+        env={**cli_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -88,14 +90,21 @@ def kill_driver(driver: subprocess.Popen) -> None:
         process.kill()
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+def wait_for(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str,
+    seen: Callable[[], object] | None = None,
+) -> object:
+    """`condition()` once it is true; else an AssertionError saying what `seen()` showed last."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = condition()
         if found:
             return found
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    last = f"; last seen: {seen()!r}" if seen else f"; last: {found!r}"
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}{last}")
 
 
 def trials(

@@ -142,7 +142,9 @@ def test_killed_worker_trial_is_retried_and_counts_stay_exact(ray_local, tmp_pat
 
 
 def test_prune_from_a_second_terminal_then_delete(tmp_path):
-    epochs = 3000  # far more than the test waits: every trial stops only when pruned by hand
+    # a trial that runs until it is stopped, however fast the machine: each stops only when
+    # pruned by hand (3000 epochs once ended on digits before the test's third command)
+    epochs = 1_000_000
     write_spec(
         tmp_path, "manual", "  - {name: only, trials: 2}", source="builtin:digits", epochs=epochs
     )
@@ -155,7 +157,15 @@ def test_prune_from_a_second_terminal_then_delete(tmp_path):
             len(running) == 2 and all(len(t.intermediate_values) >= 3 for t in running) and running
         )
 
-    first, second = wait_for(two_running, 180, "two trials several epochs in")
+    def seen():
+        return [
+            (t.number, t.state.name, len(t.intermediate_values))
+            for t in trials(folder, "manual", "only")
+        ]
+
+    first, second = wait_for(two_running, 180, "two trials several epochs in", seen)
+    again = cli("launch", "manual.yaml", "--quiet", cwd=tmp_path, timeout=60)
+    assert again.returncode == 2 and "already running" in again.stderr, again.stderr
 
     def prune(number: int):
         return cli("prune", "manual", "--trial", str(number), cwd=tmp_path, timeout=60)
@@ -166,8 +176,8 @@ def test_prune_from_a_second_terminal_then_delete(tmp_path):
     unknown = prune(99)
     assert unknown.returncode == 2 and "not running (no such trial)" in unknown.stderr
     assert prune(second.number).returncode == 0
-    driver.communicate(timeout=300)
-    assert driver.returncode == 0
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 0, err
 
     assert_exact(folder, "manual", {"only": 2})
     stopped = next(t for t in trials(folder, "manual", "only") if t.number == first.number)

@@ -187,3 +187,38 @@ def test_dashboard_serves_the_studies_on_loopback(folder):
     finally:
         kill_group(ui, signal.SIGINT)
         ui.communicate(timeout=30)
+
+
+def _contents(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_read_only_commands_create_nothing_and_list_survives_a_broken_sweep(folder, tmp_path):
+    from sweeper.ownership import Identity, claim
+
+    before = _contents(folder)
+    for args in (["status", str(folder)], ["best", str(folder), "--json"], ["list"]):
+        assert CliRunner().invoke(app, args).exit_code == 0
+    assert _contents(folder) == before
+
+    shutil.copytree(folder, tmp_path / "sweeps" / NAME)
+    broken = tmp_path / "sweeps" / "broken"
+    claim(broken, Identity("broken", "0"))
+    (broken / "spec.yaml").write_text("name: [unclosed\n")
+    os.chdir(tmp_path)
+    try:
+        listed = CliRunner().invoke(app, ["list", "--json"])
+    finally:
+        os.chdir(ROOT)
+    assert listed.exit_code == 0, listed.output
+    rows = {row["name"]: row for row in json.loads(listed.output)}
+    assert rows[NAME]["finished"] == rows[NAME]["target"] and "YAML" in rows["broken"]["error"]
+
+
+def test_ui_warns_off_loopback_and_checks_its_port(folder):
+    from sweeper.ui import exposure_warning
+
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
+    assert "no authentication" in exposure_warning("0.0.0.0")
+    refused = CliRunner().invoke(app, ["ui", str(folder), "--port", "70000"])
+    assert refused.exit_code == 2 and "65535" in refused.output

@@ -148,3 +148,58 @@ def test_bulk_runs_on_postgresql_read_back_as_client_runs(postgres, tmp_path):
     with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
         connection.execute("CREATE DATABASE tracking")
     assert_bulk_reads_as_client(lambda name: f"{postgres}/tracking", tmp_path)
+
+
+def test_a_database_password_is_in_no_output_file_or_command_line(postgres, tmp_path):
+    """The password reaches the sweeper as `${VAR}` in space.yaml; it must show up nowhere:
+    not in what any command prints, not in a file the sweep wrote (its folder, Ray's session
+    logs), not on a command line while `sweeper ui` serves the runs."""
+    import psycopg
+
+    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
+        connection.execute("CREATE DATABASE secret_runs")
+    ray_sessions = Path(tempfile.gettempdir(), "ray")
+    sessions_before = set(ray_sessions.glob("session_2*"))
+    secret = "Zebra-s3cr3t-4711"
+    env = {"SWEEPER_TEST_DB_PASSWORD": secret}
+    with_password = postgres.replace("sweeper@", "sweeper:${SWEEPER_TEST_DB_PASSWORD}@")
+    spec = write_spec(tmp_path, "hush", "  - {name: only, trials: 2}", epochs=2)
+    spec.write_text(
+        spec.read_text()
+        + f"storage: {{optuna: '{with_password}/optuna', mlflow: '{with_password}/secret_runs'}}\n"
+    )
+    folder = tmp_path / "sweeps" / "hush"
+    outputs = []
+    for command in (("launch", "hush.yaml", "--quiet"), ("status", "hush"), ("best", "hush")):
+        done = cli(*command, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout + done.stderr)
+    stored = (folder / "spec.yaml").read_text()
+    assert "${SWEEPER_TEST_DB_PASSWORD}" in stored  # the placeholder, resumable with the variable
+
+    # a password written out in the URL, and a server that refuses: neither is echoed
+    spec.write_text(spec.read_text().replace("${SWEEPER_TEST_DB_PASSWORD}", secret, 1))
+    refused = cli("launch", "hush.yaml", "--quiet", cwd=tmp_path, env=env)
+    assert refused.returncode == 2 and "sweeper:***@" in refused.stderr, refused.stderr
+    outputs.append(refused.stderr)
+    spec.write_text(spec.read_text().replace(secret, "${SWEEPER_TEST_DB_PASSWORD}"))
+    unreachable = cli("status", "hush", cwd=tmp_path, env={**env, "PGPORT": "1"})
+    outputs.append(unreachable.stdout + unreachable.stderr)
+
+    ui = start_cli("ui", "hush", cwd=tmp_path, env=env)
+    try:
+        line = ui.stdout.readline()
+        assert "serving http://127.0.0.1:" in line, ui.stderr.read() if ui.poll() else line
+        command_lines = subprocess.run(
+            ["ps", "-eo", "args"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "mlflow" in command_lines and secret not in command_lines
+    finally:
+        ui.terminate()
+        outputs.append(ui.communicate(timeout=30)[1])
+
+    assert not [text for text in outputs if secret in text]
+    sessions = set(ray_sessions.glob("session_2*")) - sessions_before  # the sweep's own Rays
+    assert sessions, "the launch started a Ray of its own, whose logs are checked too"
+    written = [*tmp_path.rglob("*"), *(p for s in sessions for p in s.rglob("*"))]
+    assert not [p for p in written if p.is_file() and secret.encode() in p.read_bytes()]

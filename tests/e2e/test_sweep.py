@@ -138,7 +138,7 @@ def test_cli_sweep_on_a_parquet_file_with_string_labels(tmp_path):
 def test_second_driver_is_refused_while_one_holds_the_lock(tmp_path):
     from sweeper.errors import UserError
 
-    folder = sweep.SweepFolder(tmp_path / "s")
+    folder = sweep.SweepFolder(tmp_path)
     with (
         sweep.sweep_lock(folder),
         pytest.raises(UserError, match="already running"),

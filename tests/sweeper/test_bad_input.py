@@ -15,6 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sweeper.cli import app
+from sweeper.ownership import Identity, claim
 
 GOOD = """\
 name: bad
@@ -183,7 +184,7 @@ CORPUS = {
     "non-numeric feature": (
         _spec("  target: label", "  target: label\n  features: [f0, name]"),
         CSV.replace("f0,f1,label", "f0,name,label").replace(",0,", ",zero,"),
-        3,
+        5,
         "feature column 'name' is not numeric",
     ),
     "NaN in a feature": (GOOD, CSV.replace("\n0.5,", "\nnan,"), 3, "column 'f0' has 1 missing"),
@@ -192,6 +193,189 @@ CORPUS = {
     "header but no rows": (GOOD, "f0,f1,label\n", 3, "the file has no rows"),
     "zero-byte data file": (GOOD, "", 3, "data.source: "),
     "missing label values": (GOOD, CSV.replace(",b\n", ",\n", 1), 4, "data.target: "),
+}
+
+
+def _table_file(suffix: str, **columns) -> dict[str, bytes]:
+    """A data file of another type, named data.<suffix>, with the spec pointing at it."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    table = pa.table(columns)
+    (pq.write_table if suffix == "parquet" else feather.write_feather)(table, sink)
+    return {f"data.{suffix}": sink.getvalue().to_pybytes()}
+
+
+ROWS = 40
+FLOATS = [i * 0.1 for i in range(ROWS)]
+LABELS = ["ab"[i % 2] for i in range(ROWS)]
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+    for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+# hostile and careless input (issue 21): each must still be one message, exit 2, nothing made
+CORPUS |= {
+    "alias bomb": (BOMB + GOOD, CSV, 1, "aliases (*name) are expanded"),
+    "oversized spec": (GOOD + "#" * 1_100_000 + "\n", CSV, 1, "over 1000000 bytes"),
+    "duplicate top key": (GOOD + "name: other\n", CSV, 12, "name: duplicate key (first at line 1)"),
+    "duplicate nested key": (
+        _spec("  target: label", "  target: label\n  target: f0"),
+        CSV,
+        5,
+        "data.target: duplicate key (first at line 4)",
+    ),
+    "name '..'": (_spec("name: bad", "name: '..'"), CSV, 1, "'..' is not a sweep name"),
+    "name '.'": (_spec("name: bad", "name: ."), CSV, 1, "'.' is not a sweep name"),
+    "name starting with -": (_spec("name: bad", "name: -rf"), CSV, 1, "may not start with '-'"),
+    "name too long": (_spec("name: bad", "name: " + "n" * 300), CSV, 1, "at most 100 characters"),
+    "dir: the root": (GOOD + "dir: /\n", CSV, 12, "dir: / is a system or home folder"),
+    "dir: inside /etc": (GOOD + "dir: /etc/sweeps\n", CSV, 12, "inside a system folder"),
+    "dir: the working directory": (GOOD + "dir: .\n", CSV, 12, "the working directory"),
+    "Rich markup in the target name": (
+        _spec("target: label", "target: '[/b][nan]'"),
+        CSV,
+        4,
+        "target column '[/b][nan]' not found",
+    ),
+    "NaN in a CSV target": (
+        _spec("  target: label", "  target: f1"),
+        CSV.replace(",3,", ",nan,", 1),
+        4,
+        "target column 'f1' has 1 missing or NaN",
+    ),
+    "NaN in a Parquet target": (
+        _spec("data.csv", "data.parquet"),
+        _table_file("parquet", f0=FLOATS, label=[float("nan")] + [i % 2 for i in range(1, ROWS)]),
+        4,
+        "target column 'label' has 1 missing or NaN",
+    ),
+    "NaN in a Feather target": (
+        _spec("data.csv", "data.feather"),
+        _table_file("feather", f0=FLOATS, label=[float("nan")] + [i % 2 for i in range(1, ROWS)]),
+        4,
+        "target column 'label' has 1 missing or NaN",
+    ),
+    "list column as target": (
+        _spec("data.csv", "data.parquet"),
+        _table_file("parquet", f0=FLOATS, label=[[i % 2] for i in range(ROWS)]),
+        4,
+        "target column 'label' holds list<element: int64> values",
+    ),
+    "struct column as feature": (
+        _spec("data.csv", "data.parquet").replace(
+            "  target: label", "  target: label\n  features: [f0, s]"
+        ),
+        _table_file("parquet", f0=FLOATS, s=[{"x": i} for i in range(ROWS)], label=LABELS),
+        5,
+        "feature column 's' is not numeric (struct<x: int64>)",
+    ),
+    "duplicate column names": (
+        GOOD,
+        CSV.replace("f0,f1,label", "f0,f0,label"),
+        3,
+        "duplicate column names ['f0']",
+    ),
+    "features: []": (
+        _spec("  target: label", "  target: label\n  features: []"),
+        CSV,
+        5,
+        "data.features: List should have at least 1 item",
+    ),
+    "target among the features": (
+        _spec("  target: label", "  target: label\n  features: [f0, label]"),
+        CSV,
+        2,
+        "the target 'label' is also listed in features",
+    ),
+    "test file is the training file": (
+        _spec("  target: label", "  target: label\n  test: ./data.csv"),
+        CSV,
+        5,
+        "is the training file too",
+    ),
+    "a stray text cell in a numeric column": (
+        GOOD,
+        CSV.replace("\n0.5,", "\nseven,"),
+        3,
+        "column 'f0' holds numbers but row 6 holds 'seven'",
+    ),
+    "a stray text cell in a listed feature": (
+        _spec("  target: label", "  target: label\n  features: [f0, f1]"),
+        CSV.replace("\n0.5,", "\nseven,"),
+        5,
+        "feature column 'f0' is not numeric (string): row 6 holds 'seven'",
+    ),
+    "negative split seed": (
+        _spec("  target: label", "  target: label\n  split: {seed: -1}"),
+        CSV,
+        5,
+        "data.split.seed: Input should be greater than or equal to 0",
+    ),
+    "huge split seed": (
+        _spec("  target: label", "  target: label\n  split: {seed: 1099511627776}"),
+        CSV,
+        5,
+        "data.split.seed: Input should be less than 4294967296",
+    ),
+    "negative stage seed": (_spec("trials: 4}", "trials: 4, seed: -5}"), CSV, 11, "stages.0.seed"),
+    "cpus_per_trial: .inf": (
+        GOOD + "resources: {cpus_per_trial: .inf}\n",
+        CSV,
+        12,
+        "finite number",
+    ),
+    "fractional cpus above 1": (
+        GOOD + "resources: {cpus_per_trial: 1.5}\n",
+        CSV,
+        12,
+        "above 1 Ray takes whole numbers only",
+    ),
+    "cpus finer than Ray counts": (
+        GOOD + "resources: {cpus_per_trial: 0.00001}\n",
+        CSV,
+        12,
+        "steps of 0.0001",
+    ),
+    "negative gpus": (
+        GOOD + "resources: {gpus_per_trial: -1}\n",
+        CSV,
+        12,
+        "resources.gpus_per_trial",
+    ),
+    "zero concurrency": (GOOD + "resources: {concurrency: 0}\n", CSV, 12, "resources.concurrency"),
+    "NaN zoom margin": (
+        GOOD + "  - {name: fine, trials: 2, zoom: {margin: .nan}}\n",
+        CSV,
+        12,
+        "stages.1.zoom.margin: Input should be a finite number",
+    ),
+    "absurd trial count": (_spec("trials: 4", "trials: 1000000000000"), CSV, 11, "stages.0.trials"),
+    "hyperband min_epochs above epochs": (
+        _spec("trials: 4}", "trials: 4, pruner: {type: hyperband, min_epochs: 5}}"),
+        CSV,
+        10,
+        "hyperband needs min_epochs < epochs",
+    ),
+    "a password written in a storage URL": (
+        GOOD + "storage: {optuna: 'postgresql://me:hunter2@db.example/optuna'}\n",
+        CSV,
+        12,
+        "postgresql://me:***@db.example/optuna holds a password",
+    ),
+    "an unset variable in a storage URL": (
+        GOOD + "storage: {optuna: 'postgresql://me:${SWEEPER_UNSET_9}@db.example/optuna'}\n",
+        CSV,
+        12,
+        "environment variable SWEEPER_UNSET_9 is not set",
+    ),
+    "a data error with SQLite storage creates no database": (
+        GOOD + "storage: {optuna: 'sqlite:///optuna.db', mlflow: 'sqlite:///mlflow.db'}\n",
+        CSV.replace(",b\n", ",a\n"),
+        4,
+        "has a single class",
+    ),
 }
 
 
@@ -215,26 +399,27 @@ def test_malformed_input_is_one_clear_error_and_changes_nothing(case, tmp_path, 
     text, data, line, expected = CORPUS[case]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "space.yaml").write_text(text)
-    if data is not None:
-        (tmp_path / "data.csv").write_text(data)
+    for name, content in ({"data.csv": data} if isinstance(data, str) else data or {}).items():
+        (tmp_path / name).write_bytes(content.encode() if isinstance(content, str) else content)
     before = _snapshot(tmp_path)
 
     result = _launch(tmp_path, "space.yaml", "--quiet")
 
     assert f"space.yaml:{line}:" in result.output
     assert expected in result.output.replace("\n", "")
+    assert "hunter2" not in result.output
     assert _snapshot(tmp_path) == before
     assert not (tmp_path / "sweeps").exists()
 
 
 def test_the_corpus_is_large_enough():
-    assert len(CORPUS) >= 30
+    assert len(CORPUS) >= 30 + 25
 
 
 def _existing_sweep(tmp_path: Path) -> Path:
     """A sweep folder as `launch` leaves it: the spec copy with absolute data paths."""
     folder = tmp_path / "sweeps" / "bad"
-    folder.mkdir(parents=True)
+    claim(folder, Identity("bad", "0"))
     raw = yaml.safe_load(GOOD)
     raw["data"]["source"] = str(tmp_path / "data.csv")
     (folder / "spec.yaml").write_text(yaml.safe_dump(raw))

@@ -1,0 +1,107 @@
+"""Sweep folders are owned: the CLI, as real processes, touches only folders `launch` created
+and only the files it made there; a sweep given by path is that folder, from any directory."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from sweeper.ownership import MARKER
+from tests.e2e.helpers import (
+    assert_exact,
+    cli,
+    finished,
+    kill_driver,
+    start_cli,
+    trials,
+    wait_for,
+    write_spec,
+)
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_dot_names_are_refused_at_launch_and_nothing_is_created(tmp_path):
+    (tmp_path / "mine.txt").write_text("the user's")
+    before = _tree(tmp_path)
+    for name in ("'..'", "'.'", "-rf"):
+        spec = write_spec(tmp_path, "x", "  - {name: only, trials: 1}")
+        spec.write_text(spec.read_text().replace("name: x", f"name: {name}", 1))
+        before = _tree(tmp_path)
+        launched = cli("launch", "x.yaml", "--quiet", cwd=tmp_path, timeout=60)
+        assert launched.returncode == 2, launched.stderr
+        assert "x.yaml:1: name:" in launched.stderr and "Traceback" not in launched.stderr
+        assert _tree(tmp_path) == before and not (tmp_path / "sweeps").exists()
+
+
+def test_dir_may_not_be_the_working_directory_or_a_system_folder(tmp_path):
+    spec = write_spec(tmp_path, "x", "  - {name: only, trials: 1}")
+    text = spec.read_text()
+    for folder, expected in ((".", "working directory"), ("/etc", "system"), ("/", "system")):
+        spec.write_text(text + f"dir: {folder}\n")
+        launched = cli("launch", "x.yaml", "--quiet", cwd=tmp_path, timeout=60)
+        assert launched.returncode == 2 and expected in launched.stderr, launched.stderr
+        assert "x.yaml:15: dir:" in launched.stderr
+
+
+def test_delete_refuses_a_folder_launch_did_not_create(tmp_path):
+    """A folder that merely looks like a sweep (a parseable spec.yaml) is not the sweeper's."""
+    write_spec(tmp_path, "look", "  - {name: only, trials: 1}")
+    folder = tmp_path / "sweeps" / "look"
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text((tmp_path / "look.yaml").read_text())
+    (folder / "thesis.tex").write_text("years of work")
+    before = _tree(tmp_path)
+    for target in ("look", str(folder), ".."):
+        refused = cli("delete", target, "--yes", cwd=folder, timeout=60)
+        assert refused.returncode == 2, refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert "not a sweep folder" in cli("delete", str(folder), "--yes", cwd=tmp_path).stderr
+    assert _tree(tmp_path) == before
+
+
+def test_resume_by_path_from_elsewhere_then_delete_only_what_the_sweeper_made(tmp_path):
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    # a same-named folder under the other working directory's ./sweeps: never touched
+    decoy = elsewhere / "sweeps" / "owned"
+    decoy.mkdir(parents=True)
+    (decoy / "notes.txt").write_text("not a sweep")
+    stages = "  - {name: coarse, trials: 4, sampler: random}"
+    write_spec(home, "owned", stages, source="builtin:digits", epochs=150)
+    driver = start_cli("launch", "owned.yaml", "--quiet", cwd=home)
+    folder = home / "sweeps" / "owned"
+
+    def progress():
+        states = [t.state for t in trials(folder, "owned", "coarse")]
+        return (finished(folder, "owned", "coarse") >= 1 and TrialState.RUNNING in states, states)
+
+    wait_for(lambda: progress()[0], 180, "a finished trial and a running one", progress)
+    kill_driver(driver)
+
+    resumed = cli("resume", str(folder), "--quiet", cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_exact(folder, "owned", {"coarse": 4})
+    assert not (elsewhere / "sweeps" / "owned" / "spec.yaml").exists()
+    assert _tree(elsewhere) == {"sweeps/owned/notes.txt": b"not a sweep"}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    token = Path.home() / ".ray" / "auth_token"  # Ray's token mode: the token is the user's alone
+    assert not token.exists() or stat.S_IMODE(token.stat().st_mode) == 0o600
+    for private in (MARKER, "spec.yaml", "optuna.journal", "mlflow.db"):
+        assert stat.S_IMODE((folder / private).stat().st_mode) == 0o600, private
+
+    (folder / "my-analysis.ipynb").write_text("{}")
+    refused = cli("delete", str(folder), "--yes", cwd=elsewhere, timeout=60)
+    assert refused.returncode == 2 and "my-analysis.ipynb" in refused.stderr, refused.stderr
+    assert (folder / "spec.yaml").is_file() and (folder / "my-analysis.ipynb").is_file()
+    assert cli("status", str(folder), cwd=elsewhere, timeout=60).returncode == 0
+
+    (folder / "my-analysis.ipynb").rename(home / "my-analysis.ipynb")
+    deleted = cli("delete", str(folder), "--yes", cwd=elsewhere, timeout=60)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not folder.exists() and (home / "my-analysis.ipynb").is_file()
+    assert _tree(elsewhere) == {"sweeps/owned/notes.txt": b"not a sweep"}
