@@ -11,6 +11,7 @@ import ray
 from ray.exceptions import NodeDiedError, ObjectLostError, OwnerDiedError, WorkerCrashedError
 
 from sweeper.errors import UserError
+from sweeper.records import Outcome, TrialResult, count_key
 from sweeper.spec import Resources
 from sweeper.trial import train_trial
 
@@ -64,10 +65,6 @@ class StageProgress:
     running: int = 0
     best: float | None = None
     last: dict[str, Any] = field(default_factory=dict)
-
-
-LOST_RESULT = {"outcome": "lost", "history": [], "final": {}, "node_id": ""}
-STATE_KEYS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
 
 
 @dataclass
@@ -128,33 +125,23 @@ class StageRun:
     def _record(self, ref: Any) -> None:
         number, params, attempt = self.in_flight.pop(ref)
         try:
-            result = ray.get(ref)
+            result: TrialResult = ray.get(ref)
         except LOST as error:
-            result = {**LOST_RESULT, "error": f"lost: {type(error).__name__}"}
+            result = TrialResult(Outcome.LOST, error=type(error).__name__)
             if attempt < self.resources.max_retries:
                 self.retry.append((number, attempt + 1))
-        state = ray.get(
-            self.server.tell.remote(
-                self.index,
-                number,
-                result["outcome"],
-                result["history"],
-                result["final"],
-                result["node_id"],
-                result["error"],
-            )
-        )
+        state = ray.get(self.server.tell.remote(self.index, number, result))
         progress = self.progress
-        progress.counts[STATE_KEYS[state]] += 1
-        value = result["final"].get(self.objective)
+        progress.counts[count_key(state)] += 1
+        value = result.metrics.get(self.objective)
         if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value
         progress.last = {"number": number, "state": state, "params": params}
         progress.running = len(self.in_flight)
         if self.on_progress is not None:
             self.on_progress(progress)
-        if state == "FAIL" and result["error"] and not result["error"].startswith("lost"):
-            self._check_failures(result["error"])
+        if result.outcome is Outcome.ERROR:
+            self._check_failures(result.error or "")
 
     def _improves(self, value: float) -> bool:
         best = self.progress.best

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeper.records import TrialRecord
+
 if TYPE_CHECKING:
     from sweeper.tracking import Tracker
 
 Job = Callable[["Tracker"], None]
 Pngs = dict[str, bytes]
-TrialRecord = dict[str, Any]  # as StudyServer._record makes it
 BATCH = 500  # trial runs written in one transaction at most
 LINGER_S = 0.25  # how long a finished trial waits for others to share its transaction
 
@@ -102,8 +103,8 @@ class Recorder:
         records: list[TrialRecord] = []
         while self._jobs and isinstance(self._jobs[0], Finished) and len(records) < BATCH:
             records.append(self._jobs.popleft().record)
-        stage = records[0]["stage"]  # one stage: a stage's trials end before the next opens
-        what = f"{stage} trials {sorted(r['number'] for r in records)}"
+        stage = records[0].stage  # one stage: a stage's trials end before the next opens
+        what = f"{stage} trials {sorted(r.number for r in records)}"
         return what, lambda tracker: tracker.log_trials(self.stage_runs[stage], records)
 
     def _put(self, job: tuple[str, Job] | Finished) -> None:
@@ -130,7 +131,7 @@ class Recorder:
             run_id = self.stage_runs[stage] = tracker.stage_run(stage, params)
             tracker.discard_unfinished_trial_runs(stage)
             logged = tracker.logged_trials(stage)
-            tracker.log_trials(run_id, [r for r in finished if r["number"] not in logged])
+            tracker.log_trials(run_id, [r for r in finished if r.number not in logged])
 
         self._put((f"open stage {stage}", job))
 

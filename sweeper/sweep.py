@@ -15,23 +15,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import ray
 import yaml
-from ray.exceptions import RayActorError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sweeper import locks
 from sweeper import spec as specs
 from sweeper.data import Dataset, load_dataset
-from sweeper.dispatch import StageProgress, StageRun, concurrency
 from sweeper.errors import DataError, UserError
 from sweeper.recorder import default_tracking_uri
-from sweeper.server import StudyServer
 from sweeper.study import JOURNAL, make_storage, study_name
-from sweeper.tracking import check_store, delete_experiment
+
+if TYPE_CHECKING:
+    from sweeper.dispatch import StageProgress
+    from sweeper.records import Best
 
 SPEC_COPY = "spec.yaml"
 
@@ -124,6 +122,7 @@ class SweepResult:
     folder: Path
     stages: list[StageProgress]
     mlflow_errors: list[str]  # MLflow writes that failed (Optuna has them; resume rebuilds runs)
+    best: Best | None = None  # filled in by sweeper.api.run
 
 
 @dataclass(frozen=True)
@@ -166,6 +165,8 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:
     if spec.storage.optuna or (folder.path / JOURNAL).exists():
         make_storage(spec.storage.optuna, folder.path)
     if folder.has_mlflow_store(spec):
+        from sweeper.tracking import check_store  # mlflow: only once a store exists
+
         check_store(folder.tracking_uri(spec))
 
 
@@ -176,6 +177,15 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     and MLflow is brought up to date before KeyboardInterrupt propagates; a second Ctrl-C
     meanwhile exits at once, leaving what `resume` recovers anyway.
     """
+    # Ray here, not at the top: reading a sweep (status, best, export) needs this module only
+    # for its folder, and should not pay for importing Ray
+    import ray
+    from ray.exceptions import RayActorError
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from sweeper.dispatch import StageProgress, StageRun, concurrency
+    from sweeper.server import StudyServer
+
     spec, folder = plan.spec, plan.folder
     concurrency(spec.resources)  # resources the cluster cannot give are an error now, not a hang
     with sweep_lock(folder), _second_ctrl_c_exits():
@@ -260,6 +270,8 @@ def delete(folder: SweepFolder) -> None:
         if study_name(spec.name, stage.name) in existing:
             optuna.delete_study(study_name=study_name(spec.name, stage.name), storage=storage)
     if folder.has_mlflow_store(spec):
+        from sweeper.tracking import delete_experiment
+
         delete_experiment(folder.tracking_uri(spec), spec.name)
     shutil.rmtree(folder.path)
 
