@@ -102,7 +102,7 @@ def learning_curves(view: SweepView, stage: str, top: int = 5) -> Figure:
     for rows, style, kind in ((view.ranked(stage)[:top], "-", "top"), (pruned, ":", "pruned")):
         for row in rows:
             curve = [epoch.get(metric) for epoch in row.history]
-            ax.plot(range(1, len(curve) + 1), curve, style, label=f"{kind} #{row['number']}")
+            ax.plot(range(1, len(curve) + 1), curve, style, label=f"{kind} #{row.number}")
     ax.set(xlabel="epoch", ylabel=metric, title=f"Learning curves: {stage}")
     if ax.lines:
         ax.legend(fontsize="x-small", ncols=2)

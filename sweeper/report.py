@@ -42,7 +42,7 @@ def render(view: SweepView, figures: dict[str, bytes], top: int = 10) -> str:
     if ranked:
         best = ranked[0]
         parts += [
-            f"<h2>Best configuration (stage {_e(best['stage'])}, trial {best['number']})</h2>",
+            f"<h2>Best configuration (stage {_e(best.stage)}, trial {best.number})</h2>",
             _table(["option", "value"], [[k, v] for k, v in best.params.items()]),
             _table(["metric", "value"], [[k, v] for k, v in best.metrics.items()]),
         ]
