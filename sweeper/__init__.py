@@ -5,6 +5,7 @@ first use: a Ray worker that imports `sweeper.trial` does not load them.
 """
 
 import importlib
+import importlib.util
 from typing import Any
 
 API = (
@@ -25,6 +26,7 @@ API = (
 
 
 def __getattr__(name: str) -> Any:
-    if name in API:
+    # a submodule of the same name wins, so that `from sweeper import <module>` imports it
+    if name in API and importlib.util.find_spec(f"sweeper.{name}") is None:
         return getattr(importlib.import_module("sweeper.api"), name)
     raise AttributeError(f"module 'sweeper' has no attribute {name!r}")

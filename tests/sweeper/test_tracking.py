@@ -147,3 +147,17 @@ def test_without_a_writable_cache_the_store_is_built_in_place(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
     create_sqlite_store(f"sqlite:///{tmp_path / 'store'}.db")
     check_store(f"sqlite:///{tmp_path / 'store'}.db")
+
+
+def test_sqlite_pragmas_apply_to_the_sweeps_store_only(tmp_path: Path) -> None:
+    import sqlalchemy
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "pragmas", tmp_path / "artifacts")
+    assert tracker.database is not None
+    with tracker.database.store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    other = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'someone-elses.db'}")
+    with other.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # SQLite's FULL
