@@ -21,7 +21,6 @@ V, TS = Verdict, TrialState
 
 @pytest.mark.parametrize(
     ("result", "stop_reason", "verdict"),
-    # fmt: off
     [
         (TrialResult(Outcome.COMPLETED, metrics=OK), None, V(TS.COMPLETE, 0.8)),
         (TrialResult(Outcome.EARLY_STOPPED, metrics=OK), None, V(TS.COMPLETE, 0.8)),
@@ -37,7 +36,6 @@ V, TS = Verdict, TrialState
             V(TS.FAIL, None, "no finite dev_accuracy"),
         ),
     ],
-    # fmt: on
 )
 def test_decide_maps_each_outcome_to_one_state(result, stop_reason, verdict):
     assert decide(result, "dev_accuracy", stop_reason) == verdict
