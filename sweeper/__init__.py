@@ -19,7 +19,7 @@ API = (
     "prune",
     "report",
     "resume",
-    "run",
+    "run_plan",
     "status",
     "train_one",
 )

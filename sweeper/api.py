@@ -44,7 +44,7 @@ def prepare(spec_path: str | Path) -> Plan:
     return sweep.prepare(Path(spec_path))
 
 
-def run(
+def run_plan(
     plan: Plan, address: str | None = None, on_progress: OnProgress | None = None
 ) -> SweepResult:
     """Run (or resume) a prepared sweep on Ray; `on_progress` hears of every finished trial."""
@@ -60,7 +60,7 @@ def launch(
     spec_path: str | Path, address: str | None = None, on_progress: OnProgress | None = None
 ) -> SweepResult:
     """`sweeper launch`: run a sweep; an existing sweep with the same spec is resumed."""
-    return run(prepare(spec_path), address, on_progress)
+    return run_plan(prepare(spec_path), address, on_progress)
 
 
 def resume(

@@ -109,7 +109,7 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool) -> None:
     if display:
         display.live.start()
     try:
-        result = api.run(plan, address, display.update if display else None)
+        result = api.run_plan(plan, address, display.update if display else None)
     except KeyboardInterrupt:
         errors.print(
             "interrupted: running trials recorded as interrupted; resume with: "

@@ -10,6 +10,8 @@ from typing import Any
 import ray
 from ray.exceptions import NodeDiedError, ObjectLostError, OwnerDiedError, WorkerCrashedError
 
+import model
+import sweeper
 from sweeper.errors import UserError
 from sweeper.records import Outcome, TrialResult, count_key
 from sweeper.spec import Resources
@@ -23,9 +25,9 @@ def start_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    project_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the two packages' folders, wherever this module sits inside them
     runtime_env = (
-        {"py_modules": [os.path.join(project_root, "model"), os.path.join(project_root, "sweeper")]}
+        {"py_modules": [os.path.dirname(model.__file__), os.path.dirname(sweeper.__file__)]}
         if address
         else None
     )

@@ -122,7 +122,7 @@ class SweepResult:
     folder: Path
     stages: list[StageProgress]
     mlflow_errors: list[str]  # MLflow writes that failed (Optuna has them; resume rebuilds runs)
-    best: Best | None = None  # filled in by sweeper.api.run
+    best: Best | None = None  # filled in by sweeper.api.run_plan
 
 
 @dataclass(frozen=True)
