@@ -1,6 +1,8 @@
 """The `sweeper` command: thin wrappers that parse, call one library function, and print.
 
 Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 anything else.
+Over 300 lines because it holds a dozen commands with their help texts and the two live
+displays; the logic of every command is in `sweeper.api`.
 """
 
 from __future__ import annotations
