@@ -105,7 +105,7 @@ def raytune_run(folder: Path, trials: int, epochs: int) -> dict[str, Any]:
             return False
 
         with threadpool_limits(limits=1):
-            tune.report(fit(options, ray.get(dataset), report, "numpy")["final"])
+            tune.report(fit(options, ray.get(dataset), report, "numpy").metrics)
 
     space = {  # the same scaled coordinates the sweeper samples uniformly
         "learning_rate": tune.loguniform(1e-4, 1e-1),

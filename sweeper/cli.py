@@ -1,6 +1,8 @@
 """The `sweeper` command: thin wrappers that parse, call one library function, and print.
 
 Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 anything else.
+Over 300 lines because it holds a dozen commands with their help texts and the two live
+displays; the logic of every command is in `sweeper.api`.
 """
 
 from __future__ import annotations
@@ -104,24 +106,22 @@ class _Display:
 
 
 def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = None) -> None:
-    from sweeper import sweep
-    from sweeper.dispatch import start_ray
-    from sweeper.results import best
+    from sweeper import api
+    from sweeper.sweep import sweep_folder
 
-    plan = sweep.prepare(spec_path, folder)
+    plan = api.prepare(spec_path, folder)
     spec, folder = plan.spec, plan.folder
     # what `resume`, `status` … are given: the name when ./sweeps/NAME is the folder
     by_name = (
         folder.path.absolute()
-        == sweep.sweep_folder(spec.model_copy(update={"dir": None})).path.absolute()
+        == sweep_folder(spec.model_copy(update={"dir": None})).path.absolute()
     )
     name = spec.name if by_name else str(folder.path)
-    start_ray(address)
     display = None if quiet else _Display()
     if display:
         display.live.start()
     try:
-        result = sweep.run(plan, display.update if display else None)
+        result = api.run_plan(plan, address, display.update if display else None)
     except KeyboardInterrupt:
         errors.print(
             "interrupted: running trials recorded as interrupted; resume with: "
@@ -138,11 +138,11 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
             f"`sweeper resume {name}` rewrites their runs); first: {mask(result.mlflow_errors[0])}",
             soft_wrap=True,
         )
-    found = best(folder)
+    found = result.best
     if found:
         console.print(
-            f"best: stage {found['stage']} trial {found['trial']} "
-            f"{spec.objective.metric}={found['value']:.4f} params={found['params']}"
+            f"best: stage {found.stage} trial {found.trial} "
+            f"{spec.objective.metric}={found.value:.4f} params={found.params}"
         )
     console.print(f"results: sweeper status {name}  |  sweeper ui {name}  |  sweeper report {name}")
 
@@ -181,10 +181,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Trial counts per stage, and each stage's search box."""
-    from sweeper.results import status as read_status
-    from sweeper.sweep import find_sweep
+    from sweeper import api
 
-    summary = read_status(find_sweep(sweep))
+    summary = api.status(sweep).to_json()
     if as_json:
         print(json.dumps(summary))
         return
@@ -218,16 +217,15 @@ def best(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """The best completed trial: its params and final metrics."""
-    from sweeper.results import best as read_best
-    from sweeper.sweep import find_sweep
+    from sweeper import api
 
-    found = read_best(find_sweep(sweep))
+    found = api.best(sweep)
     if found is None:
         raise UserError(f"sweep {sweep!r} has no completed trial yet")
     if as_json:
-        print(json.dumps(found))
+        print(json.dumps(found.to_json()))
         return
-    console.print(found)
+    console.print(found.to_json())
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -282,20 +280,18 @@ def train(
     """Panda mode: train one configuration with a live learning curve, logged to MLflow.
 
     Starts from the sweep's best trial when there is one (else the middle of each range)."""
-    from sweeper import panda, sweep
-    from sweeper.results import best as read_best
+    from sweeper import api
+    from sweeper.panda import parse_overrides
 
-    plan = sweep.prepare(spec_path)
-    found = read_best(plan.folder) if plan.folder.spec_copy.is_file() else None
-    options = panda.configuration(plan.spec, found, panda.parse_overrides(overrides or []))
-    console.print(f"training {options}", soft_wrap=True)
-    curve = _Curve(int(options.get("epochs", 30)))
+    panda = api.panda_run(spec_path, parse_overrides(overrides or []))
+    console.print(f"training {panda.options}", soft_wrap=True)
+    curve = _Curve(panda.epochs)
     with curve.live:
-        result = panda.train_one(plan, options, backend, curve.update)
+        result = panda.train(backend, curve.update)
     console.print(
-        f"\n{result['outcome']}: "
-        + ", ".join(f"{k}={v:.4g}" for k, v in result["final"].items())
-        + f"  (MLflow run {result['run_id']})"
+        f"\n{result.outcome.value}: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+        + f"  (MLflow run {result.run_id})"
     )
 
 
@@ -307,15 +303,9 @@ def prune(
     stage: Annotated[str | None, typer.Option(help="its stage (default: where it runs)")] = None,
 ) -> None:
     """Stop a running trial at its next epoch (recorded PRUNED, reason=manual)."""
-    from sweeper.control import request_prune
-    from sweeper.results import running_stage
-    from sweeper.sweep import find_sweep, is_running
+    from sweeper import api
 
-    folder = find_sweep(sweep)
-    if not is_running(folder):
-        raise UserError(f"sweep {sweep!r} is not running: there is no trial to stop")
-    stage_name = running_stage(folder, trial, stage)
-    request_prune(folder.path, stage_name, trial)
+    stage_name = api.prune(sweep, trial, stage)
     console.print(f"trial {trial} of stage {stage_name} will stop at its next epoch")
 
 
@@ -332,14 +322,13 @@ def delete(
 
     Only a folder `launch` created; one holding anything else is refused (and the files listed)
     unless --force."""
-    from sweeper.sweep import delete as delete_sweep
+    from sweeper import api
     from sweeper.sweep import find_sweep
 
     folder = find_sweep(sweep)
     if not yes and not typer.confirm(f"delete sweep {sweep!r} ({folder.path}) and all its runs?"):
         raise typer.Exit(1)
-    delete_sweep(folder, force)
-    console.print(f"deleted {folder.path}")
+    console.print(f"deleted {api.delete(folder, force)}")
 
 
 @app.command()
@@ -349,11 +338,9 @@ def export(
     path: Annotated[Path, typer.Argument(help="output file: .parquet or .csv")],
 ) -> None:
     """One row per trial (stage, number, state, value, params, metrics, duration, node)."""
-    from sweeper.export import write
-    from sweeper.results import load_view
-    from sweeper.sweep import find_sweep
+    from sweeper import api
 
-    rows = write(load_view(find_sweep(sweep)), path)
+    rows = api.export(sweep, path)
     console.print(f"wrote {rows} trials to {path}")
 
 
@@ -366,11 +353,9 @@ def report(
     ] = None,
 ) -> None:
     """One self-contained HTML page: best configuration, top trials, figures."""
-    from sweeper.results import write_report
-    from sweeper.sweep import find_sweep
+    from sweeper import api
 
-    folder = find_sweep(sweep)
-    path = write_report(folder, output or folder.path / "report.html")
+    path = api.report(sweep, output)
     console.print(f"report: {path.resolve().as_uri()}")
 
 
@@ -400,17 +385,17 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Sweeps under ./sweeps with their progress."""
-    from sweeper.results import list_sweeps
+    from sweeper import api
 
-    sweeps = list_sweeps(Path.cwd())
+    sweeps = api.list_sweeps()
     if as_json:
-        print(json.dumps(sweeps))
+        print(json.dumps([s.to_json() for s in sweeps]))
         return
     for s in sweeps:
-        progress = f"{s['finished']}/{s['target']}" if "error" not in s else "unreadable"
-        console.print(f"{s['name']:30} {progress}  {s['folder']}", soft_wrap=True)
-        if "error" in s:
-            console.print(f"  {mask(s['error'])}", soft_wrap=True)
+        progress = "unreadable" if s.error else f"{s.finished}/{s.target}"
+        console.print(f"{s.name:30} {progress}  {s.folder}", soft_wrap=True)
+        if s.error:
+            console.print(f"  {mask(s.error)}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -11,7 +11,10 @@ from typing import Any
 import ray
 from ray.exceptions import NodeDiedError, ObjectLostError, OwnerDiedError, WorkerCrashedError
 
+import model
+import sweeper
 from sweeper.errors import UserError
+from sweeper.records import Outcome, TrialResult, count_key
 from sweeper.spec import Resources
 from sweeper.trial import train_trial
 
@@ -24,9 +27,9 @@ def start_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    project_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the two packages' folders, wherever this module sits inside them
     runtime_env = (
-        {"py_modules": [os.path.join(project_root, "model"), os.path.join(project_root, "sweeper")]}
+        {"py_modules": [os.path.dirname(model.__file__), os.path.dirname(sweeper.__file__)]}
         if address
         else None
     )
@@ -80,10 +83,6 @@ class StageProgress:
     running: int = 0
     best: float | None = None
     last: dict[str, Any] = field(default_factory=dict)
-
-
-LOST_RESULT = {"outcome": "lost", "history": [], "final": {}, "node_id": ""}
-STATE_KEYS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
 
 
 @dataclass
@@ -144,33 +143,23 @@ class StageRun:
     def _record(self, ref: Any) -> None:
         number, params, attempt = self.in_flight.pop(ref)
         try:
-            result = ray.get(ref)
+            result: TrialResult = ray.get(ref)
         except LOST as error:
-            result = {**LOST_RESULT, "error": f"lost: {type(error).__name__}"}
+            result = TrialResult(Outcome.LOST, error=type(error).__name__)
             if attempt < self.resources.max_retries:
                 self.retry.append((number, attempt + 1))
-        state = ray.get(
-            self.server.tell.remote(
-                self.index,
-                number,
-                result["outcome"],
-                result["history"],
-                result["final"],
-                result["node_id"],
-                result["error"],
-            )
-        )
+        state = ray.get(self.server.tell.remote(self.index, number, result))
         progress = self.progress
-        progress.counts[STATE_KEYS[state]] += 1
-        value = result["final"].get(self.objective)
+        progress.counts[count_key(state)] += 1
+        value = result.metrics.get(self.objective)
         if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value
         progress.last = {"number": number, "state": state, "params": params}
         progress.running = len(self.in_flight)
         if self.on_progress is not None:
             self.on_progress(progress)
-        if state == "FAIL" and result["error"] and not result["error"].startswith("lost"):
-            self._check_failures(result["error"])
+        if result.outcome is Outcome.ERROR:
+            self._check_failures(result.error or "")
 
     def _improves(self, value: float) -> bool:
         best = self.progress.best

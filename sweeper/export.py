@@ -14,6 +14,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from sweeper.errors import UserError
+from sweeper.records import TrialRecord
 from sweeper.view import SweepView
 
 FIXED = ("stage", "number", "state", "value", "epochs", "duration_s", "node_id", "reason")
@@ -21,11 +22,11 @@ FORMATS = (".parquet", ".csv")
 
 
 def to_table(view: SweepView) -> pa.Table:
-    def flat(row: dict[str, Any]) -> dict[str, Any]:
+    def flat(row: TrialRecord) -> dict[str, Any]:
         return (
-            {k: row[k] for k in (*FIXED, "retry_of")}
-            | {f"param.{k}": v for k, v in row["params"].items()}
-            | {f"metric.{k}": v for k, v in row["metrics"].items()}
+            {k: getattr(row, k) for k in (*FIXED, "retry_of")}
+            | {f"param.{k}": v for k, v in row.params.items()}
+            | {f"metric.{k}": v for k, v in row.metrics.items()}
         )
 
     rows = [flat(r) for r in view.rows]

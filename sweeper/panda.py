@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -18,6 +19,7 @@ from model import TrainConfig
 from sweeper import ownership
 from sweeper import space as scales
 from sweeper.errors import UserError
+from sweeper.records import Best, Outcome, TrialRecord
 from sweeper.spec import TRAINER_OPTIONS, SweepSpec
 from sweeper.sweep import Plan
 from sweeper.tracking import Tracker
@@ -59,11 +61,9 @@ def centre(param: scales.Param) -> Any:
     return round(middle) if param.scale in ("int", "log_int") else middle
 
 
-def configuration(
-    spec: SweepSpec, best: dict[str, Any] | None, overrides: dict[str, Any]
-) -> dict[str, Any]:
+def configuration(spec: SweepSpec, best: Best | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """The options to train, checked by the trainer (a bad value is a UserError)."""
-    searched = best["params"] if best else {k: centre(p) for k, p in spec.space.items()}
+    searched = best.params if best else {k: centre(p) for k, p in spec.space.items()}
     options = {**spec.train, **searched, **overrides}
     try:
         TrainConfig.from_dict(options)
@@ -77,8 +77,8 @@ def train_one(
     options: dict[str, Any],
     backend: str,
     on_epoch: Callable[[int, dict[str, float]], None],
-) -> dict[str, Any]:
-    """Train `options` on the plan's data and log the run; returns the fit result + run id."""
+) -> PandaResult:
+    """Train `options` on the plan's data and log the run to the sweep's experiment."""
     start_ms = int(time.time() * 1000)
 
     def callback(epoch: int, metrics: dict[str, float]) -> bool:
@@ -89,16 +89,25 @@ def train_one(
     folder = plan.folder
     ownership.claim(folder.path, ownership.Identity(plan.spec.name, plan.spec.fingerprint()))
     tracker = Tracker(folder.tracking_uri(plan.spec), plan.spec.name, folder.path / "artifacts")
-    state = "PRUNED" if result["outcome"] == "diverged" else "COMPLETE"
-    record = {
-        "stage": "panda",
-        "number": tracker.count_runs("panda"),
-        "state": state,
-        "params": options,
-        "history": result["history"],
-        "final": result["final"],
-        "start_ms": start_ms,
-        "end_ms": int(time.time() * 1000),
-        "tags": {"outcome": result["outcome"]},
-    }
-    return {**result, "run_id": tracker.log_trial(None, record, kind="panda")}
+    record = TrialRecord(
+        stage="panda",
+        number=tracker.count_runs("panda"),
+        state="PRUNED" if result.outcome is Outcome.DIVERGED else "COMPLETE",
+        value=None,
+        params=options,
+        metrics=result.metrics,
+        history=result.history,
+        start_ms=start_ms,
+        end_ms=int(time.time() * 1000),
+    )
+    run_id = tracker.log_trial(None, record, kind="panda", tags={"outcome": result.outcome.value})
+    return PandaResult(result.outcome, result.metrics, run_id)
+
+
+@dataclass(frozen=True)
+class PandaResult:
+    """A `sweeper train` run: how training ended, the final metrics, its MLflow run."""
+
+    outcome: Outcome
+    metrics: dict[str, float]
+    run_id: str

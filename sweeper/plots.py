@@ -31,15 +31,15 @@ def optimization_history(view: SweepView) -> Figure:
     figure = Figure(figsize=(7, 4), layout="constrained")
     ax = figure.add_subplot()
     done = sorted(
-        (r for r in view.rows if r["state"] == "COMPLETE"),
-        key=lambda r: (_stage_index(view, r["stage"]), r["number"]),
+        (r for r in view.rows if r.state == "COMPLETE"),
+        key=lambda r: (_stage_index(view, r.stage), r.number),
     )
     best, running = None, []
     for i, row in enumerate(done):
-        colour = STAGE_COLOURS[_stage_index(view, row["stage"]) % len(STAGE_COLOURS)]
-        ax.scatter(i, row["value"], s=14, color=colour)
-        improves = best is None or (row["value"] > best if view.maximize else row["value"] < best)
-        best = row["value"] if improves else best
+        colour = STAGE_COLOURS[_stage_index(view, row.stage) % len(STAGE_COLOURS)]
+        ax.scatter(i, row.value, s=14, color=colour)
+        improves = best is None or (row.value > best if view.maximize else row.value < best)
+        best = row.value if improves else best
         running.append(best)
     ax.plot(range(len(running)), running, color="black", linewidth=1, label="best so far")
     for i, stage in enumerate(view.spaces):
@@ -59,13 +59,13 @@ def parallel_coordinates(view: SweepView, stage: str) -> Figure:
     figure = Figure(figsize=(max(5, 1.6 * len(names)), 4), layout="constrained")
     ax = figure.add_subplot()
     if rows and names:
-        values = [r["value"] for r in rows]
+        values = [r.value for r in rows]
         shade = Normalize(min(values), max(values) + 1e-12)
         colours = ScalarMappable(shade, colormaps["viridis"])
         figure.colorbar(colours, ax=ax).set_label(view.spec.objective.metric)
         for row in reversed(rows):  # best drawn last, on top
-            ys = [_unit(space[n], row["params"][n]) for n in names]
-            ax.plot(range(len(names)), ys, color=colours.to_rgba(row["value"]), linewidth=1)
+            ys = [_unit(space[n], row.params[n]) for n in names]
+            ax.plot(range(len(names)), ys, color=colours.to_rgba(row.value), linewidth=1)
     ax.set_xticks(range(len(names)), [_axis_label(n, space[n]) for n in names], fontsize="small")
     ax.set(ylabel="position in the stage's box (scaled)", title=f"Parallel coordinates: {stage}")
     return figure
@@ -98,11 +98,11 @@ def learning_curves(view: SweepView, stage: str, top: int = 5) -> Figure:
     metric = view.spec.objective.metric
     figure = Figure(figsize=(7, 4), layout="constrained")
     ax = figure.add_subplot()
-    pruned = [r for r in view.rows if r["stage"] == stage and r["state"] == "PRUNED"][:top]
+    pruned = [r for r in view.rows if r.stage == stage and r.state == "PRUNED"][:top]
     for rows, style, kind in ((view.ranked(stage)[:top], "-", "top"), (pruned, ":", "pruned")):
         for row in rows:
-            curve = [epoch.get(metric) for epoch in row["history"]]
-            ax.plot(range(1, len(curve) + 1), curve, style, label=f"{kind} #{row['number']}")
+            curve = [epoch.get(metric) for epoch in row.history]
+            ax.plot(range(1, len(curve) + 1), curve, style, label=f"{kind} #{row.number}")
     ax.set(xlabel="epoch", ylabel=metric, title=f"Learning curves: {stage}")
     if ax.lines:
         ax.legend(fontsize="x-small", ncols=2)
@@ -115,8 +115,8 @@ def lr_vs_one_minus_beta(view: SweepView) -> Figure | None:
     first = next(iter(view.spaces.values()), {})
     if not {"learning_rate", "beta"} <= set(first):
         return None
-    rows = [r for r in view.rows if r["state"] == "COMPLETE"]
-    pruned = [r for r in view.rows if r["state"] == "PRUNED"]
+    rows = [r for r in view.rows if r.state == "COMPLETE"]
+    pruned = [r for r in view.rows if r.state == "PRUNED"]
     figure = Figure(figsize=(6.5, 5), layout="constrained")
     ax = figure.add_subplot()
     lr, beta = first["learning_rate"], first["beta"]
@@ -129,8 +129,8 @@ def lr_vs_one_minus_beta(view: SweepView) -> Figure | None:
         ylim=(1 - beta.high, 1 - beta.low),
     )
     ax.scatter(
-        [r["params"]["learning_rate"] for r in pruned],
-        [1 - r["params"]["beta"] for r in pruned],
+        [r.params["learning_rate"] for r in pruned],
+        [1 - r.params["beta"] for r in pruned],
         marker="x",
         color="grey",
         s=18,
@@ -138,9 +138,9 @@ def lr_vs_one_minus_beta(view: SweepView) -> Figure | None:
     )
     if rows:
         dots = ax.scatter(
-            [r["params"]["learning_rate"] for r in rows],
-            [1 - r["params"]["beta"] for r in rows],
-            c=[r["value"] for r in rows],
+            [r.params["learning_rate"] for r in rows],
+            [1 - r.params["beta"] for r in rows],
+            c=[r.value for r in rows],
             cmap="viridis",
             s=22,
         )

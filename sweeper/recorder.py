@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeper.records import TrialRecord
+
 if TYPE_CHECKING:
     from sweeper.tracking import Tracker
 
 Job = Callable[["Tracker"], None]
 Pngs = dict[str, bytes]
-TrialRecord = dict[str, Any]  # as StudyServer._record makes it
 BATCH = 500  # trial runs written in one transaction at most
 LINGER_S = 0.25  # how long a finished trial waits for others to share its transaction
 
@@ -41,12 +42,38 @@ def default_tracking_uri(sweep_dir: Path) -> str:
     return f"sqlite:///{sweep_dir.resolve() / 'mlflow.db'}"
 
 
+Queue = deque[tuple[str, Job] | Finished]
+
+
+def is_due(jobs: Queue, flushing: bool, now: float) -> bool:
+    """Is the oldest job to be done now? Finished trials linger for company unless a job
+    waits behind them, the batch is full or someone is flushing."""
+    if not jobs:
+        return False
+    head, tail = jobs[0], jobs[-1]
+    return (
+        not isinstance(head, Finished)
+        or not isinstance(tail, Finished)
+        or flushing
+        or len(jobs) >= BATCH
+        or now - head.at >= LINGER_S
+    )
+
+
+def pop_batch(jobs: Queue) -> list[TrialRecord]:
+    """The finished trials at the head of the queue, up to BATCH: one transaction's worth."""
+    records: list[TrialRecord] = []
+    while jobs and isinstance(jobs[0], Finished) and len(records) < BATCH:
+        records.append(jobs.popleft().record)
+    return records
+
+
 class Recorder:
     def __init__(self, tracking_uri: str, experiment: str, artifact_dir: Path):
         self.errors: list[str] = []
         self.stage_runs: dict[str, str] = {}  # stage name → its run id
         self.stage_pngs: dict[str, Pngs] = {}  # stage name → its figures, for the report
-        self._jobs: deque[tuple[str, Job] | Finished] = deque()
+        self._jobs: Queue = deque()
         self._busy = False
         self._flushing = 0  # callers of flush(): trials are written without lingering
         self._changed = threading.Condition()
@@ -82,28 +109,15 @@ class Recorder:
                     self._changed.notify_all()
 
     def _due(self) -> bool:
-        """Is the oldest job to be done now? Finished trials linger for company unless a job
-        waits behind them, the batch is full or someone is flushing."""
-        if not self._jobs:
-            return False
-        head, tail = self._jobs[0], self._jobs[-1]
-        return (
-            not isinstance(head, Finished)
-            or not isinstance(tail, Finished)
-            or self._flushing > 0
-            or len(self._jobs) >= BATCH
-            or time.monotonic() - head.at >= LINGER_S
-        )
+        return is_due(self._jobs, self._flushing > 0, time.monotonic())
 
     def _next_job(self) -> tuple[str, Job]:
         """The oldest job; the finished trials at the head of the queue become one job."""
         if not isinstance(self._jobs[0], Finished):
             return self._jobs.popleft()
-        records: list[TrialRecord] = []
-        while self._jobs and isinstance(self._jobs[0], Finished) and len(records) < BATCH:
-            records.append(self._jobs.popleft().record)
-        stage = records[0]["stage"]  # one stage: a stage's trials end before the next opens
-        what = f"{stage} trials {sorted(r['number'] for r in records)}"
+        records = pop_batch(self._jobs)
+        stage = records[0].stage  # one stage: a stage's trials end before the next opens
+        what = f"{stage} trials {sorted(r.number for r in records)}"
         return what, lambda tracker: tracker.log_trials(self.stage_runs[stage], records)
 
     def _put(self, job: tuple[str, Job] | Finished) -> None:
@@ -130,7 +144,7 @@ class Recorder:
             run_id = self.stage_runs[stage] = tracker.stage_run(stage, params)
             tracker.discard_unfinished_trial_runs(stage)
             logged = tracker.logged_trials(stage)
-            tracker.log_trials(run_id, [r for r in finished if r["number"] not in logged])
+            tracker.log_trials(run_id, [r for r in finished if r.number not in logged])
 
         self._put((f"open stage {stage}", job))
 

@@ -25,7 +25,7 @@ def render(view: SweepView, figures: dict[str, bytes], top: int = 10) -> str:
     ranked = view.ranked()
     counts = {
         s: {
-            state: sum(r["state"] == state for r in view.rows if r["stage"] == s)
+            state: sum(r.state == state for r in view.rows if r.stage == s)
             for state in ("COMPLETE", "PRUNED", "FAIL")
         }
         for s in view.spaces
@@ -42,17 +42,17 @@ def render(view: SweepView, figures: dict[str, bytes], top: int = 10) -> str:
     if ranked:
         best = ranked[0]
         parts += [
-            f"<h2>Best configuration (stage {_e(best['stage'])}, trial {best['number']})</h2>",
-            _table(["option", "value"], [[k, v] for k, v in best["params"].items()]),
-            _table(["metric", "value"], [[k, v] for k, v in best["metrics"].items()]),
+            f"<h2>Best configuration (stage {_e(best.stage)}, trial {best.number})</h2>",
+            _table(["option", "value"], [[k, v] for k, v in best.params.items()]),
+            _table(["metric", "value"], [[k, v] for k, v in best.metrics.items()]),
         ]
-    names = list(ranked[0]["params"]) if ranked else []
+    names = list(ranked[0].params) if ranked else []
     parts += [
         f"<h2>Top {min(top, len(ranked))} trials</h2>",
         _table(
             ["stage", "trial", spec.objective.metric, "epochs run", *names],
             [
-                [r["stage"], r["number"], r["value"], r["epochs"], *(r["params"][n] for n in names)]
+                [r.stage, r.number, r.value, r.epochs, *(r.params[n] for n in names)]
                 for r in ranked[:top]
             ],
         ),

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from sweeper.errors import UserError
 from sweeper.ownership import require_marked
+from sweeper.records import Best, StageStatus, SweepStatus, SweepSummary, empty_counts
 from sweeper.study import read_storage
 from sweeper.sweep import SweepFolder
 from sweeper.view import SweepView, stage_counts, stage_studies, view
@@ -20,21 +21,19 @@ def _studies(folder: SweepFolder) -> list[tuple[Any, optuna.Study | None]]:
     return stage_studies(spec, read_storage(spec.storage.optuna, folder.path))
 
 
-def status(folder: SweepFolder) -> dict[str, Any]:
-    """{"name", "stages": [{"name", "target", "complete", "pruned", "failed", "running", …}]}"""
+def status(folder: SweepFolder) -> SweepStatus:
+    """Each stage's trial counts and, once opened, its search box."""
     spec = folder.load_spec()
-    stages = []
-    for stage, study in _studies(folder):
-        counts = (
-            stage_counts(study)
-            if study
-            else {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
+    stages = [
+        StageStatus(
+            stage.name,
+            stage.trials,
+            stage_counts(study) if study else empty_counts(),
+            study.user_attrs.get("space") if study else None,
         )
-        entry = {"name": stage.name, "target": stage.trials, **counts}
-        if study is not None and "space" in study.user_attrs:
-            entry["space"] = study.user_attrs["space"]
-        stages.append(entry)
-    return {"name": spec.name, "stages": stages}
+        for stage, study in _studies(folder)
+    ]
+    return SweepStatus(spec.name, stages)
 
 
 def load_view(folder: SweepFolder) -> SweepView:
@@ -57,19 +56,10 @@ def write_report(folder: SweepFolder, path: Path) -> Path:
     return path
 
 
-def best(folder: SweepFolder) -> dict[str, Any] | None:
-    """Best completed trial of all stages: {"stage", "trial", "value", "params", "metrics"}."""
+def best(folder: SweepFolder) -> Best | None:
+    """The best completed trial of all stages (None before one completes)."""
     ranked = load_view(folder).ranked()
-    if not ranked:
-        return None
-    top = ranked[0]
-    return {
-        "stage": top["stage"],
-        "trial": top["number"],
-        "value": top["value"],
-        "params": top["params"],
-        "metrics": top["metrics"],
-    }
+    return Best.of(ranked[0]) if ranked else None
 
 
 def running_stage(folder: SweepFolder, number: int, stage: str | None = None) -> str:
@@ -88,7 +78,7 @@ def running_stage(folder: SweepFolder, number: int, stage: str | None = None) ->
     raise UserError(f"trial {number}{where} is not running{state}")
 
 
-def list_sweeps(root: Path) -> list[dict[str, Any]]:
+def list_sweeps(root: Path) -> list[SweepSummary]:
     """Every sweep under <root>/sweeps with its trial counts."""
     out = []
     base = root / "sweeps"
@@ -97,16 +87,9 @@ def list_sweeps(root: Path) -> list[dict[str, Any]]:
             require_marked(path.parent)
             summary = status(SweepFolder(path.parent))
         except UserError as error:
-            out.append({"name": path.parent.name, "folder": str(path.parent), "error": str(error)})
+            out.append(SweepSummary(path.parent.name, str(path.parent), error=str(error)))
             continue
-        done = sum(s["complete"] + s["pruned"] for s in summary["stages"])
-        target = sum(s["target"] for s in summary["stages"])
-        out.append(
-            {
-                "name": summary["name"],
-                "folder": str(path.parent),
-                "finished": done,
-                "target": target,
-            }
-        )
+        done = sum(s.finished for s in summary.stages)
+        target = sum(s.target for s in summary.stages)
+        out.append(SweepSummary(summary.name, str(path.parent), done, target))
     return out

@@ -1,11 +1,11 @@
 """The StudyServer: the only process that writes a sweep's Optuna studies and MLflow runs.
 
 Ownership rules (why trials never touch a storage):
-- Trial tasks compute and send plain dicts here: `ask` hands out a trial number and its params,
+- Trial tasks compute and send plain values here: `ask` hands out a trial number and its params,
   `report` takes one epoch's objective value and answers whether to stop (Optuna pruner, or a
-  manual prune request), `tell` records the outcome. A worker on another node needs no database
-  access, the journal/SQLite files have a single writer, and a dead worker leaves nothing half
-  written.
+  manual prune request), `tell` records the task's `TrialResult`. A worker on another node
+  needs no database access, the journal/SQLite files have a single writer, and a dead worker
+  leaves nothing half written.
 - Optuna is the source of truth; each finished trial's MLflow run is derived from what Optuna
   holds (params, per-epoch history and final metrics in user attributes) and written by a
   background thread, off the trials' critical path. `open_stage` rebuilds any run a crash lost.
@@ -14,6 +14,10 @@ Ownership rules (why trials never touch a storage):
   does the same at once (reason=interrupted). Trial runs a killed writer left RUNNING in MLflow
   are deleted and rebuilt from Optuna.
 Actor methods run one at a time, so no locking is needed around Optuna.
+
+The decisions live beside it as pure functions, each tested on its own: the state a result is
+recorded with (`records.decide`), the box and warm start of a zoomed stage (`zoom.next_stage`),
+which RUNNING trials are lost (`orphans`); MLflow is written by the `Recorder`'s thread.
 """
 
 from __future__ import annotations
@@ -32,19 +36,20 @@ from sweeper import locks
 from sweeper import space as scales
 from sweeper.control import PruneRequests
 from sweeper.recorder import Recorder, default_tracking_uri
+from sweeper.records import METRICS_ATTR, Outcome, TrialRecord, TrialResult, decide
 from sweeper.spec import SweepSpec
 from sweeper.study import (
     make_pruner,
     make_sampler,
     make_storage,
+    max_epochs,
     repair_torn_journal,
+    running_trial,
     study_name,
     sync,
 )
 from sweeper.view import is_warm_start, stage_counts, view
-from sweeper.zoom import zoom_space
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+from sweeper.zoom import next_stage
 
 WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one to be gone
 
@@ -52,10 +57,19 @@ WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one t
 class StudyServer:
     """Records a sweep. Create as a Ray actor with num_cpus=0 so it takes no trial slot."""
 
-    def __init__(self, spec_json: str, sweep_dir: str, credentials: dict[str, str] | None = None):
+    def __init__(
+        self,
+        spec_json: str,
+        sweep_dir: str,
+        credentials: dict[str, str] | None = None,
+        *,
+        storage: optuna.storages.BaseStorage | None = None,
+    ):
         """`credentials`: the `${VAR}`s of the storage URLs, from the driver's environment
-        (an argument, not a runtime_env: Ray writes those to its log files)."""
+        (an argument, not a runtime_env: Ray writes those to its log files). `storage`: the
+        Optuna storage to write instead of the spec's (a test's in-memory one)."""
         os.environ.update(credentials or {})  # this actor's own process
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # this process: the actor's
         self.spec = SweepSpec.model_validate_json(spec_json)
         self.sweep_dir = Path(sweep_dir)
         self.writer_lock = locks.acquire(self.sweep_dir / "writer.lock", WRITER_WAIT_S)
@@ -65,9 +79,10 @@ class StudyServer:
                 f"{WRITER_WAIT_S} s; stop its Ray job, then resume"
             )
         repair_torn_journal(self.sweep_dir)  # only now: no other writer can append meanwhile
-        self.storage = make_storage(self.spec.storage.optuna, self.sweep_dir, single_writer=True)
+        self.storage = storage or make_storage(
+            self.spec.storage.optuna, self.sweep_dir, single_writer=True
+        )
         self.maximize = self.spec.objective.direction == "maximize"
-        self.epochs = int(self.spec.train.get("epochs", 30))
         self.studies: dict[int, optuna.Study] = {}
         self.spaces: dict[int, scales.Space] = {}
         self.live: dict[tuple[int, int], optuna.Trial] = {}
@@ -98,7 +113,7 @@ class StudyServer:
         else:
             space = self._new_stage_space(index, study)
         study.sampler = make_sampler(stage, seed, scales.distributions(space))
-        study.pruner = make_pruner(stage.pruner, self.epochs)
+        study.pruner = make_pruner(stage.pruner, max_epochs(self.spec))
         self.studies[index] = study
         self.spaces[index] = space
         # in this order: a lost trial's run is written by the recovery, not rebuilt as well
@@ -119,56 +134,38 @@ class StudyServer:
         }
 
     def _new_stage_space(self, index: int, study: optuna.Study) -> scales.Space:
+        """The box of a stage opened for the first time, recorded in its study; a zoomed stage
+        also gets the previous stage's top trials as warm-start copies (see `zoom.next_stage`)."""
         stage = self.spec.stages[index]
         space = dict(self.spec.space)
         if stage.zoom is not None:
-            previous = self.studies[index - 1]
-            space, best = zoom_space(
+            copied = {t.user_attrs.get("warm_start_from") for t in study.get_trials(deepcopy=False)}
+            space, warm = next_stage(
                 self.spaces[index - 1],
-                previous.get_trials(deepcopy=False),
-                stage.zoom.top,
-                stage.zoom.margin,
+                self.studies[index - 1].get_trials(deepcopy=False),
+                stage.zoom,
                 self.maximize,
+                self.spec.stages[index - 1].name,
+                copied,
             )
-            self._warm_start(index, study, space, best)
+            study.add_trials(warm)
         study.set_user_attr("space", {k: p.model_dump(exclude_none=True) for k, p in space.items()})
         return space
 
-    def _warm_start(self, index: int, study: optuna.Study, space: scales.Space, best: list) -> None:
-        """Copy the previous stage's top trials that lie in the new box, so TPE starts informed."""
-        previous_space = self.spaces[index - 1]
-        source = self.spec.stages[index - 1].name
-        copied = {t.user_attrs.get("warm_start_from") for t in study.get_trials(deepcopy=False)}
-        for trial in best:
-            values = scales.decode(previous_space, trial.params)
-            origin = f"{source}:{trial.number}"
-            if origin not in copied and all(p.contains(values[k]) for k, p in space.items()):
-                study.add_trial(  # a pruned one stays pruned: TPE weighs it by how far it got
-                    optuna.trial.create_trial(
-                        state=trial.state,
-                        params=scales.encode(space, values),
-                        distributions=scales.distributions(space),
-                        value=trial.value,
-                        intermediate_values=trial.intermediate_values,
-                        user_attrs={"warm_start_from": origin},
-                    )
-                )
-
     def _recover_lost_trials(self, index: int) -> None:
         """RUNNING trials belong to a driver or worker that died: FAIL them, re-run their params."""
-        for trial in self.studies[index].get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if (index, trial.number) not in self.live:
-                self._fail_and_retry(index, trial, "lost")
+        study = self.studies[index]
+        live = {number for i, number in self.live if i == index}
+        for trial in orphans(study.get_trials(deepcopy=False), live):
+            self._fail_and_retry(index, running_trial(study, trial), "lost")
 
-    def _fail_and_retry(
-        self, index: int, trial: optuna.Trial | optuna.trial.FrozenTrial, reason: str
-    ) -> None:
+    def _fail_and_retry(self, index: int, trial: optuna.Trial, reason: str) -> None:
         """FAIL an unfinished trial with `reason`, and enqueue its params to run again."""
         study = self.studies[index]
-        study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
-        study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        self.recorder.log_trial(self._record(index, study._storage.get_trial(trial._trial_id)))
+        trial.set_user_attr("reason", reason)
+        frozen = study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number})
+        self.recorder.log_trial(self._record(index, frozen))
 
     def interrupt(self) -> int:
         """Ctrl-C: FAIL every running trial (reason=interrupted, params re-queued for resume),
@@ -248,67 +245,38 @@ class StudyServer:
             return True
         return trial.should_prune()
 
-    def tell(
-        self,
-        index: int,
-        number: int,
-        outcome: str,
-        history: list[dict[str, float]],
-        final: dict[str, float],
-        node_id: str,
-        error: str | None = None,
-    ) -> str:
-        """Record a finished trial in Optuna, then queue its MLflow run. Returns the state."""
+    def tell(self, index: int, number: int, result: TrialResult) -> str:
+        """Record a finished trial in Optuna (see `records.decide`), then queue its MLflow run.
+        Returns the Optuna state's name."""
         study = self.studies[index]
         trial = self.live.pop((index, number))
-        attrs = {
-            "history": history,
-            "final": final,
-            "node_id": node_id,
+        verdict = decide(result, self.spec.objective.metric, trial.user_attrs.get("reason"))
+        attrs: dict[str, Any] = {
+            "history": result.history,
+            METRICS_ATTR: result.metrics,
+            "node_id": result.node_id,
             "end_ms": int(time.time() * 1000),
         }
-        value = final.get(self.spec.objective.metric)
-        if outcome == "lost":
-            state, attrs["reason"] = TrialState.FAIL, "lost"
-        elif error is not None:
-            state, attrs["reason"] = TrialState.FAIL, "error"
-            attrs["error"] = error[-2000:]
-        elif outcome == "diverged":
-            state, attrs["reason"] = TrialState.PRUNED, "diverged"
-        elif outcome == "stopped":
-            state = TrialState.PRUNED
-            attrs.setdefault("reason", trial.user_attrs.get("reason", "pruned"))
-        elif value is None or not math.isfinite(value):
-            state, attrs["reason"] = TrialState.FAIL, f"no finite {self.spec.objective.metric}"
-        else:
-            state = TrialState.COMPLETE
+        if verdict.reason is not None:
+            attrs["reason"] = verdict.reason
+        if result.outcome is Outcome.ERROR and result.error is not None:
+            attrs["error"] = result.error[-2000:]
         for key, val in attrs.items():
             trial.set_user_attr(key, val)
-        frozen = study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        frozen = study.tell(trial, verdict.value, state=verdict.state)
         self.recorder.log_trial(self._record(index, frozen))
-        return state.name
+        return verdict.state.name
 
-    # -- MLflow ----------------------------------------------------------------------------
-    def _record(self, index: int, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-        """A finished trial as the Tracker writes it: params as the trainer saw them."""
-        attrs = trial.user_attrs
-        space = self.spaces[index]
-        try:
-            params = scales.decode(space, trial.params)
-        except KeyError:
-            params = dict(trial.params)
-        return {
-            "stage": self.spec.stages[index].name,
-            "number": trial.number,
-            "state": trial.state.name,
-            "params": {**self.spec.train, **params},
-            "history": attrs.get("history")
-            or [
-                {self.spec.objective.metric: v}
-                for _, v in sorted(trial.intermediate_values.items())
-            ],
-            "final": attrs.get("final", {}),
-            "start_ms": attrs.get("start_ms", int(time.time() * 1000)),
-            "end_ms": attrs.get("end_ms", int(time.time() * 1000)),
-            "tags": {k: attrs[k] for k in ("node_id", "reason", "retry_of") if k in attrs},
-        }
+    def _record(self, index: int, trial: optuna.trial.FrozenTrial) -> TrialRecord:
+        """A finished trial as MLflow records it: params as the trainer saw them."""
+        stage = self.spec.stages[index].name
+        return TrialRecord.of(
+            stage, trial, self.spaces[index], self.spec.train, self.spec.objective.metric
+        )
+
+
+def orphans(
+    trials: list[optuna.trial.FrozenTrial], live: set[int]
+) -> list[optuna.trial.FrozenTrial]:
+    """RUNNING trials that no task of this StudyServer runs (numbers in `live` are running)."""
+    return [t for t in trials if t.state == TrialState.RUNNING and t.number not in live]

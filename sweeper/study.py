@@ -12,9 +12,10 @@ import optuna
 import optuna.distributions as od
 from optuna.storages.journal import BaseJournalBackend
 
+from model.train import TrainConfig
 from sweeper import secrets
 from sweeper.errors import UserError
-from sweeper.spec import Pruner, Stage
+from sweeper.spec import Pruner, Stage, SweepSpec
 
 JOURNAL = "optuna.journal"
 
@@ -80,8 +81,10 @@ def make_storage(
     return storage
 
 
+# -- Optuna internals: the only two places the sweeper reaches past Optuna's public API --------
 def sync(storage: optuna.storages.BaseStorage) -> None:
-    """Make what a single-writer journal holds durable (RDB storages commit as they go)."""
+    """Make what a single-writer journal holds durable (RDB storages commit as they go).
+    JournalStorage keeps its backend in `_backend` and has no public accessor."""
     backend = getattr(storage, "_backend", None)
     if isinstance(backend, SingleWriterJournal):
         backend.sync()
@@ -95,6 +98,14 @@ def read_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorag
     if url is not None and url.startswith("sqlite:///") and not Path(url[10:]).exists():
         return optuna.storages.InMemoryStorage()
     return make_storage(url, sweep_dir)
+def running_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.Trial:
+    """A handle on a RUNNING trial this process did not ask for (a dead driver's or worker's),
+    so that it can be given a reason and told FAIL. Optuna offers no public way: this is what
+    `Study.ask` itself builds, from the trial's private `_trial_id`."""
+    return optuna.Trial(study, trial._trial_id)
+
+
+# -----------------------------------------------------------------------------------------------
 
 
 def repair_torn_journal(sweep_dir: Path) -> bool:
@@ -167,6 +178,15 @@ def make_pruner(pruner: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
         max_resource=max_epochs,
         reduction_factor=pruner.reduction_factor,
     )
+
+
+def max_epochs(spec: SweepSpec) -> int:
+    """The most epochs a trial can run, the resource budget of a Hyperband pruner: the upper
+    bound of `epochs` when it is searched, else its fixed value, else the trainer's default."""
+    searched = spec.space.get("epochs")
+    if searched is not None:
+        return int(max(searched.choices) if searched.scale == "categorical" else searched.high)
+    return int(spec.train.get("epochs", TrainConfig.__dataclass_fields__["epochs"].default))
 
 
 def study_name(sweep: str, stage: str) -> str:

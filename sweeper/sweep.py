@@ -14,24 +14,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import ray
 import yaml
-from ray.exceptions import RayActorError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sweeper import locks, ownership, secrets
 from sweeper import spec as specs
 from sweeper.data import Dataset, load_dataset
-from sweeper.dispatch import StageProgress, StageRun, concurrency
 from sweeper.errors import DataError, UserError
 from sweeper.recorder import default_tracking_uri
-from sweeper.server import StudyServer
 from sweeper.space import distributions
-from sweeper.study import JOURNAL, make_pruner, make_sampler, make_storage, study_name
-from sweeper.tracking import check_store, delete_experiment
+from sweeper.study import JOURNAL, make_pruner, make_sampler, make_storage, max_epochs, study_name
+
+if TYPE_CHECKING:
+    from sweeper.dispatch import StageProgress
+    from sweeper.records import Best
 
 SPEC_COPY = "spec.yaml"
 
@@ -134,6 +132,7 @@ class SweepResult:
     folder: Path
     stages: list[StageProgress]
     mlflow_errors: list[str]  # MLflow writes that failed (Optuna has them; resume rebuilds runs)
+    best: Best | None = None  # filled in by sweeper.api.run_plan
 
 
 @dataclass(frozen=True)
@@ -192,7 +191,7 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
 def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
     """Build each stage's Optuna sampler and pruner now, so a value Optuna rejects is a message
     naming the stage's line rather than a failure inside a Ray actor."""
-    epochs = int(spec.train.get("epochs", 30))
+    epochs = max_epochs(spec)
     for index, stage in enumerate(spec.stages):
         try:
             if stage.pruner.type == "hyperband" and stage.pruner.min_epochs >= epochs:
@@ -213,6 +212,8 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:
     if (optuna_url and not _new_sqlite(optuna_url)) or (folder.path / JOURNAL).exists():
         make_storage(optuna_url, folder.path)
     if folder.has_mlflow_store(spec) and not (mlflow_url and _new_sqlite(mlflow_url)):
+        from sweeper.tracking import check_store  # mlflow: only once a store exists
+
         check_store(folder.tracking_uri(spec))
 
 
@@ -223,6 +224,15 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     and MLflow is brought up to date before KeyboardInterrupt propagates; a second Ctrl-C
     meanwhile exits at once, leaving what `resume` recovers anyway.
     """
+    # Ray here, not at the top: reading a sweep (status, best, export) needs this module only
+    # for its folder, and should not pay for importing Ray
+    import ray
+    from ray.exceptions import RayActorError
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from sweeper.dispatch import StageProgress, StageRun, concurrency
+    from sweeper.server import StudyServer
+
     spec, folder = plan.spec, plan.folder
     concurrency(spec.resources)  # resources the cluster cannot give are an error now, not a hang
     ownership.claim(folder.path, ownership.Identity(spec.name, spec.fingerprint()))
@@ -318,6 +328,8 @@ def delete(folder: SweepFolder, force: bool = False) -> None:
         if study_name(spec.name, stage.name) in existing:
             optuna.delete_study(study_name=study_name(spec.name, stage.name), storage=storage)
     if folder.has_mlflow_store(spec):
+        from sweeper.tracking import delete_experiment
+
         delete_experiment(folder.tracking_uri(spec), spec.name)
     ownership.remove_owned(folder.path, force)
 

@@ -14,36 +14,20 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from sweeper import secrets
 from sweeper.errors import UserError
-from sweeper.run_tables import RunTables, is_database
+from sweeper.records import TrialRecord
+from sweeper.run_tables import RunContent, RunTables, is_database
 
 CREATING = ".creating"  # suffix of an SQLite store while MLflow builds its schema
-MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 BATCH_LIMIT = 1000  # MLflow's maximum metrics per log_batch call
-
-
-@event.listens_for(Engine, "connect")
-def _fast_sqlite_commits(connection: Any, _: Any) -> None:
-    """WAL journal and synchronous=NORMAL on MLflow's SQLite connections: a commit no longer
-    waits for an fsync, which halves the cost of writing a trial's run. A power cut may lose the
-    last runs but cannot corrupt the file, and Optuna (the source of truth) rebuilds lost runs
-    on resume."""
-    if isinstance(connection, sqlite3.Connection):
-        path = connection.execute("PRAGMA database_list").fetchone()[2]
-        if not path.endswith(CREATING):  # a store being created is renamed: no -wal file beside it
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def create_sqlite_store(tracking_uri: str) -> None:
@@ -64,6 +48,10 @@ def create_sqlite_store(tracking_uri: str) -> None:
         shutil.copyfile(_empty_store(), partial)
     except (OSError, RuntimeError):  # no (writable) cache folder: build this one from scratch
         _build_store(partial)
+    with contextlib.closing(sqlite3.connect(partial)) as connection:
+        # WAL (see run_tables.fast_sqlite_commits) is a property of the file: set it while no one
+        # else has it open; closing the connection leaves no -wal file beside it to rename
+        connection.execute("PRAGMA journal_mode=WAL")
     os.replace(partial, path)
 
 
@@ -194,13 +182,22 @@ class Tracker:
         return {int(run.data.tags["sweeper.trial"]) for run in runs}
 
     def log_trial(
-        self, parent_run_id: str | None, record: dict[str, Any], kind: str = "trial"
+        self,
+        parent_run_id: str | None,
+        record: TrialRecord,
+        kind: str = "trial",
+        tags: dict[str, str] | None = None,
     ) -> str:
-        """One finished trial (or a `sweeper train` run) as a run written in one go."""
-        return self.log_trials(parent_run_id, [record], kind)[0]
+        """One finished trial (or a `sweeper train` run, with its own `tags`) as a run written
+        in one go."""
+        return self.log_trials(parent_run_id, [record], kind, tags)[0]
 
     def log_trials(
-        self, parent_run_id: str | None, records: list[dict[str, Any]], kind: str = "trial"
+        self,
+        parent_run_id: str | None,
+        records: list[TrialRecord],
+        kind: str = "trial",
+        tags: dict[str, str] | None = None,
     ) -> list[str]:
         """Finished trials as runs, each already terminated when it appears.
 
@@ -208,7 +205,7 @@ class Tracker:
         run costs ~1 ms instead of ~20 ms of three separate store calls, and a killed writer
         leaves all of a batch or none of it. A tracking server gets the three calls per run.
         """
-        runs = [RunContent.of(parent_run_id, record, kind) for record in records]
+        runs = [RunContent.of(parent_run_id, record, kind, tags or {}) for record in records]
         if self.database is not None:
             return self.database.insert(runs)
         return [self._log_run(run) for run in runs]
@@ -224,44 +221,3 @@ class Tracker:
             )
         self.client.set_terminated(run_id, run.status, end_time=run.end_ms)
         return run_id
-
-
-@dataclass
-class RunContent:
-    """What a finished trial's run holds, whichever way it is written."""
-
-    name: str
-    status: str
-    start_ms: int
-    end_ms: int
-    tags: dict[str, str]
-    params: dict[str, str]
-    metrics: list[Metric]
-
-    @classmethod
-    def of(cls, parent_run_id: str | None, record: dict[str, Any], kind: str) -> RunContent:
-        history, start_ms, end_ms = record["history"], record["start_ms"], record["end_ms"]
-        tags = {
-            **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
-            "sweeper.kind": kind,
-            "sweeper.stage": record["stage"],
-            "sweeper.trial": str(record["number"]),
-            "sweeper.state": record["state"],
-            "sweeper.epochs": str(len(history)),
-            **{f"sweeper.{k}": str(v) for k, v in record.get("tags", {}).items()},
-        }
-        metrics = [
-            Metric(name, float(value), start_ms + epoch, epoch)
-            for epoch, epoch_metrics in enumerate(history, start=1)
-            for name, value in epoch_metrics.items()
-        ]
-        metrics += [Metric(k, float(v), end_ms, len(history)) for k, v in record["final"].items()]
-        return cls(
-            name=f"{record['stage']}-{record['number']}",
-            status=MLFLOW_STATUS[record["state"]],
-            start_ms=start_ms,
-            end_ms=end_ms,
-            tags=tags,
-            params={k: str(v) for k, v in record["params"].items()},
-            metrics=metrics,
-        )

@@ -7,15 +7,17 @@ opens a storage.
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from typing import Any
 
 import ray
 from threadpoolctl import threadpool_limits
 
-from model import Outcome, TrainConfig, evaluate, get_backend, train
+from model import TrainConfig, evaluate, get_backend, train
 from model.train import EpochCallback
 from sweeper.data import Dataset
+from sweeper.records import Outcome, TrialResult
 
 
 def fit(
@@ -23,7 +25,7 @@ def fit(
     dataset: Dataset,
     callback: EpochCallback | None,
     backend_name: str,
-) -> dict[str, Any]:
+) -> TrialResult:
     """Train one configuration; its outcome, per-epoch history and final metrics: dev/test
     of the returned network, and train_* of the epoch it comes from."""
     d = dataset
@@ -37,13 +39,15 @@ def fit(
         callback,
         get_backend(backend_name),
     )
-    final: dict[str, float] = {}
-    if result.outcome is not Outcome.DIVERGED:
+    metrics: dict[str, float] = {}
+    outcome = Outcome(result.outcome.value)
+    if outcome is not Outcome.DIVERGED:
         for split, X, y in (("dev", d.X_dev, d.y_dev), ("test", d.X_test, d.y_test)):
             if X.shape[1]:  # split.test: 0 leaves no test set, and so no test metrics
-                final.update({f"{split}_{k}": v for k, v in evaluate(result.network, X, y).items()})
-        final.update({k: v for k, v in result.kept.items() if k.startswith("train_")})
-    return {"outcome": result.outcome.value, "history": result.history, "final": final}
+                evaluated = evaluate(result.network, X, y)
+                metrics.update({f"{split}_{k}": v for k, v in evaluated.items()})
+        metrics.update({k: v for k, v in result.kept.items() if k.startswith("train_")})
+    return TrialResult(outcome, result.history, metrics)
 
 
 def train_trial(
@@ -54,7 +58,7 @@ def train_trial(
     server: Any,
     objective: str,
     backend_name: str,
-) -> dict[str, Any]:
+) -> TrialResult:
     """Train, reporting `objective` after each epoch; return what `StudyServer.tell` needs."""
     context = ray.get_runtime_context()
     node_id = context.get_node_id()
@@ -65,15 +69,9 @@ def train_trial(
         return ray.get(server.report.remote(index, number, epoch, value))
 
     try:
-        return {**fit(options, dataset, report, backend_name), "node_id": node_id, "error": None}
+        return dataclasses.replace(fit(options, dataset, report, backend_name), node_id=node_id)
     except Exception:  # a bug or bad option in one trial is recorded as FAIL, not a crashed sweep
-        return {
-            "outcome": "error",
-            "history": [],
-            "final": {},
-            "node_id": node_id,
-            "error": traceback.format_exc(),
-        }
+        return TrialResult(Outcome.ERROR, node_id=node_id, error=traceback.format_exc())
 
 
 _blas_threads = 0  # what this worker process's BLAS is limited to; 0 = not yet

@@ -7,12 +7,12 @@ Shared by the StudyServer (stage plots, the final report) and by the commands th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from sweeper import space as scales
+from sweeper.records import STATES, TrialRecord, empty_counts
 from sweeper.spec import Stage, SweepSpec
 from sweeper.study import study_name
 
@@ -24,16 +24,10 @@ def is_warm_start(trial: optuna.trial.FrozenTrial) -> bool:
 def stage_counts(study: optuna.Study) -> dict[str, int]:
     """complete / pruned / failed / running trials of a stage, warm-start copies excluded
     (and retries queued but not started yet)."""
-    counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
-    names = {
-        TrialState.COMPLETE: "complete",
-        TrialState.PRUNED: "pruned",
-        TrialState.FAIL: "failed",
-        TrialState.RUNNING: "running",
-    }
+    counts = empty_counts()
     for trial in study.get_trials(deepcopy=False):
-        if not is_warm_start(trial) and trial.state in names:
-            counts[names[trial.state]] += 1
+        if not is_warm_start(trial) and trial.state in STATES:
+            counts[STATES[trial.state][0]] += 1
     return counts
 
 
@@ -62,20 +56,20 @@ class SweepView:
 
     spec: SweepSpec
     spaces: dict[str, scales.Space]  # stage name → its box
-    rows: list[dict[str, Any]]  # one per trial of every stage (warm-start copies left out)
+    rows: list[TrialRecord]  # one per trial of every stage (warm-start copies left out)
 
     @property
     def maximize(self) -> bool:
         return self.spec.objective.direction == "maximize"
 
-    def ranked(self, stage: str | None = None) -> list[dict[str, Any]]:
+    def ranked(self, stage: str | None = None) -> list[TrialRecord]:
         """Completed trials, best first."""
         done = [
             r
             for r in self.rows
-            if r["state"] == "COMPLETE" and stage in (None, r["stage"]) and r["value"] is not None
+            if r.state == "COMPLETE" and stage in (None, r.stage) and r.value is not None
         ]
-        return sorted(done, key=lambda r: r["value"], reverse=self.maximize)
+        return sorted(done, key=lambda r: r.value, reverse=self.maximize)
 
 
 def view(spec: SweepSpec, storage: optuna.storages.BaseStorage) -> SweepView:
@@ -87,26 +81,5 @@ def view(spec: SweepSpec, storage: optuna.storages.BaseStorage) -> SweepView:
         for trial in study.get_trials(deepcopy=False):
             if is_warm_start(trial) or trial.state == TrialState.WAITING:
                 continue
-            rows.append(_row(stage.name, trial, space, spec))
+            rows.append(TrialRecord.of(stage.name, trial, space, spec.train, spec.objective.metric))
     return SweepView(spec, spaces, rows)
-
-
-def _row(
-    stage: str, trial: optuna.trial.FrozenTrial, space: scales.Space, spec: SweepSpec
-) -> dict[str, Any]:
-    attrs = trial.user_attrs
-    start, end = attrs.get("start_ms"), attrs.get("end_ms")
-    return {
-        "stage": stage,
-        "number": trial.number,
-        "state": trial.state.name,
-        "value": trial.value,
-        "params": {**spec.train, **scales.decode(space, trial.params)},
-        "metrics": attrs.get("final", {}),
-        "history": attrs.get("history", []),
-        "epochs": len(attrs.get("history", [])) or len(trial.intermediate_values),
-        "duration_s": (end - start) / 1000 if start and end else None,
-        "node_id": attrs.get("node_id"),
-        "reason": attrs.get("reason"),
-        "retry_of": attrs.get("retry_of"),
-    }

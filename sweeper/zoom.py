@@ -1,4 +1,5 @@
-"""Coarse to fine: which trials of a stage were best, and the box the next stage samples.
+"""Coarse to fine: which trials of a stage were best, the box the next stage samples, and the
+warm-start copies of those trials that open it.
 
 With pruning, few coarse trials run to the end: ranking completed trials alone would let one or
 two of them, noisy as any single run, decide the whole fine stage. A pruner stops a trial because
@@ -15,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper import space as scales
+from sweeper.spec import Zoom
 
 
 def rank_finished(
@@ -55,3 +57,35 @@ def zoom_space(
     values = [scales.decode(space, t.params) for t in best]
     zoomed = {name: p.zoom([v[name] for v in values], margin) for name, p in space.items()}
     return zoomed, best
+
+
+def next_stage(
+    previous_space: scales.Space,
+    trials: list[optuna.trial.FrozenTrial],
+    zoom: Zoom,
+    maximize: bool,
+    source: str,
+    copied: set[str],
+) -> tuple[scales.Space, list[optuna.trial.FrozenTrial]]:
+    """Open a zoomed stage: its box (see `zoom_space`) around the finished `trials` of stage
+    `source`, and the warm-start copies of those top trials that lie in the new box, so that TPE
+    starts informed. Each copy keeps its state (a pruned one stays pruned: TPE weighs it by how
+    far it got) and names its origin (`warm_start_from` = "stage:number"); origins in `copied`
+    (a stage opened again on resume) are not copied twice."""
+    space, best = zoom_space(previous_space, trials, zoom.top, zoom.margin, maximize)
+    warm = []
+    for trial in best:
+        values = scales.decode(previous_space, trial.params)
+        origin = f"{source}:{trial.number}"
+        if origin not in copied and all(p.contains(values[k]) for k, p in space.items()):
+            warm.append(
+                optuna.trial.create_trial(
+                    state=trial.state,
+                    params=scales.encode(space, values),
+                    distributions=scales.distributions(space),
+                    value=trial.value,
+                    intermediate_values=trial.intermediate_values,
+                    user_attrs={"warm_start_from": origin},
+                )
+            )
+    return space, warm

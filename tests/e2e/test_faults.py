@@ -76,7 +76,7 @@ def test_ctrl_c_records_running_trials_and_prints_the_resume_command(tmp_path):
     driver, folder = _launch_until_some_finished(tmp_path, "ctrlc")
     kill_group(driver, signal.SIGINT)  # what a terminal sends on Ctrl-C
     _, err = driver.communicate(timeout=60)
-    assert driver.returncode == 130
+    assert driver.returncode == 130, err
     assert "sweeper resume ctrlc" in err and "Traceback" not in err
 
     coarse = trials(folder, "ctrlc", "coarse")

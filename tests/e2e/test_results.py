@@ -222,3 +222,37 @@ def test_ui_warns_off_loopback_and_checks_its_port(folder):
     assert "no authentication" in exposure_warning("0.0.0.0")
     refused = CliRunner().invoke(app, ["ui", str(folder), "--port", "70000"])
     assert refused.exit_code == 2 and "65535" in refused.output
+
+
+READ_ONLY = """
+import sys
+from sweeper import api
+folder = sys.argv[1]
+api.status(folder).to_json()
+api.best(folder).to_json()
+api.list_sweeps(sys.argv[2])
+api.export(folder, sys.argv[3])
+print(sorted({m.split(".")[0] for m in sys.modules} & {"ray", "matplotlib"}))
+"""
+
+
+def test_reading_a_sweep_imports_neither_ray_nor_matplotlib(folder, tmp_path):
+    """status, best, list and export in a fresh interpreter: Ray and matplotlib cost seconds."""
+    import subprocess
+    import sys
+
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            READ_ONLY,
+            str(folder),
+            str(folder.parent.parent),
+            tmp_path / "t.csv",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.strip() == "[]", found.stderr
+    assert (tmp_path / "t.csv").stat().st_size > 0

@@ -50,8 +50,8 @@ def test_sweep_records_exactly_n_trials_everywhere(ray_local, tmp_path, monkeypa
 
     top = best(folder)
     every = [t for s in trials.values() for t in s.values() if t.state.name == "COMPLETE"]
-    assert top["value"] == pytest.approx(max(t.value for t in every))
-    summary = status(folder)
+    assert top.value == pytest.approx(max(t.value for t in every))
+    summary = status(folder).to_json()  # as `sweeper status --json` prints it
     assert [(s["complete"] + s["pruned"], s["running"]) for s in summary["stages"]] == [
         (6, 0),
         (4, 0),
@@ -59,10 +59,10 @@ def test_sweep_records_exactly_n_trials_everywhere(ray_local, tmp_path, monkeypa
 
     # every fine-stage trial lies inside the zoom box that stage recorded, in every parameter
     fine_box = {k: Param.model_validate(v) for k, v in summary["stages"][1]["space"].items()}
-    fine_rows = [r for r in load_view(folder).rows if r["stage"] == "fine"]
+    fine_rows = [r for r in load_view(folder).rows if r.stage == "fine"]
     assert len(fine_rows) == 4
     for row in fine_rows:
-        assert all(p.contains(row["params"][k]) for k, p in fine_box.items()), row["params"]
+        assert all(p.contains(row.params[k]) for k, p in fine_box.items()), row.params
 
     # the coarse stage's top trials inside that box were copied into the fine study (warm start)
     fine_study = optuna.load_study(

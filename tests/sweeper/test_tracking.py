@@ -11,26 +11,31 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweeper.records import TrialRecord
 from sweeper.tracking import Tracker, check_store, create_sqlite_store
 
 START = 1_700_000_000_000
 EPOCHS = 3
 
 
-def record(number: int, state: str, history: list[dict[str, float]], **final: float) -> dict:
-    return {
-        "stage": "coarse",
-        "number": number,
-        "state": state,
-        "params": {"learning_rate": 10.0**-number, "optimizer": "adam", "num_layers": 2},
-        "history": history,
-        "final": final,
-        "start_ms": START + 1000 * number,
+def record(
+    number: int, state: str, history: list[dict[str, float]], **metrics: float
+) -> TrialRecord:
+    return TrialRecord(
+        stage="coarse",
+        number=number,
+        state=state,
+        value=metrics.get("dev_accuracy"),
+        params={"learning_rate": 10.0**-number, "optimizer": "adam", "num_layers": 2},
+        metrics=metrics,
+        history=history,
+        start_ms=START + 1000 * number,
         # trial 0 ends the millisecond of its last epoch: its final dev_accuracy is then the
         # same point as that epoch's, which MLflow keeps once
-        "end_ms": START + 1000 * number + (EPOCHS if number == 0 else 500),
-        "tags": {"node_id": "abc", **({"reason": "diverged"} if state == "PRUNED" else {})},
-    }
+        end_ms=START + 1000 * number + (EPOCHS if number == 0 else 500),
+        node_id="abc",
+        reason="diverged" if state == "PRUNED" else None,
+    )
 
 
 RECORDS = [
@@ -142,3 +147,17 @@ def test_without_a_writable_cache_the_store_is_built_in_place(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
     create_sqlite_store(f"sqlite:///{tmp_path / 'store'}.db")
     check_store(f"sqlite:///{tmp_path / 'store'}.db")
+
+
+def test_sqlite_pragmas_apply_to_the_sweeps_store_only(tmp_path: Path) -> None:
+    import sqlalchemy
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "pragmas", tmp_path / "artifacts")
+    assert tracker.database is not None
+    with tracker.database.store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    other = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'someone-elses.db'}")
+    with other.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # SQLite's FULL

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sweeper.data import load_dataset
+from sweeper.records import Outcome
 from sweeper.spec import DataSpec, Split
 from sweeper.trial import fit
 
@@ -19,8 +20,8 @@ def no_test_set():
 def test_split_test_0_trains_and_reports_no_test_metrics(no_test_set):
     assert no_test_set.X_test.shape[1] == 0
     result = fit(OPTIONS, no_test_set, None, "numpy")
-    assert result["outcome"] == "early_stopped"
-    final = result["final"]
+    assert result.outcome is Outcome.EARLY_STOPPED
+    final = result.metrics
     assert sorted(final) == ["dev_accuracy", "dev_loss", "train_accuracy", "train_loss"]
     assert final["dev_accuracy"] > 0.7
 
@@ -28,7 +29,7 @@ def test_split_test_0_trains_and_reports_no_test_metrics(no_test_set):
 def test_final_metrics_describe_the_returned_network(no_test_set):
     """After early stopping the final train_* are those of the restored epoch, not the last."""
     result = fit(OPTIONS, no_test_set, None, "numpy")
-    history, final = result["history"], result["final"]
+    history, final = result.history, result.metrics
     kept = min(history, key=lambda h: h["dev_loss"])
     assert final["dev_loss"] == pytest.approx(kept["dev_loss"], rel=1e-6)
     assert final["train_loss"] == kept["train_loss"] != history[-1]["train_loss"]

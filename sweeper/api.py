@@ -1,0 +1,165 @@
+"""The sweeper as a Python library: one function per `sweeper` command, each returning a record.
+
+    import sweeper
+    result = sweeper.launch("search_spaces/quickstart.yaml")   # starts (or joins) Ray
+    sweeper.status("digits-quick").to_json()
+    sweeper.best("digits-quick")                                # a Best, or None
+
+A sweep is named by its name (under ./sweeps/) or its folder. `launch` and `resume` connect to
+Ray (`address`, else RAY_ADDRESS, else a local instance) and say so in their signature; nothing
+else starts Ray. The read-only functions (`status`, `best`, `list_sweeps`, `export`) import
+neither Ray nor matplotlib, so they answer in the time it takes to read the studies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweeper import results
+from sweeper.records import Best, SweepStatus, SweepSummary
+from sweeper.sweep import Plan, SweepFolder, find_sweep
+
+if TYPE_CHECKING:
+    from sweeper.dispatch import StageProgress
+    from sweeper.panda import PandaResult
+    from sweeper.sweep import SweepResult
+
+Sweep = str | Path | SweepFolder  # a sweep's name under ./sweeps/, or its folder
+OnProgress = Callable[["StageProgress"], None]
+OnEpoch = Callable[[int, dict[str, float]], None]
+
+
+def _folder(sweep: Sweep) -> SweepFolder:
+    return sweep if isinstance(sweep, SweepFolder) else find_sweep(str(sweep))
+
+
+def prepare(spec_path: str | Path, folder: SweepFolder | None = None) -> Plan:
+    """Check a space.yaml, its data and its sweep folder (`folder`: the one being resumed, else
+    where the spec puts it); nothing is written (see sweep.prepare)."""
+    from sweeper import sweep
+
+    return sweep.prepare(Path(spec_path), folder)
+
+
+def run_plan(
+    plan: Plan, address: str | None = None, on_progress: OnProgress | None = None
+) -> SweepResult:
+    """Run (or resume) a prepared sweep on Ray; `on_progress` hears of every finished trial."""
+    from sweeper import sweep
+    from sweeper.dispatch import start_ray
+
+    start_ray(address)
+    result = sweep.run(plan, on_progress)
+    return dataclasses.replace(result, best=results.best(plan.folder))
+
+
+def launch(
+    spec_path: str | Path, address: str | None = None, on_progress: OnProgress | None = None
+) -> SweepResult:
+    """`sweeper launch`: run a sweep; an existing sweep with the same spec is resumed."""
+    return run_plan(prepare(spec_path), address, on_progress)
+
+
+def resume(
+    sweep: Sweep, address: str | None = None, on_progress: OnProgress | None = None
+) -> SweepResult:
+    """`sweeper resume`: finish a stopped or crashed sweep from its folder (a path means that
+    folder, from any working directory)."""
+    folder = _folder(sweep)
+    return run_plan(prepare(folder.spec_copy, folder), address, on_progress)
+
+
+def status(sweep: Sweep) -> SweepStatus:
+    """`sweeper status`: trial counts per stage and each stage's search box."""
+    return results.status(_folder(sweep))
+
+
+def best(sweep: Sweep) -> Best | None:
+    """`sweeper best`: the best completed trial (None before one completes)."""
+    return results.best(_folder(sweep))
+
+
+def list_sweeps(root: str | Path | None = None) -> list[SweepSummary]:
+    """`sweeper list`: the sweeps under <root>/sweeps (default: the working directory)."""
+    return results.list_sweeps(Path(root) if root is not None else Path.cwd())
+
+
+def export(sweep: Sweep, path: str | Path) -> int:
+    """`sweeper export`: one row per trial to .parquet or .csv; returns the row count."""
+    from sweeper.export import write
+
+    return write(results.load_view(_folder(sweep)), Path(path))
+
+
+def report(sweep: Sweep, output: str | Path | None = None) -> Path:
+    """`sweeper report`: the HTML report (default: report.html in the sweep folder)."""
+    folder = _folder(sweep)
+    return results.write_report(folder, Path(output) if output else folder.path / "report.html")
+
+
+def delete(sweep: Sweep, force: bool = False) -> Path:
+    """`sweeper delete`: remove the sweep's studies, MLflow experiment and the files it made;
+    a folder holding anything else is refused unless `force`."""
+    from sweeper.sweep import delete as delete_sweep
+
+    folder = _folder(sweep)
+    delete_sweep(folder, force)
+    return folder.path
+
+
+def prune(sweep: Sweep, trial: int, stage: str | None = None) -> str:
+    """`sweeper prune`: ask the running sweep to stop `trial` at its next epoch; its stage."""
+    from sweeper.control import request_prune
+    from sweeper.errors import UserError
+    from sweeper.sweep import is_running
+
+    folder = _folder(sweep)
+    if not is_running(folder):
+        raise UserError(f"sweep {str(sweep)!r} is not running: there is no trial to stop")
+    stage_name = results.running_stage(folder, trial, stage)
+    request_prune(folder.path, stage_name, trial)
+    return stage_name
+
+
+@dataclass(frozen=True)
+class PandaRun:
+    """One configuration to train in panda mode: the sweep's plan and the checked options."""
+
+    plan: Plan
+    options: dict[str, Any]
+
+    @property
+    def epochs(self) -> int:
+        from model import TrainConfig
+
+        return TrainConfig.from_dict(self.options).epochs
+
+    def train(self, backend: str = "auto", on_epoch: OnEpoch | None = None) -> PandaResult:
+        """Train in this process (no Ray) and log the run to the sweep's MLflow experiment."""
+        from sweeper import panda
+
+        return panda.train_one(self.plan, self.options, backend, on_epoch or (lambda e, m: None))
+
+
+def panda_run(spec_path: str | Path, overrides: dict[str, Any] | None = None) -> PandaRun:
+    """The configuration `sweeper train` trains: the sweep's best trial (else the centre of each
+    range) with `overrides` on top."""
+    from sweeper import panda
+
+    plan = prepare(spec_path)
+    found = results.best(plan.folder) if plan.folder.spec_copy.is_file() else None
+    return PandaRun(plan, panda.configuration(plan.spec, found, overrides or {}))
+
+
+def train_one(
+    spec_path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    backend: str = "auto",
+    on_epoch: OnEpoch | None = None,
+) -> PandaResult:
+    """`sweeper train`: panda mode, one model trained here and logged to MLflow."""
+    return panda_run(spec_path, overrides).train(backend, on_epoch)

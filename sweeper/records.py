@@ -1,0 +1,230 @@
+"""The records that travel between the sweeper's components, and the one map of trial states.
+
+A trial task returns a `TrialResult`; `decide` turns it into the Optuna state the StudyServer
+records; every finished trial is read back as a `TrialRecord`, built from its Optuna FrozenTrial
+in `TrialRecord.of` and nowhere else (the MLflow run, the export rows, the plots and the report
+all start from it). `status` and `best` answer with `SweepStatus` and `Best`, whose `to_json`
+is the CLI's `--json` output. The final dev/test metrics of a trial are called `metrics`
+everywhere; only the Optuna user attribute that stores them keeps its old key (`final`), so
+sweeps written before still resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeper import space as scales
+
+METRICS_ATTR = "final"  # the user attribute holding a trial's final metrics (stored sweeps)
+
+# Optuna state → (the key it is counted under, the MLflow status of its run)
+STATES: dict[TrialState, tuple[str, str]] = {
+    TrialState.COMPLETE: ("complete", "FINISHED"),
+    TrialState.PRUNED: ("pruned", "KILLED"),
+    TrialState.FAIL: ("failed", "FAILED"),
+    TrialState.RUNNING: ("running", "RUNNING"),
+}
+COUNT_KEYS = tuple(key for key, _ in STATES.values())
+
+
+def count_key(state: str) -> str:
+    """'COMPLETE' → 'complete', 'FAIL' → 'failed', …"""
+    return STATES[TrialState[state]][0]
+
+
+def mlflow_status(state: str) -> str:
+    return STATES[TrialState[state]][1]
+
+
+class Outcome(enum.Enum):
+    """How a trial task ended: the trainer's outcomes, plus the two the task itself adds."""
+
+    COMPLETED = "completed"  # ran every epoch
+    EARLY_STOPPED = "early_stopped"  # dev loss stopped improving
+    STOPPED = "stopped"  # the StudyServer asked it to stop (its pruner, or `sweeper prune`)
+    DIVERGED = "diverged"  # the cost blew up
+    ERROR = "error"  # the task raised (a bug, or an option the trainer refuses)
+    LOST = "lost"  # its worker or node died: the driver says so, the task never returned
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a trial task returns to the driver, which passes it on to `StudyServer.tell`."""
+
+    outcome: Outcome
+    history: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch
+    metrics: dict[str, float] = field(default_factory=dict)  # final dev/test metrics
+    node_id: str = ""
+    error: str | None = None  # the traceback of an ERROR
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How the StudyServer records a trial: its state, objective value and reason tag."""
+
+    state: TrialState
+    value: float | None = None
+    reason: str | None = None  # None: keep the reason the trial already has, if any
+
+
+def decide(result: TrialResult, objective: str, stop_reason: str | None) -> Verdict:
+    """The Optuna state of a finished trial. `stop_reason` is why the server asked it to stop
+    (`manual`), if it gave one. Only COMPLETE and PRUNED trials count toward a stage's target, so
+    a trial that may run again (lost, error, no finite objective) is FAIL, and a diverged one is
+    PRUNED: its configuration is bad, running it again would diverge again."""
+    if result.outcome is Outcome.LOST:
+        return Verdict(TrialState.FAIL, reason="lost")
+    if result.outcome is Outcome.ERROR:
+        return Verdict(TrialState.FAIL, reason="error")
+    if result.outcome is Outcome.DIVERGED:
+        return Verdict(TrialState.PRUNED, reason="diverged")
+    if result.outcome is Outcome.STOPPED:
+        return Verdict(TrialState.PRUNED, reason=stop_reason or "pruned")
+    value = result.metrics.get(objective)
+    if value is None or not math.isfinite(value):
+        return Verdict(TrialState.FAIL, reason=f"no finite {objective}")
+    return Verdict(TrialState.COMPLETE, value=value)
+
+
+@dataclass
+class TrialRecord:
+    """One trial as every reader sees it (and as its MLflow run is written)."""
+
+    stage: str
+    number: int
+    state: str  # the Optuna state's name: COMPLETE, PRUNED, FAIL, RUNNING
+    value: float | None
+    params: dict[str, Any]  # as the trainer saw them: fixed options and the decoded search
+    metrics: dict[str, float]  # final metrics of the model kept
+    history: list[dict[str, float]]  # one dict of metrics per epoch
+    start_ms: int | None = None
+    end_ms: int | None = None
+    node_id: str | None = None
+    reason: str | None = None
+    retry_of: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        stage: str,
+        trial: optuna.trial.FrozenTrial,
+        space: scales.Space,
+        fixed: dict[str, Any],
+        objective: str,
+    ) -> TrialRecord:
+        """The record of an Optuna trial of `stage`, whose searched box was `space`. A trial
+        that never reported its history (lost, interrupted) shows its reported objective values."""
+        attrs = trial.user_attrs
+        try:
+            params = scales.decode(space, trial.params)
+        except KeyError:  # params outside the stage's box (an enqueued retry of an older space)
+            params = dict(trial.params)
+        history = attrs.get("history") or [
+            {objective: v} for _, v in sorted(trial.intermediate_values.items())
+        ]
+        return cls(
+            stage=stage,
+            number=trial.number,
+            state=trial.state.name,
+            value=trial.value,
+            params={**fixed, **params},
+            metrics=attrs.get(METRICS_ATTR, {}),
+            history=history,
+            start_ms=attrs.get("start_ms"),
+            end_ms=attrs.get("end_ms"),
+            node_id=attrs.get("node_id"),
+            reason=attrs.get("reason"),
+            retry_of=attrs.get("retry_of"),
+        )
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.start_ms and self.end_ms:
+            return (self.end_ms - self.start_ms) / 1000
+        return None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """node_id, reason and retry_of, where known (as MLflow tags sweeper.<name>)."""
+        known = {"node_id": self.node_id, "reason": self.reason, "retry_of": self.retry_of}
+        return {k: str(v) for k, v in known.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best completed trial of a sweep (`sweeper best`)."""
+
+    stage: str
+    trial: int
+    value: float
+    params: dict[str, Any]
+    metrics: dict[str, float]
+
+    @classmethod
+    def of(cls, record: TrialRecord) -> Best:
+        """From a completed trial's record (one with a value)."""
+        return cls(record.stage, record.number, record.value, record.params, record.metrics)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """A stage's trial counts and, once opened, the box it searches."""
+
+    name: str
+    target: int
+    counts: dict[str, int]  # COUNT_KEYS → trials, warm-start copies left out
+    space: dict[str, Any] | None = None  # parameter name → its scale, low, high (or choices)
+
+    @property
+    def finished(self) -> int:
+        return self.counts["complete"] + self.counts["pruned"]
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"name": self.name, "target": self.target, **self.counts}
+        return out | ({"space": self.space} if self.space is not None else {})
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """`sweeper status`: a sweep's stages."""
+
+    name: str
+    stages: list[StageStatus]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "stages": [s.to_json() for s in self.stages]}
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """One line of `sweeper list`."""
+
+    name: str
+    folder: str
+    finished: int = 0
+    target: int = 0
+    error: str | None = None  # why the folder could not be read (a broken or foreign sweep)
+
+    def to_json(self) -> dict[str, Any]:
+        entry = dataclasses.asdict(self)
+        if self.error is None:
+            del entry["error"]
+        return entry
+
+
+def empty_counts() -> dict[str, int]:
+    return dict.fromkeys(COUNT_KEYS, 0)

@@ -1,0 +1,170 @@
+"""The StudyServer's protocol without Ray: the class behind the actor, an in-memory Optuna
+storage, and a temporary MLflow SQLite store in the sweep folder."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from sweeper import locks
+from sweeper.control import request_prune
+from sweeper.records import Outcome, TrialResult
+from sweeper.server import StudyServer, orphans
+from sweeper.spec import SweepSpec
+from sweeper.study import study_name
+
+SPEC = SweepSpec.model_validate(
+    {
+        "name": "proto",
+        "data": {"source": "builtin:flower"},
+        "train": {"epochs": 3},
+        "space": {
+            "learning_rate": {"scale": "log", "low": 1e-4, "high": 1.0},
+            "beta": {"scale": "one_minus_log", "low": 0.9, "high": 0.999},
+        },
+        "stages": [
+            {"name": "coarse", "trials": 6, "pruner": {"type": "median"}},
+            {"name": "fine", "trials": 2, "sampler": "tpe", "zoom": {"top": 0.5, "margin": 0.1}},
+        ],
+    }
+)
+
+
+def done(accuracy: float) -> TrialResult:
+    history = [{"dev_accuracy": accuracy - 0.1}, {"dev_accuracy": accuracy}]
+    return TrialResult(Outcome.COMPLETED, history, {"dev_accuracy": accuracy}, "node-a")
+
+
+@pytest.fixture
+def storage():
+    return optuna.storages.InMemoryStorage()
+
+
+@pytest.fixture
+def server(tmp_path, storage):
+    server = StudyServer(SPEC.model_dump_json(), str(tmp_path), storage=storage)
+    yield server
+    locks.release(server.writer_lock)
+
+
+def trials(storage, stage: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study_name("proto", stage), storage=storage).trials
+
+
+def test_ask_report_tell_record_each_outcome_in_optuna_and_mlflow(server, storage, tmp_path):
+    opened = server.open_stage(0)
+    assert opened["counts"] == {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
+    asked = [server.ask(0) for _ in range(6)]
+    assert [n for n, _ in asked] == list(range(6))
+    for _, params in asked:
+        assert 1e-4 <= params["learning_rate"] <= 1.0 and 0.9 <= params["beta"] <= 0.999
+    assert server.report(0, 0, 1, 0.5) is False  # too early for the median pruner
+    request_prune(tmp_path, "coarse", 4)
+    assert server.report(0, 4, 1, 0.5) is True  # asked to stop by `sweeper prune`
+
+    told = [
+        server.tell(0, 0, done(0.9)),
+        server.tell(0, 1, done(0.6)),
+        server.tell(0, 2, TrialResult(Outcome.DIVERGED, node_id="node-a")),
+        server.tell(0, 3, TrialResult(Outcome.ERROR, node_id="node-a", error="Traceback: boom")),
+        server.tell(0, 4, TrialResult(Outcome.STOPPED, [{"dev_accuracy": 0.5}], {}, "node-a")),
+        server.tell(0, 5, TrialResult(Outcome.LOST)),
+    ]
+    assert told == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL", "PRUNED", "FAIL"]
+    coarse = trials(storage, "coarse")
+    assert [t.user_attrs.get("reason") for t in coarse] == [
+        None, None, "diverged", "error", "manual", "lost"
+    ]  # fmt: skip
+    assert coarse[0].value == 0.9 and coarse[0].user_attrs["final"] == {"dev_accuracy": 0.9}
+    assert coarse[3].user_attrs["error"] == "Traceback: boom"
+    assert server.close_stage(0) == {"complete": 2, "pruned": 2, "failed": 2, "running": 0}
+
+    assert server.flush() == []
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("proto").experiment_id], "tags.`sweeper.kind` = 'trial'"
+    )
+    status = {int(r.data.tags["sweeper.trial"]): r.info.status for r in runs}
+    assert status == {
+        0: "FINISHED", 1: "FINISHED", 2: "KILLED", 3: "FAILED", 4: "KILLED", 5: "FAILED"
+    }  # fmt: skip
+    run0 = next(r for r in runs if r.data.tags["sweeper.trial"] == "0")
+    assert run0.data.metrics["dev_accuracy"] == 0.9 and run0.data.params["epochs"] == "3"
+
+
+def test_the_next_stage_opens_zoomed_and_warm_started_and_ctrl_c_requeues(server, storage):
+    server.open_stage(0)
+    for accuracy in (0.9, 0.8, 0.2, 0.1):
+        number, _ = server.ask(0)
+        server.tell(0, number, done(accuracy))
+    server.close_stage(0)
+    coarse = trials(storage, "coarse")
+
+    opened = server.open_stage(1)
+    box = opened["space"]["learning_rate"]
+    top = sorted(coarse, key=lambda t: -t.value)[:2]  # top: 0.5 of 4 finished trials
+    rates = [server._record(0, t).params["learning_rate"] for t in top]
+    others = [server._record(0, t).params["learning_rate"] for t in coarse if t not in top]
+    assert box["low"] < min(rates) and max(rates) < box["high"]
+    assert not any(box["low"] <= r <= box["high"] for r in others)
+    copies = [t for t in trials(storage, "fine") if "warm_start_from" in t.user_attrs]
+    assert sorted(t.user_attrs["warm_start_from"] for t in copies) == sorted(
+        f"coarse:{t.number}" for t in top
+    )
+    assert opened["counts"]["complete"] == 0  # copies do not count toward the fine target
+
+    number, params = server.ask(1)
+    assert box["low"] <= params["learning_rate"] <= box["high"]
+    assert server.interrupt() == 1
+    fine = {t.number: t for t in trials(storage, "fine")}
+    assert fine[number].state == TrialState.FAIL
+    assert fine[number].user_attrs["reason"] == "interrupted"
+    waiting = [t for t in fine.values() if t.state == TrialState.WAITING]
+    assert [t.user_attrs["retry_of"] for t in waiting] == [number]
+    assert server.report(1, number, 1, 0.5) is True  # its task is told to stop
+
+    server.open_stage(1)  # opened again on resume: no second set of warm-start copies
+    again = [t for t in trials(storage, "fine") if "warm_start_from" in t.user_attrs]
+    assert len(again) == len(copies)
+
+
+def test_a_new_server_fails_and_requeues_the_trials_a_dead_one_left_running(
+    server, storage, tmp_path
+):
+    server.open_stage(0)
+    left, _ = server.ask(0)
+    finished, _ = server.ask(0)
+    server.tell(0, finished, done(0.7))
+    server.flush()
+    locks.release(server.writer_lock)  # the old server died
+
+    successor = StudyServer(SPEC.model_dump_json(), str(tmp_path), storage=storage)
+    try:
+        successor.open_stage(0)
+        coarse = {t.number: t for t in trials(storage, "coarse")}
+        assert coarse[left].state == TrialState.FAIL
+        assert coarse[left].user_attrs["reason"] == "lost"
+        assert coarse[finished].state == TrialState.COMPLETE
+        retry, _ = successor.ask(0)  # the same configuration runs once more
+        assert successor.studies[0].trials[retry].user_attrs["retry_of"] == left
+        assert successor.studies[0].trials[retry].params == coarse[left].params
+        assert successor.flush() == []
+    finally:
+        locks.release(successor.writer_lock)
+        server.writer_lock = open(tmp_path / "unused.lock", "w")  # the fixture releases it
+
+
+def test_orphans_are_running_trials_no_live_task_runs():
+    def trial(number: int, state: TrialState) -> optuna.trial.FrozenTrial:
+        value = 1.0 if state == TrialState.COMPLETE else None
+        frozen = optuna.trial.create_trial(state=state, value=value)
+        frozen.number = number
+        return frozen
+
+    found = orphans(
+        [trial(0, TrialState.RUNNING), trial(1, TrialState.RUNNING), trial(2, TrialState.COMPLETE)],
+        live={1},
+    )
+    assert [t.number for t in found] == [0]
