@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 import ray
 import yaml
 
-from sweeper import sweep
-from sweeper.dispatch import start_ray
-from sweeper.study import make_storage
+from sweeper.run import sweep
+from sweeper.run.dispatch import start_ray
+from sweeper.search.study import make_storage
 
 EPOCHS = 5
 

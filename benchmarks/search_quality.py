@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from sweeper import sweep
-from sweeper.builtin_datasets import flower
-from sweeper.dispatch import start_ray
-from sweeper.results import load_view
+from sweeper.data.builtin import flower
+from sweeper.results.summary import load_view
+from sweeper.run import sweep
+from sweeper.run.dispatch import start_ray
 
 DATASETS = ("digits", "flower", "moons")
 SPACE = {

@@ -24,12 +24,12 @@ import ray
 import yaml
 from threadpoolctl import threadpool_limits
 
-from sweeper import sweep
-from sweeper.data import load_dataset
-from sweeper.dispatch import start_ray
-from sweeper.results import load_view
-from sweeper.spec import DataSpec
-from sweeper.trial import fit
+from sweeper.data.datasets import load_dataset
+from sweeper.results.summary import load_view
+from sweeper.run import sweep
+from sweeper.run.dispatch import start_ray
+from sweeper.run.trial import fit
+from sweeper.spec.schema import DataSpec
 
 DATA = {"source": "builtin:digits", "split": {"dev": 0.2, "test": 0.2, "seed": 0}}
 SPACE = {

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeper import results
 from sweeper.records import Best, SweepStatus, SweepSummary
-from sweeper.sweep import Plan, SweepFolder, find_sweep
+from sweeper.results import summary as results
+from sweeper.run.sweep import Plan, SweepFolder, find_sweep
 
 if TYPE_CHECKING:
-    from sweeper.dispatch import StageProgress
-    from sweeper.panda import PandaResult
-    from sweeper.sweep import SweepResult
+    from sweeper.run.dispatch import StageProgress
+    from sweeper.run.panda import PandaResult
+    from sweeper.run.sweep import SweepResult
 
 Sweep = str | Path | SweepFolder  # a sweep's name under ./sweeps/, or its folder
 OnProgress = Callable[["StageProgress"], None]
@@ -40,7 +40,7 @@ def _folder(sweep: Sweep) -> SweepFolder:
 def prepare(spec_path: str | Path, folder: SweepFolder | None = None) -> Plan:
     """Check a space.yaml, its data and its sweep folder (`folder`: the one being resumed, else
     where the spec puts it); nothing is written (see sweep.prepare)."""
-    from sweeper import sweep
+    from sweeper.run import sweep
 
     return sweep.prepare(Path(spec_path), folder)
 
@@ -49,8 +49,8 @@ def run_plan(
     plan: Plan, address: str | None = None, on_progress: OnProgress | None = None
 ) -> SweepResult:
     """Run (or resume) a prepared sweep on Ray; `on_progress` hears of every finished trial."""
-    from sweeper import sweep
-    from sweeper.dispatch import start_ray
+    from sweeper.run import sweep
+    from sweeper.run.dispatch import start_ray
 
     start_ray(address)
     result = sweep.run(plan, on_progress)
@@ -90,7 +90,7 @@ def list_sweeps(root: str | Path | None = None) -> list[SweepSummary]:
 
 def export(sweep: Sweep, path: str | Path) -> int:
     """`sweeper export`: one row per trial to .parquet or .csv; returns the row count."""
-    from sweeper.export import write
+    from sweeper.results.export import write
 
     return write(results.load_view(_folder(sweep)), Path(path))
 
@@ -104,7 +104,7 @@ def report(sweep: Sweep, output: str | Path | None = None) -> Path:
 def delete(sweep: Sweep, force: bool = False) -> Path:
     """`sweeper delete`: remove the sweep's studies, MLflow experiment and the files it made;
     a folder holding anything else is refused unless `force`."""
-    from sweeper.sweep import delete as delete_sweep
+    from sweeper.run.sweep import delete as delete_sweep
 
     folder = _folder(sweep)
     delete_sweep(folder, force)
@@ -113,9 +113,9 @@ def delete(sweep: Sweep, force: bool = False) -> Path:
 
 def prune(sweep: Sweep, trial: int, stage: str | None = None) -> str:
     """`sweeper prune`: ask the running sweep to stop `trial` at its next epoch; its stage."""
-    from sweeper.control import request_prune
     from sweeper.errors import UserError
-    from sweeper.sweep import is_running
+    from sweeper.run.control import request_prune
+    from sweeper.run.sweep import is_running
 
     folder = _folder(sweep)
     if not is_running(folder):
@@ -140,7 +140,7 @@ class PandaRun:
 
     def train(self, backend: str = "auto", on_epoch: OnEpoch | None = None) -> PandaResult:
         """Train in this process (no Ray) and log the run to the sweep's MLflow experiment."""
-        from sweeper import panda
+        from sweeper.run import panda
 
         return panda.train_one(self.plan, self.options, backend, on_epoch or (lambda e, m: None))
 
@@ -148,7 +148,7 @@ class PandaRun:
 def panda_run(spec_path: str | Path, overrides: dict[str, Any] | None = None) -> PandaRun:
     """The configuration `sweeper train` trains: the sweep's best trial (else the centre of each
     range) with `overrides` on top."""
-    from sweeper import panda
+    from sweeper.run import panda
 
     plan = prepare(spec_path)
     found = results.best(plan.folder) if plan.folder.spec_copy.is_file() else None

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import space as scales
+from sweeper.spec import scales
 
 METRICS_ATTR = "final"  # the user attribute holding a trial's final metrics (stored sweeps)
 

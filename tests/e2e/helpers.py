@@ -17,7 +17,7 @@ import psutil
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweeper.study import make_storage, study_name
+from sweeper.search.study import make_storage, study_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = """\
@@ -50,7 +50,7 @@ def cli(
 ) -> subprocess.CompletedProcess:
     """`sweeper ARGS` as its own process, to completion (`env`: variables added)."""
     return subprocess.run(
-        [sys.executable, "-m", "sweeper.cli", *args],
+        [sys.executable, "-m", "sweeper.cli.commands", *args],
         cwd=cwd,
         env={**cli_env(), **(env or {})},
         capture_output=True,
@@ -66,7 +66,7 @@ def cli_env() -> dict[str, str]:
 def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`sweeper ARGS` in a new process group, as a terminal would run it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "sweeper.cli", *args],
+        [sys.executable, "-m", "sweeper.cli.commands", *args],
         cwd=cwd,
         env={**cli_env(), **(env or {})},
         stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.cluster_utils import Cluster
 
-from sweeper.ui import free_port
+from sweeper.cli.ui import free_port
 from tests.e2e.helpers import (
     assert_exact,
     cli_env,
@@ -86,7 +86,7 @@ def test_a_sweep_submitted_as_a_ray_job(cluster, tmp_path):
     command = [
         *(sys.executable, "-m", "ray.scripts.scripts", "job", "submit"),
         *("--address", ray_cluster.dashboard_url, "--working-dir", str(tmp_path), "--"),
-        *(sys.executable, "-m", "sweeper.cli", "launch", "job.yaml", "--quiet"),
+        *(sys.executable, "-m", "sweeper.cli.commands", "launch", "job.yaml", "--quiet"),
     ]
 
     def submit():

@@ -14,7 +14,7 @@ import psutil
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweeper import sweep
+from sweeper.run import sweep
 from tests.e2e.helpers import (
     assert_exact,
     cli,

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(GPUS == 0, reason="no CUDA device")
 
 
 def test_four_trials_share_one_gpu_with_the_cupy_backend(ray_local, tmp_path, monkeypatch):
-    from sweeper import sweep
+    from sweeper.run import sweep
     from tests.e2e.helpers import assert_exact, write_spec
 
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from sweeper.ownership import MARKER
+from sweeper.run.ownership import MARKER
 from tests.e2e.helpers import (
     assert_exact,
     cli,

@@ -18,8 +18,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from sweeper import sweep
-from sweeper.cli import app
+from sweeper.cli.commands import app
+from sweeper.run import sweep
 from tests.e2e.helpers import ROOT, kill_group, mlflow_runs, start_cli, trials, wait_for, write_spec
 
 NAME = "looked-at"
@@ -194,7 +194,7 @@ def _contents(root: Path) -> dict[str, bytes]:
 
 
 def test_read_only_commands_create_nothing_and_list_survives_a_broken_sweep(folder, tmp_path):
-    from sweeper.ownership import Identity, claim
+    from sweeper.run.ownership import Identity, claim
 
     before = _contents(folder)
     for args in (["status", str(folder)], ["best", str(folder), "--json"], ["list"]):
@@ -216,7 +216,7 @@ def test_read_only_commands_create_nothing_and_list_survives_a_broken_sweep(fold
 
 
 def test_ui_warns_off_loopback_and_checks_its_port(folder):
-    from sweeper.ui import exposure_warning
+    from sweeper.cli.ui import exposure_warning
 
     assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
     assert "no authentication" in exposure_warning("0.0.0.0")

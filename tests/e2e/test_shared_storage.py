@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper.ui import free_port
+from sweeper.cli.ui import free_port
 from tests.e2e.helpers import (
     assert_exact,
     cli,

@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeper import sweep
 from sweeper.errors import UserError
-from sweeper.results import best, load_view, status
-from sweeper.space import Param
-from sweeper.study import make_storage, study_name
+from sweeper.results.summary import best, load_view, status
+from sweeper.run import sweep
+from sweeper.search.study import make_storage, study_name
+from sweeper.spec.scales import Param
 from tests.e2e import helpers
 from tests.e2e.helpers import assert_exact, cli, mlflow_runs, write_spec
 

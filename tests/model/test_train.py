@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from model import Outcome, TrainConfig, evaluate, get_backend, train
-from sweeper.builtin_datasets import digits, flower
+from sweeper.data.builtin import digits, flower
 
 
 def _split(X, y, test_fraction=0.25, seed=0):

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sweeper.cli import app
-from sweeper.ownership import Identity, claim
+from sweeper.cli.commands import app
+from sweeper.run.ownership import Identity, claim
 
 GOOD = """\
 name: bad

@@ -9,9 +9,9 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from sweeper.data import load_dataset
+from sweeper.data.datasets import load_dataset
 from sweeper.errors import UserError
-from sweeper.spec import DataSpec
+from sweeper.spec.schema import DataSpec
 
 
 def _table(m=120, seed=0):
@@ -107,8 +107,8 @@ def test_a_file_with_20000_columns_loads_in_seconds(tmp_path):
     """Column lookups are one dict, not a scan of the names per column (quadratic: minutes)."""
     import time
 
-    from sweeper.data import load_dataset
-    from sweeper.spec import DataSpec
+    from sweeper.data.datasets import load_dataset
+    from sweeper.spec.schema import DataSpec
 
     n, m = 20_000, 40
     values = np.random.default_rng(0).integers(0, 9, (m, n))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from sweeper.cli import app, sparkline
-from sweeper.panda import centre
-from sweeper.space import Param
+from sweeper.cli.commands import app, sparkline
+from sweeper.run.panda import centre
+from sweeper.spec.scales import Param
 
 SPEC = """\
 name: panda

@@ -7,8 +7,8 @@ from collections import deque
 
 from mlflow.tracking import MlflowClient
 
-from sweeper.recorder import BATCH, LINGER_S, Finished, Recorder, is_due, pop_batch
 from sweeper.records import TrialRecord
+from sweeper.tracking.recorder import BATCH, LINGER_S, Finished, Recorder, is_due, pop_batch
 
 
 def record(number: int, state: str = "COMPLETE") -> TrialRecord:

@@ -9,11 +9,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import space as scales
 from sweeper.records import Outcome, TrialResult, Verdict, decide
-from sweeper.spec import SweepSpec, Zoom
-from sweeper.study import make_pruner, max_epochs
-from sweeper.zoom import next_stage
+from sweeper.search.study import make_pruner, max_epochs
+from sweeper.search.zoom import next_stage
+from sweeper.spec import scales
+from sweeper.spec.schema import SweepSpec, Zoom
 
 OK = {"dev_accuracy": 0.8}
 V, TS = Verdict, TrialState

@@ -8,12 +8,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweeper import locks
-from sweeper.control import request_prune
 from sweeper.records import Outcome, TrialResult
-from sweeper.server import StudyServer, orphans
-from sweeper.spec import SweepSpec
-from sweeper.study import study_name
+from sweeper.run import locks
+from sweeper.run.control import request_prune
+from sweeper.run.server import StudyServer, orphans
+from sweeper.search.study import study_name
+from sweeper.spec.schema import SweepSpec
 
 SPEC = SweepSpec.model_validate(
     {

@@ -9,8 +9,8 @@ import optuna
 import pytest
 from scipy import stats
 
-from sweeper import space as scales
-from sweeper.space import Param
+from sweeper.spec import scales
+from sweeper.spec.scales import Param
 
 
 def _sample(param: Param, n: int = 2000, seed: int = 0) -> list:

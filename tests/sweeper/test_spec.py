@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import spec
 from sweeper.errors import UserError
+from sweeper.spec import schema as spec
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """\

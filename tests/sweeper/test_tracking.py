@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeper.records import TrialRecord
-from sweeper.tracking import Tracker, check_store, create_sqlite_store
+from sweeper.tracking.tracker import Tracker, check_store, create_sqlite_store
 
 START = 1_700_000_000_000
 EPOCHS = 3

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper.data import load_dataset
+from sweeper.data.datasets import load_dataset
 from sweeper.records import Outcome
-from sweeper.spec import DataSpec, Split
-from sweeper.trial import fit
+from sweeper.run.trial import fit
+from sweeper.spec.schema import DataSpec, Split
 
 OPTIONS = {"epochs": 40, "hidden_units": [16, 8], "learning_rate": 0.05, "early_stopping": 2}
 

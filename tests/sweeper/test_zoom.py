@@ -6,9 +6,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import space as scales
-from sweeper.space import Param
-from sweeper.zoom import rank_finished, zoom_space
+from sweeper.search.zoom import rank_finished, zoom_space
+from sweeper.spec import scales
+from sweeper.spec.scales import Param
 
 SPACE = {"x": Param(scale="uniform", low=0.0, high=1.0)}
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from sweeper.errors import UserError
 from sweeper.records import TrialRecord
-from sweeper.view import SweepView
+from sweeper.results.view import SweepView
 
 FIXED = ("stage", "number", "state", "value", "epochs", "duration_s", "node_id", "reason")
 FORMATS = (".parquet", ".csv")

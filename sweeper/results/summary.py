@@ -9,11 +9,11 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper.errors import UserError
-from sweeper.ownership import require_marked
 from sweeper.records import Best, StageStatus, SweepStatus, SweepSummary, empty_counts
-from sweeper.study import read_storage
-from sweeper.sweep import SweepFolder
-from sweeper.view import SweepView, stage_counts, stage_studies, view
+from sweeper.results.view import SweepView, stage_counts, stage_studies, view
+from sweeper.run.ownership import require_marked
+from sweeper.run.sweep import SweepFolder
+from sweeper.search.study import read_storage
 
 
 def _studies(folder: SweepFolder) -> list[tuple[Any, optuna.Study | None]]:
@@ -42,8 +42,11 @@ def load_view(folder: SweepFolder) -> SweepView:
 
 
 def write_report(folder: SweepFolder, path: Path) -> Path:
-    """Render a sweep's report (see `sweeper.report`) from its studies to `path`."""
-    from sweeper import plots, report  # matplotlib: only for this command
+    """Render a sweep's report (see `sweeper.results.report`) from its studies to `path`."""
+    from sweeper.results import (
+        plots,  # matplotlib: only for this command
+        report,
+    )
 
     spec = folder.load_spec()
     storage = read_storage(spec.storage.optuna, folder.path)

@@ -24,8 +24,8 @@ from pydantic import (
 
 from model.train import TrainConfig
 from sweeper.errors import UserError
-from sweeper.ownership import name_problem
-from sweeper.space import SCALES, Param
+from sweeper.run.ownership import name_problem
+from sweeper.spec.scales import SCALES, Param
 
 TRAINER_OPTIONS = tuple(TrainConfig.__dataclass_fields__)
 MAX_SPEC_BYTES = 1_000_000

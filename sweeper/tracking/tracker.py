@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from sweeper import secrets
 from sweeper.errors import UserError
 from sweeper.records import TrialRecord
-from sweeper.run_tables import RunContent, RunTables, is_database
+from sweeper.tracking.run_tables import RunContent, RunTables, is_database
 
 CREATING = ".creating"  # suffix of an SQLite store while MLflow builds its schema
 BATCH_LIMIT = 1000  # MLflow's maximum metrics per log_batch call

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import space as scales
 from sweeper.records import STATES, TrialRecord, empty_counts
-from sweeper.spec import Stage, SweepSpec
-from sweeper.study import study_name
+from sweeper.search.study import study_name
+from sweeper.spec import scales
+from sweeper.spec.schema import Stage, SweepSpec
 
 
 def is_warm_start(trial: optuna.trial.FrozenTrial) -> bool:

@@ -7,7 +7,7 @@ import base64
 import html
 from typing import Any
 
-from sweeper.view import SweepView
+from sweeper.results.view import SweepView
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }

@@ -107,7 +107,7 @@ class _Display:
 
 def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = None) -> None:
     from sweeper import api
-    from sweeper.sweep import sweep_folder
+    from sweeper.run.sweep import sweep_folder
 
     plan = api.prepare(spec_path, folder)
     spec, folder = plan.spec, plan.folder
@@ -168,7 +168,7 @@ def resume(
     quiet: Annotated[bool, typer.Option(help="no live progress display")] = False,
 ) -> None:
     """Continue a stopped or crashed sweep from its folder."""
-    from sweeper.sweep import find_sweep
+    from sweeper.run.sweep import find_sweep
 
     folder = find_sweep(sweep)
     _run_sweep(folder.spec_copy, address, quiet, folder)
@@ -250,7 +250,7 @@ class _Curve:
         self.live = Live(self._table(), console=console, refresh_per_second=8)
 
     def _table(self) -> Table:
-        from sweeper.panda import bias_variance
+        from sweeper.run.panda import bias_variance
 
         table = Table(title=f"epoch {len(self.history)}/{self.epochs}")
         table.caption = bias_variance(self.history[-1]) if self.history else None
@@ -281,7 +281,7 @@ def train(
 
     Starts from the sweep's best trial when there is one (else the middle of each range)."""
     from sweeper import api
-    from sweeper.panda import parse_overrides
+    from sweeper.run.panda import parse_overrides
 
     panda = api.panda_run(spec_path, parse_overrides(overrides or []))
     console.print(f"training {panda.options}", soft_wrap=True)
@@ -323,7 +323,7 @@ def delete(
     Only a folder `launch` created; one holding anything else is refused (and the files listed)
     unless --force."""
     from sweeper import api
-    from sweeper.sweep import find_sweep
+    from sweeper.run.sweep import find_sweep
 
     folder = find_sweep(sweep)
     if not yes and not typer.confirm(f"delete sweep {sweep!r} ({folder.path}) and all its runs?"):
@@ -370,8 +370,8 @@ def ui(
     ] = False,
 ) -> None:
     """Browse the sweep: the MLflow UI over its runs (or optuna-dashboard over its studies)."""
-    from sweeper.sweep import find_sweep
-    from sweeper.ui import exposure_warning, serve
+    from sweeper.cli.ui import exposure_warning, serve
+    from sweeper.run.sweep import find_sweep
 
     warning = exposure_warning(host)
     if warning:

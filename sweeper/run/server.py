@@ -32,13 +32,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import locks
-from sweeper import space as scales
-from sweeper.control import PruneRequests
-from sweeper.recorder import Recorder, default_tracking_uri
 from sweeper.records import METRICS_ATTR, Outcome, TrialRecord, TrialResult, decide
-from sweeper.spec import SweepSpec
-from sweeper.study import (
+from sweeper.results.view import is_warm_start, stage_counts, view
+from sweeper.run import locks
+from sweeper.run.control import PruneRequests
+from sweeper.search.study import (
     make_pruner,
     make_sampler,
     make_storage,
@@ -48,8 +46,10 @@ from sweeper.study import (
     study_name,
     sync,
 )
-from sweeper.view import is_warm_start, stage_counts, view
-from sweeper.zoom import next_stage
+from sweeper.search.zoom import next_stage
+from sweeper.spec import scales
+from sweeper.spec.schema import SweepSpec
+from sweeper.tracking.recorder import Recorder, default_tracking_uri
 
 WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one to be gone
 
@@ -193,7 +193,7 @@ class StudyServer:
         sweep, trials = view(self.spec, self.storage), study.get_trials(deepcopy=False)
 
         def draw() -> dict[str, bytes]:
-            from sweeper import plots
+            from sweeper.results import plots
 
             return plots.pngs(plots.stage_figures(sweep, stage, trials))
 
@@ -205,7 +205,7 @@ class StudyServer:
         sweep = view(self.spec, self.storage)
 
         def draw(stage_pngs: dict[str, bytes]) -> dict[str, bytes]:
-            from sweeper import plots, report
+            from sweeper.results import plots, report
 
             files = plots.pngs(plots.sweep_figures(sweep))
             files["report.html"] = report.render(sweep, files | stage_pngs).encode()

@@ -15,8 +15,8 @@ import math
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import space as scales
-from sweeper.spec import Zoom
+from sweeper.spec import scales
+from sweeper.spec.schema import Zoom
 
 
 def rank_finished(

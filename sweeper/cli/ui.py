@@ -18,9 +18,9 @@ from collections.abc import Callable
 from typing import IO
 
 from sweeper.errors import UserError
+from sweeper.run.sweep import SweepFolder
+from sweeper.search.study import make_storage
 from sweeper.secrets import expand, mask
-from sweeper.study import make_storage
-from sweeper.sweep import SweepFolder
 
 STARTUP_TIMEOUT_S = 120
 

@@ -19,17 +19,25 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import yaml
 
-from sweeper import locks, ownership, secrets
-from sweeper import spec as specs
-from sweeper.data import Dataset, load_dataset
+from sweeper import secrets
+from sweeper.data.datasets import Dataset, load_dataset
 from sweeper.errors import DataError, UserError
-from sweeper.recorder import default_tracking_uri
-from sweeper.space import distributions
-from sweeper.study import JOURNAL, make_pruner, make_sampler, make_storage, max_epochs, study_name
+from sweeper.run import locks, ownership
+from sweeper.search.study import (
+    JOURNAL,
+    make_pruner,
+    make_sampler,
+    make_storage,
+    max_epochs,
+    study_name,
+)
+from sweeper.spec import schema as specs
+from sweeper.spec.scales import distributions
+from sweeper.tracking.recorder import default_tracking_uri
 
 if TYPE_CHECKING:
-    from sweeper.dispatch import StageProgress
     from sweeper.records import Best
+    from sweeper.run.dispatch import StageProgress
 
 SPEC_COPY = "spec.yaml"
 
@@ -212,7 +220,7 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:
     if (optuna_url and not _new_sqlite(optuna_url)) or (folder.path / JOURNAL).exists():
         make_storage(optuna_url, folder.path)
     if folder.has_mlflow_store(spec) and not (mlflow_url and _new_sqlite(mlflow_url)):
-        from sweeper.tracking import check_store  # mlflow: only once a store exists
+        from sweeper.tracking.tracker import check_store  # mlflow: only once a store exists
 
         check_store(folder.tracking_uri(spec))
 
@@ -230,8 +238,8 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     from ray.exceptions import RayActorError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from sweeper.dispatch import StageProgress, StageRun, concurrency
-    from sweeper.server import StudyServer
+    from sweeper.run.dispatch import StageProgress, StageRun, concurrency
+    from sweeper.run.server import StudyServer
 
     spec, folder = plan.spec, plan.folder
     concurrency(spec.resources)  # resources the cluster cannot give are an error now, not a hang
@@ -328,7 +336,7 @@ def delete(folder: SweepFolder, force: bool = False) -> None:
         if study_name(spec.name, stage.name) in existing:
             optuna.delete_study(study_name=study_name(spec.name, stage.name), storage=storage)
     if folder.has_mlflow_store(spec):
-        from sweeper.tracking import delete_experiment
+        from sweeper.tracking.tracker import delete_experiment
 
         delete_experiment(folder.tracking_uri(spec), spec.name)
     ownership.remove_owned(folder.path, force)

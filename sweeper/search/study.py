@@ -15,7 +15,7 @@ from optuna.storages.journal import BaseJournalBackend
 from model.train import TrainConfig
 from sweeper import secrets
 from sweeper.errors import UserError
-from sweeper.spec import Pruner, Stage, SweepSpec
+from sweeper.spec.schema import Pruner, Stage, SweepSpec
 
 JOURNAL = "optuna.journal"
 
@@ -98,6 +98,8 @@ def read_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorag
     if url is not None and url.startswith("sqlite:///") and not Path(url[10:]).exists():
         return optuna.storages.InMemoryStorage()
     return make_storage(url, sweep_dir)
+
+
 def running_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.Trial:
     """A handle on a RUNNING trial this process did not ask for (a dead driver's or worker's),
     so that it can be given a reason and told FAIL. Optuna offers no public way: this is what

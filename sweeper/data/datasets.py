@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sweeper.builtin_datasets import BUILTINS
+from sweeper.data.builtin import BUILTINS
 from sweeper.errors import DataError
-from sweeper.spec import DataSpec
+from sweeper.spec.schema import DataSpec
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sweeper.records import TrialRecord
 
 if TYPE_CHECKING:
-    from sweeper.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
 
 Job = Callable[["Tracker"], None]
 Pngs = dict[str, bytes]
@@ -84,12 +84,12 @@ class Recorder:
     def _work(self, tracking_uri: str, experiment: str, artifact_dir: Path) -> None:
         tracker = None
         try:
-            from sweeper.tracking import Tracker
+            from sweeper.tracking.tracker import Tracker
 
             tracker = Tracker(tracking_uri, experiment, artifact_dir)
             # matplotlib and scikit-learn (under optuna.importance) load now, while trials run,
             # not after the last one: seconds off the end of every sweep
-            import sweeper.plots  # noqa: F401
+            import sweeper.results.plots  # noqa: F401
         except Exception as error:
             self.errors.append(f"MLflow store {tracking_uri}: {type(error).__name__}: {error}")
         while True:

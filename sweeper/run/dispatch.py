@@ -15,8 +15,8 @@ import model
 import sweeper
 from sweeper.errors import UserError
 from sweeper.records import Outcome, TrialResult, count_key
-from sweeper.spec import Resources
-from sweeper.trial import train_trial
+from sweeper.run.trial import train_trial
+from sweeper.spec.schema import Resources
 
 LOST = (WorkerCrashedError, NodeDiedError, ObjectLostError, OwnerDiedError)
 

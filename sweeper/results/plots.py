@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import space as scales
-from sweeper.view import SweepView
+from sweeper.results.view import SweepView
+from sweeper.spec import scales
 
 STAGE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
 

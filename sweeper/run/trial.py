@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from model import TrainConfig, evaluate, get_backend, train
 from model.train import EpochCallback
-from sweeper.data import Dataset
+from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
 
 

@@ -16,14 +16,14 @@ from typing import Any
 import yaml
 
 from model import TrainConfig
-from sweeper import ownership
-from sweeper import space as scales
 from sweeper.errors import UserError
 from sweeper.records import Best, Outcome, TrialRecord
-from sweeper.spec import TRAINER_OPTIONS, SweepSpec
-from sweeper.sweep import Plan
-from sweeper.tracking import Tracker
-from sweeper.trial import fit
+from sweeper.run import ownership
+from sweeper.run.sweep import Plan
+from sweeper.run.trial import fit
+from sweeper.spec import scales
+from sweeper.spec.schema import TRAINER_OPTIONS, SweepSpec
+from sweeper.tracking.tracker import Tracker
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

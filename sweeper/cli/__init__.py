@@ -1,0 +1,1 @@
+"""The `sweeper` command: typer commands over sweeper.api, and the UI servers."""

@@ -1,0 +1,1 @@
+"""Datasets: files read with pyarrow, the built-in ones, splits, standardization."""

@@ -1,0 +1,1 @@
+"""Reading a sweep: status and best, trial rows, export, figures, report."""

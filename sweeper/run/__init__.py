@@ -1,0 +1,1 @@
+"""Running a sweep: folder and driver, Ray dispatch, trial task, StudyServer."""

@@ -1,0 +1,1 @@
+"""Optuna storages, samplers, pruners (`study`); coarse to fine (`zoom`)."""

@@ -1,0 +1,1 @@
+"""space.yaml as pydantic models (`schema`) and the search scales (`scales`)."""

@@ -1,0 +1,1 @@
+"""MLflow: client (`tracker`), bulk inserts (`run_tables`), writer thread."""
