@@ -73,7 +73,7 @@ class TrainConfig:
     @classmethod
     def knows(cls, name: str) -> bool:
         """An option name: a field, or `hidden_units_<l>` / `keep_prob_<l>` for hidden layer l."""
-        return name in {f.name for f in fields(cls)} or _per_layer_key(name) is not None
+        return name in {f.name for f in fields(cls)} or per_layer_key(name) is not None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -88,10 +88,10 @@ class TrainConfig:
         if unknown:
             known = sorted(f.name for f in fields(cls))
             raise ValueError(f"unknown trainer options {unknown}; known: {known}")
-        options = {k: v for k, v in values.items() if _per_layer_key(k) is None}
+        options = {k: v for k, v in values.items() if per_layer_key(k) is None}
         overrides: dict[str, dict[int, Any]] = {}
         for key, value in values.items():
-            if (option_layer := _per_layer_key(key)) is not None:
+            if (option_layer := per_layer_key(key)) is not None:
                 option, l = option_layer
                 overrides.setdefault(option, {})[l] = value
         depth = _depth(options.get("num_layers"), options.get("hidden_units"))
@@ -189,7 +189,7 @@ def _depth(num_layers: int | None, hidden_units: Any) -> int:
     return len(hidden_units) if isinstance(hidden_units, list) else DEFAULT_NUM_LAYERS
 
 
-def _per_layer_key(name: str) -> tuple[str, int] | None:
+def per_layer_key(name: str) -> tuple[str, int] | None:
     """("hidden_units", 2) for "hidden_units_2"; None for any other name."""
     option, _, layer = name.rpartition("_")
     if option in PER_LAYER and layer.isdigit() and int(layer) >= 1:

@@ -122,10 +122,7 @@ class TrialRecord:
         """The record of an Optuna trial of `stage`, whose searched box was `space`. A trial
         that never reported its history (lost, interrupted) shows its reported objective values."""
         attrs = trial.user_attrs
-        try:
-            params = scales.decode(space, trial.params)
-        except KeyError:  # params outside the stage's box (an enqueued retry of an older space)
-            params = dict(trial.params)
+        params = scales.decode(space, trial.params)
         history = attrs.get("history") or [
             {objective: v} for _, v in sorted(trial.intermediate_values.items())
         ]

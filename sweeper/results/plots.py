@@ -8,6 +8,7 @@ parallel-coordinates plot in its scaled coordinate (log10 α, log10(1 − β), l
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from typing import Any
 
@@ -64,7 +65,7 @@ def parallel_coordinates(view: SweepView, stage: str) -> Figure:
         colours = ScalarMappable(shade, colormaps["viridis"])
         figure.colorbar(colours, ax=ax).set_label(view.spec.objective.metric)
         for row in reversed(rows):  # best drawn last, on top
-            ys = [_unit(space[n], row.params[n]) for n in names]
+            ys = [_unit(space[n], row.params.get(n)) for n in names]  # NaN: a layer it lacks
             ax.plot(range(len(names)), ys, color=colours.to_rgba(row.value), linewidth=1)
     ax.set_xticks(range(len(names)), [_axis_label(n, space[n]) for n in names], fontsize="small")
     ax.set(ylabel="position in the stage's box (scaled)", title=f"Parallel coordinates: {stage}")
@@ -198,7 +199,9 @@ def _stage_index(view: SweepView, stage: str) -> int:
 
 
 def _unit(param: scales.Param, value: Any) -> float:
-    """A value's position in [0, 1] across its box, in the scaled coordinate."""
+    """A value's position in [0, 1] across its box, in the scaled coordinate (NaN for none)."""
+    if value is None:
+        return math.nan
     a, b = param.scaled(param.low), param.scaled(param.high)
     return (param.scaled(value) - a) / (b - a) if b != a else 0.5
 

@@ -46,13 +46,13 @@ def render(view: SweepView, figures: dict[str, bytes], top: int = 10) -> str:
             _table(["option", "value"], [[k, v] for k, v in best.params.items()]),
             _table(["metric", "value"], [[k, v] for k, v in best.metrics.items()]),
         ]
-    names = list(ranked[0].params) if ranked else []
+    names = list(dict.fromkeys(n for r in ranked[:top] for n in r.params))  # deepest layers too
     parts += [
         f"<h2>Top {min(top, len(ranked))} trials</h2>",
         _table(
             ["stage", "trial", spec.objective.metric, "epochs run", *names],
             [
-                [r.stage, r.number, r.value, r.epochs, *(r.params[n] for n in names)]
+                [r.stage, r.number, r.value, r.epochs, *(r.params.get(n, "") for n in names)]
                 for r in ranked[:top]
             ],
         ),

@@ -222,10 +222,11 @@ class StudyServer:
     def ask(self, index: int) -> tuple[int, dict[str, Any]]:
         """A new trial of stage `index`: its number and trainer params."""
         study = self.studies[index]
-        trial = study.ask(scales.distributions(self.spaces[index]))
+        trial = study.ask()
+        values = scales.sample(trial, self.spaces[index])
         trial.set_user_attr("start_ms", int(time.time() * 1000))
         self.live[(index, trial.number)] = trial
-        return trial.number, scales.decode(self.spaces[index], trial.params)
+        return trial.number, values
 
     def retry(self, index: int, number: int) -> None:
         """Make the next `ask` of stage `index` run trial `number`'s exact params again."""

@@ -49,13 +49,17 @@ def zoom_space(
     maximize: bool,
 ) -> tuple[scales.Space, list[optuna.trial.FrozenTrial]]:
     """The box around the top fraction of finished trials (widened by `margin` of each range in
-    scaled coordinates), and those top trials."""
+    scaled coordinates), and those top trials. A per-layer option's range is drawn from the top
+    trials that have that layer; where none has it, its range stays as it was."""
     ranked = rank_finished(trials, maximize)
     if not ranked:
         return space, []
     best = ranked[: max(1, math.ceil(top * len(ranked)))]
     values = [scales.decode(space, t.params) for t in best]
-    zoomed = {name: p.zoom([v[name] for v in values], margin) for name, p in space.items()}
+    zoomed = {}
+    for name, p in space.items():
+        having = [v[name] for v in values if name in v]
+        zoomed[name] = p.zoom(having, margin) if having else p
     return zoomed, best
 
 
@@ -77,12 +81,15 @@ def next_stage(
     for trial in best:
         values = scales.decode(previous_space, trial.params)
         origin = f"{source}:{trial.number}"
-        if origin not in copied and all(p.contains(values[k]) for k, p in space.items()):
+        inside = all(p.contains(values[k]) for k, p in space.items() if k in values)
+        if origin not in copied and inside:
+            params = scales.encode(space, values)
+            distributions = scales.distributions(space)
             warm.append(
                 optuna.trial.create_trial(
                     state=trial.state,
-                    params=scales.encode(space, values),
-                    distributions=scales.distributions(space),
+                    params=params,
+                    distributions={k: distributions[k] for k in params},
                     value=trial.value,
                     intermediate_values=trial.intermediate_values,
                     user_attrs={"warm_start_from": origin},

@@ -5,6 +5,10 @@ scale"): log10 α for `log`, log10(1 − β) for `one_minus_log`, log2 of the si
 log10 n for `log_int`, the value itself for `int` and `uniform`. Optuna stores that coordinate
 (named e.g. `one_minus_beta`, `log2_batch_size`) so its samplers see a uniform box; `decode`
 gives the trainer's value. Coarse-to-fine zooms are boxes in the same coordinates.
+
+A per-layer option (`hidden_units_3`) is a conditional parameter: a trial has it only where it
+has that layer (`num_layers` ≥ 3), so samplers, the zoom and the plots see the widths of layer 3
+only in trials that are at least 3 layers deep.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ import json
 import math
 from typing import Any, Literal
 
+import optuna
 import optuna.distributions as od
 from pydantic import BaseModel, ConfigDict, model_validator
+
+from model.train import per_layer_key
 
 SCALES = ("log", "one_minus_log", "pow2", "int", "log_int", "uniform", "categorical")
 
@@ -187,11 +194,45 @@ def distributions(space: Space) -> dict[str, od.BaseDistribution]:
     return {p.optuna_name(name): p.distribution() for name, p in space.items()}
 
 
+def applies(name: str, values: dict[str, Any]) -> bool:
+    """Whether a trial with `values` uses option `name`: a per-layer option only where the trial
+    has that layer (when `num_layers` is searched; a fixed depth uses every layer it has)."""
+    layer = per_layer_key(name)
+    return layer is None or "num_layers" not in values or layer[1] <= values["num_layers"]
+
+
+def sample(trial: optuna.Trial, space: Space) -> dict[str, Any]:
+    """Trainer values for a new trial: every option, then the per-layer ones of its layers."""
+    values: dict[str, Any] = {}
+    for name, p in sorted(space.items(), key=lambda item: per_layer_key(item[0]) is not None):
+        if applies(name, values):
+            values[name] = p.decode(_suggest(trial, p.optuna_name(name), p.distribution()))
+    return values
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: od.BaseDistribution) -> Any:
+    """Optuna's public suggest call for a distribution (an enqueued retry's value is kept)."""
+    if isinstance(distribution, od.CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    suggest = (
+        trial.suggest_int if isinstance(distribution, od.IntDistribution) else trial.suggest_float
+    )
+    return suggest(
+        name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+    )
+
+
 def decode(space: Space, stored: dict[str, Any]) -> dict[str, Any]:
-    """Trainer values from an Optuna trial's params."""
-    return {name: p.decode(stored[p.optuna_name(name)]) for name, p in space.items()}
+    """Trainer values from an Optuna trial's params (a per-layer option it lacks stays absent)."""
+    return {
+        name: p.decode(stored[key])
+        for name, p in space.items()
+        if (key := p.optuna_name(name)) in stored
+    }
 
 
 def encode(space: Space, values: dict[str, Any]) -> dict[str, Any]:
-    """Optuna params from trainer values."""
-    return {p.optuna_name(name): p.encode(values[name]) for name, p in space.items()}
+    """Optuna params from trainer values (only the options present in `values`)."""
+    return {
+        p.optuna_name(name): p.encode(values[name]) for name, p in space.items() if name in values
+    }

@@ -62,3 +62,44 @@ def test_zoom_box_spans_the_top_fraction_of_finished_trials_not_only_the_complet
 
 def test_zoom_without_finished_trials_keeps_the_space():
     assert zoom_space(SPACE, [], top=0.2, margin=0.1, maximize=True) == (SPACE, [])
+
+
+LAYERED = {
+    "num_layers": Param(scale="int", low=1, high=3),
+    "hidden_units": Param(scale="pow2", low=8, high=256),
+    "hidden_units_3": Param(scale="pow2", low=8, high=256),
+}
+
+
+def test_a_per_layer_width_is_sampled_only_for_trials_that_have_the_layer():
+    """`hidden_units_3` is a conditional parameter: absent from trials of 1 or 2 layers."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [scales.sample(study.ask(), LAYERED) for _ in range(40)]
+    deep = [v for v in drawn if v["num_layers"] == 3]
+    assert deep and len(deep) < len(drawn)
+    assert all(("hidden_units_3" in v) == (v["num_layers"] == 3) for v in drawn)
+
+
+def test_the_zoom_box_of_a_per_layer_width_comes_from_the_trials_that_have_the_layer():
+    values = [  # best first: a 1-layer trial, then 3-layer trials with their own layer-3 width
+        {"num_layers": 1, "hidden_units": 64},
+        {"num_layers": 3, "hidden_units": 32, "hidden_units_3": 16},
+        {"num_layers": 3, "hidden_units": 128, "hidden_units_3": 64},
+        {"num_layers": 2, "hidden_units": 256},
+    ]
+    trials = []
+    for number, v in enumerate(values):
+        params = scales.encode(LAYERED, v)
+        distributions = scales.distributions(LAYERED)
+        trial = optuna.trial.create_trial(
+            params=params,
+            distributions={k: distributions[k] for k in params},
+            value=1.0 - number / 10,
+        )
+        trial.number = number
+        trials.append(trial)
+    box, best = zoom_space(LAYERED, trials, top=0.75, margin=0.0, maximize=True)
+    assert [t.number for t in best] == [0, 1, 2]
+    assert (box["num_layers"].low, box["num_layers"].high) == (1, 3)
+    assert (box["hidden_units"].low, box["hidden_units"].high) == (32, 128)
+    assert (box["hidden_units_3"].low, box["hidden_units_3"].high) == (16, 64)  # trials 1, 2 only
