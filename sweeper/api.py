@@ -101,12 +101,19 @@ def report(sweep: Sweep, output: str | Path | None = None) -> Path:
     return results.write_report(folder, Path(output) if output else folder.path / "report.html")
 
 
-def delete(sweep: Sweep, force: bool = False) -> Path:
+def delete(
+    sweep: Sweep, force: bool = False, confirm: Callable[[Path], bool] | None = None
+) -> Path | None:
     """`sweeper delete`: remove the sweep's studies, MLflow experiment and the files it made;
-    a folder holding anything else is refused unless `force`."""
+    a folder holding anything else is refused unless `force`. `confirm(folder)` is asked once
+    every refusal has been ruled out; its False deletes nothing (and returns None)."""
+    from sweeper.run.sweep import check_deletable
     from sweeper.run.sweep import delete as delete_sweep
 
     folder = _folder(sweep)
+    check_deletable(folder, force)
+    if confirm is not None and not confirm(folder.path):
+        return None
     delete_sweep(folder, force)
     return folder.path
 

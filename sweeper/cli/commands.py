@@ -323,12 +323,14 @@ def delete(
     Only a folder `launch` created; one holding anything else is refused (and the files listed)
     unless --force."""
     from sweeper import api
-    from sweeper.run.sweep import find_sweep
 
-    folder = find_sweep(sweep)
-    if not yes and not typer.confirm(f"delete sweep {sweep!r} ({folder.path}) and all its runs?"):
+    def confirm(folder: Path) -> bool:
+        return typer.confirm(f"delete sweep {sweep!r} ({folder}) and all its runs?")
+
+    deleted = api.delete(sweep, force, None if yes else confirm)
+    if deleted is None:
         raise typer.Exit(1)
-    console.print(f"deleted {api.delete(folder, force)}")
+    console.print(f"deleted {deleted}")
 
 
 @app.command()

@@ -319,16 +319,21 @@ def _exit_now(signum: int, frame: Any) -> None:
     os._exit(130)
 
 
-def delete(folder: SweepFolder, force: bool = False) -> None:
-    """Remove a sweep's Optuna studies, MLflow experiment and the files it made in its folder.
-
-    Refused while it runs, and (before anything is removed) for a folder holding files the
-    sweeper did not create, unless `force`."""
+def check_deletable(folder: SweepFolder, force: bool = False) -> None:
+    """Every reason to refuse a delete, checked before the user is asked to confirm one."""
     ownership.require_marked(folder.path)
     if is_running(folder):
         raise UserError(f"sweep {folder.path} is running; stop it (Ctrl-C) before deleting it")
     if not force:
         ownership.refuse_foreign(folder.path)
+
+
+def delete(folder: SweepFolder, force: bool = False) -> None:
+    """Remove a sweep's Optuna studies, MLflow experiment and the files it made in its folder.
+
+    Refused while it runs, and (before anything is removed) for a folder holding files the
+    sweeper did not create, unless `force`."""
+    check_deletable(folder, force)
     spec = folder.load_spec()
     storage = make_storage(spec.storage.optuna, folder.path)
     existing = set(optuna.get_all_study_names(storage))

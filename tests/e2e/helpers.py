@@ -46,13 +46,19 @@ def write_spec(tmp_path: Path, name: str, stages: str, source="builtin:flower", 
 
 
 def cli(
-    *args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    answer: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """`sweeper ARGS` as its own process, to completion (`env`: variables added)."""
+    """`sweeper ARGS` as its own process, to completion (`env`: variables added; `answer`: what
+    the user types at a prompt)."""
     return subprocess.run(
         [sys.executable, "-m", "sweeper.cli.commands", *args],
         cwd=cwd,
         env={**cli_env(), **(env or {})},
+        input=answer,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -98,6 +98,9 @@ def test_resume_by_path_from_elsewhere_then_delete_only_what_the_sweeper_made(tm
     refused = cli("delete", str(folder), "--yes", cwd=elsewhere, timeout=60)
     assert refused.returncode == 2 and "my-analysis.ipynb" in refused.stderr, refused.stderr
     assert (folder / "spec.yaml").is_file() and (folder / "my-analysis.ipynb").is_file()
+    asked = cli("delete", str(folder), cwd=elsewhere, timeout=60, answer="y\n")
+    assert asked.returncode == 2 and "delete sweep" not in asked.stdout, asked.stdout  # refused
+    assert (folder / "my-analysis.ipynb").is_file()  # before the user is asked to confirm
     assert cli("status", str(folder), cwd=elsewhere, timeout=60).returncode == 0
 
     (folder / "my-analysis.ipynb").rename(home / "my-analysis.ipynb")
