@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from sweeper.records import Best, SweepStatus, SweepSummary
 from sweeper.results import summary as results
-from sweeper.run.sweep import Plan, SweepFolder, find_sweep
+from sweeper.run.folder import SweepFolder, find_sweep
+from sweeper.run.sweep import Plan
 
 if TYPE_CHECKING:
     from sweeper.run.dispatch import StageProgress
@@ -122,7 +123,7 @@ def prune(sweep: Sweep, trial: int, stage: str | None = None) -> str:
     """`sweeper prune`: ask the running sweep to stop `trial` at its next epoch; its stage."""
     from sweeper.errors import UserError
     from sweeper.run.control import request_prune
-    from sweeper.run.sweep import is_running
+    from sweeper.run.folder import is_running
 
     folder = _folder(sweep)
     if not is_running(folder):

@@ -107,7 +107,7 @@ class _Display:
 
 def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = None) -> None:
     from sweeper import api
-    from sweeper.run.sweep import sweep_folder
+    from sweeper.run.folder import sweep_folder
 
     plan = api.prepare(spec_path, folder)
     spec, folder = plan.spec, plan.folder
@@ -168,7 +168,7 @@ def resume(
     quiet: Annotated[bool, typer.Option(help="no live progress display")] = False,
 ) -> None:
     """Continue a stopped or crashed sweep from its folder."""
-    from sweeper.run.sweep import find_sweep
+    from sweeper.run.folder import find_sweep
 
     folder = find_sweep(sweep)
     _run_sweep(folder.spec_copy, address, quiet, folder)
@@ -373,7 +373,7 @@ def ui(
 ) -> None:
     """Browse the sweep: the MLflow UI over its runs (or optuna-dashboard over its studies)."""
     from sweeper.cli.ui import exposure_warning, serve
-    from sweeper.run.sweep import find_sweep
+    from sweeper.run.folder import find_sweep
 
     warning = exposure_warning(host)
     if warning:

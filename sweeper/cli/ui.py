@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import IO
 
 from sweeper.errors import UserError
-from sweeper.run.sweep import SweepFolder
+from sweeper.run.folder import SweepFolder
 from sweeper.search.study import make_storage
 from sweeper.secrets import expand, mask
 

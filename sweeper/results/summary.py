@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 from sweeper.errors import UserError
 from sweeper.records import Best, StageStatus, SweepStatus, SweepSummary, empty_counts
 from sweeper.results.view import SweepView, stage_counts, stage_studies, view
+from sweeper.run.folder import SweepFolder
 from sweeper.run.ownership import require_marked
-from sweeper.run.sweep import SweepFolder
 from sweeper.search.study import read_storage
 
 

@@ -22,7 +22,14 @@ import yaml
 from sweeper import secrets
 from sweeper.data.datasets import Dataset, load_dataset
 from sweeper.errors import DataError, UserError
-from sweeper.run import locks, ownership
+from sweeper.run import ownership
+from sweeper.run.folder import (
+    SweepFolder,
+    check_same_spec,
+    is_running,
+    sweep_folder,
+    sweep_lock,
+)
 from sweeper.search.study import (
     JOURNAL,
     make_pruner,
@@ -33,106 +40,10 @@ from sweeper.search.study import (
 )
 from sweeper.spec import schema as specs
 from sweeper.spec.scales import distributions
-from sweeper.tracking.recorder import default_tracking_uri
 
 if TYPE_CHECKING:
     from sweeper.records import Best
     from sweeper.run.dispatch import StageProgress
-
-SPEC_COPY = "spec.yaml"
-
-
-@dataclass(frozen=True)
-class SweepFolder:
-    path: Path
-
-    @property
-    def spec_copy(self) -> Path:
-        return self.path / SPEC_COPY
-
-    def load_spec(self) -> specs.SweepSpec:
-        return specs.load(self.spec_copy)
-
-    def tracking_uri(self, spec: specs.SweepSpec) -> str:
-        return spec.storage.mlflow or default_tracking_uri(self.path)
-
-    def has_mlflow_store(self, spec: specs.SweepSpec) -> bool:
-        """A tracking server, or the sweep's SQLite store once it exists."""
-        return bool(spec.storage.mlflow) or (self.path / "mlflow.db").exists()
-
-
-def sweep_folder(spec: specs.SweepSpec, root: Path | None = None) -> SweepFolder:
-    """`dir:` of the spec if set, else ./sweeps/<name>/."""
-    if spec.dir:
-        return SweepFolder(Path(spec.dir))
-    return SweepFolder((root or Path.cwd()) / "sweeps" / spec.name)
-
-
-def is_path(name_or_path: str) -> bool:
-    """A sweep argument is a folder path when it has a separator (or is `.`, `..`, `~…`);
-    otherwise it is a name under ./sweeps/."""
-    return "/" in name_or_path or name_or_path in (".", "..") or name_or_path.startswith("~")
-
-
-def find_sweep(name_or_path: str, root: Path | None = None) -> SweepFolder:
-    """A sweep by folder path, or by name under ./sweeps/ (else ./NAME); only a folder that
-    `launch` created and marked."""
-    if is_path(name_or_path):
-        candidates = [Path(name_or_path).expanduser()]
-    else:
-        candidates = [(root or Path.cwd()) / "sweeps" / name_or_path, Path(name_or_path)]
-    for path in candidates:
-        if (path / SPEC_COPY).is_file():
-            ownership.require_marked(path)
-            return SweepFolder(path.absolute())
-    raise UserError(
-        f"no sweep {name_or_path!r} (looked for "
-        f"{' and '.join(str(c / SPEC_COPY) for c in candidates)})"
-    )
-
-
-def is_running(folder: SweepFolder) -> bool:
-    """Whether a driver holds the sweep's lock right now."""
-    try:
-        with sweep_lock(folder, create=False):
-            return False
-    except UserError:
-        return True
-
-
-@contextmanager
-def sweep_lock(folder: SweepFolder, create: bool = True) -> Iterator[None]:
-    """One driver per sweep: an exclusive lock on <folder>/lock for the driver's lifetime
-    (`create`: make the lock file; the folder must exist)."""
-    if not create and not (folder.path / "lock").exists():
-        yield
-        return
-    handle = locks.acquire(folder.path / "lock")
-    if handle is None:
-        raise UserError(f"sweep {folder.path} is already running (another driver holds its lock)")
-    try:
-        yield
-    finally:
-        locks.release(handle)
-
-
-def check_same_spec(folder: SweepFolder, spec: specs.SweepSpec) -> None:
-    """Refuse to resume a sweep whose spec changed, saying which top-level sections differ."""
-    if not folder.spec_copy.is_file():
-        return
-    old = folder.load_spec()
-    if old.fingerprint() == spec.fingerprint():
-        return
-    before, after = old.model_dump(), spec.model_dump()
-    changed = [
-        k
-        for k in after
-        if k not in ("dir", "storage", "resources") and before.get(k) != after.get(k)
-    ]
-    raise UserError(
-        f"sweep {spec.name!r} exists at {folder.path} with a different spec "
-        f"(changed: {', '.join(changed)}); use a new name, or `sweeper delete {spec.name}` first"
-    )
 
 
 @dataclass

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.errors import UserError
 from sweeper.results.summary import best, load_view, status
+from sweeper.run import folder as folder_module
 from sweeper.run import sweep
 from sweeper.search.study import make_storage, study_name
 from sweeper.spec.scales import Param
@@ -138,10 +139,10 @@ def test_cli_sweep_on_a_parquet_file_with_string_labels(tmp_path):
 def test_second_driver_is_refused_while_one_holds_the_lock(tmp_path):
     from sweeper.errors import UserError
 
-    folder = sweep.SweepFolder(tmp_path)
+    folder = folder_module.SweepFolder(tmp_path)
     with (
-        sweep.sweep_lock(folder),
+        folder_module.sweep_lock(folder),
         pytest.raises(UserError, match="already running"),
-        sweep.sweep_lock(folder),
+        folder_module.sweep_lock(folder),
     ):
         pass
