@@ -5,13 +5,15 @@ mlflow, so a trial task carries nothing but array code.
 """
 
 from model.backend import Backend, get_backend
-from model.network import Architecture, Network
-from model.train import Outcome, TrainConfig, TrainResult, evaluate, train
+from model.network import Architecture, Network, NetworkState
+from model.train import EpochShuffle, Outcome, TrainConfig, TrainResult, evaluate, train
 
 __all__ = [
     "Architecture",
     "Backend",
+    "EpochShuffle",
     "Network",
+    "NetworkState",
     "Outcome",
     "TrainConfig",
     "TrainResult",

@@ -26,7 +26,7 @@ from model.activations import HIDDEN
 from model.backend import Backend, get_backend
 from model.initializers import INITIALIZERS
 from model.losses import LOSSES
-from model.network import Architecture, Network
+from model.network import Architecture, Network, NetworkState
 from model.optimizers import OPTIMIZERS, make_optimizer
 from model.schedules import SCHEDULES, learning_rate
 
@@ -222,6 +222,14 @@ class TrainResult:
 
 
 EpochCallback = Callable[[int, dict[str, float]], bool]  # (epoch, metrics) → True to stop
+# (epoch, m) → the order in which epoch 1, 2, … visits the m training examples
+EpochShuffle = Callable[[int, int], np.ndarray]
+
+
+def seeded_shuffle(seed: int) -> EpochShuffle:
+    """The trainer's own order: a fresh permutation per epoch from one generator seeded `seed`."""
+    rng = np.random.default_rng(seed)
+    return lambda epoch, m: rng.permutation(m)
 
 
 def resolve_loss(loss: str, n_classes: int | None) -> str:
@@ -293,6 +301,8 @@ def train(
     n_classes: int | None = None,
     callback: EpochCallback | None = None,
     backend: Backend | None = None,
+    initial: NetworkState | None = None,
+    shuffle: EpochShuffle | None = None,
 ) -> TrainResult:
     """Train a network on X_train (n_x, m) / y_train and report per-epoch metrics.
 
@@ -301,10 +311,22 @@ def train(
     Classification labels are integers 0..C−1 (`n_classes`=C); regression targets are floats with
     `n_classes`=None. Metrics per epoch: minibatch_cost, train_loss, train_accuracy and, when a
     dev set is given, dev_loss and dev_accuracy (see the module docstring).
+
+    `initial` (θ and running statistics, as `Network.state()` gives them) replaces the drawn
+    initialization, and `shuffle` the epoch order of `seeded_shuffle(config.seed)`: together they
+    replay another implementation's random streams, which is how the course's published runs are
+    reproduced digit for digit (tests/model/test_course_assignments.py).
     """
     backend = backend or get_backend()
     xp, dtype = backend.xp, backend.dtype
     net = build_network(config, X_train.shape[0], n_classes, backend)
+    if initial is not None:
+        if initial.theta.shape != net.theta.shape:
+            raise ValueError(
+                f"initial θ has {initial.theta.shape[0]} parameters; the network of this config "
+                f"has {net.theta.shape[0]}"
+            )
+        net.restore(initial)
     optimizer = make_optimizer(
         config.optimizer, net.theta.shape[0], backend, config.beta, config.beta2, config.epsilon
     )
@@ -318,8 +340,11 @@ def train(
     sample = xp.asarray(np.sort(sample))
     train_sample = (XT[sample].T, xp.asarray(y_train)[..., sample])  # y: (m,) or (n_y, m)
     result = TrainResult(net, Outcome.COMPLETED)
+    shuffle = shuffle or seeded_shuffle(config.seed)
     with np.errstate(all="ignore"):  # overflow in a diverging run is reported as DIVERGED
-        _run_epochs(config, net, optimizer, XT, YT, train_sample, (X_dev, y_dev), callback, result)
+        _run_epochs(
+            config, net, optimizer, shuffle, XT, YT, train_sample, (X_dev, y_dev), callback, result
+        )
     return result
 
 
@@ -327,6 +352,7 @@ def _run_epochs(
     config: TrainConfig,
     net: Network,
     optimizer: Any,
+    shuffle: EpochShuffle,
     XT: Any,
     YT: Any,
     train_sample: tuple[Any, Any],
@@ -335,7 +361,6 @@ def _run_epochs(
     result: TrainResult,
 ) -> None:
     xp = net.backend.xp
-    shuffle_rng = np.random.default_rng(config.seed)
     m, batch = XT.shape[0], config.batch_size
     best_loss, best_state, stale = math.inf, None, 0
     initial_cost = None  # J of the untrained network on the first mini-batch
@@ -348,7 +373,7 @@ def _run_epochs(
             config.lr_step,
             config.lr_base,
         )
-        permutation = xp.asarray(shuffle_rng.permutation(m))  # reshuffled every epoch
+        permutation = xp.asarray(shuffle(epoch, m))  # reshuffled every epoch
         cost_sum = 0.0
         for t in range(0, m, batch):
             examples = permutation[t : t + batch]

@@ -27,15 +27,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model import TrainConfig, evaluate, get_backend, train
+from model import NetworkState, TrainConfig, TrainResult, evaluate, get_backend, train
+from model.train import build_network
+from tests.model import optimization_assignment as assignment
 
 TOLERANCE = 0.03
 SEED = 1
-SLOW_GD_GAP = (
-    "plain mini-batch gd/momentum at α = 0.0007 for 10 000 epochs reach 0.85–0.88 for our seeds "
-    "0–5 against the published 0.7967: our network trains further than the notebook's; the "
-    "difference is not explained yet (the same runs with Adam, or with decay, do match)"
-)
 BACKEND = get_backend("numpy", dtype="float64")  # the notebooks compute in float64
 
 
@@ -98,25 +95,74 @@ def test_initialization_circles(init, published_train, published_test):
     assert test_accuracy == pytest.approx(published_test, abs=TOLERANCE)
 
 
+def _assignment_start(config: TrainConfig) -> NetworkState:
+    """Our network holding opt_utils_v1a.initialize_parameters' W^[l], b^[l] (np.random.seed(3))."""
+    net = build_network(config, 2, 2, BACKEND)
+    for name, value in assignment.initial_parameters().items():
+        getattr(net, name[0])[int(name[1:])][...] = value  # "W1" → net.W[1]
+    return net.state()
+
+
+def _moons_config(optimizer: str, alpha: float, epochs: int, **schedule) -> TrainConfig:
+    """The assignment's model(): [2, 5, 2, 1], ReLU, ReLU, sigmoid, He, mini-batches of 64."""
+    return TrainConfig(
+        hidden_units=[5, 2],
+        init="he",
+        optimizer=optimizer,
+        learning_rate=alpha,
+        beta=0.9,
+        batch_size=assignment.MINI_BATCH_SIZE,
+        epochs=epochs,
+        seed=SEED,
+        **schedule,
+    )
+
+
+def _train_with_the_assignment_streams(config: TrainConfig) -> TrainResult:
+    X, Y = assignment.load_dataset()
+    return train(
+        config,
+        X,
+        Y[0],
+        n_classes=2,
+        backend=BACKEND,
+        initial=_assignment_start(config),
+        shuffle=assignment.assignment_shuffle,
+    )
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
+def test_train_replays_the_assignment_step_for_step(optimizer):
+    """From the same θ and mini-batch order, train() and the assignment's code take the same
+    steps: every W^[l], b^[l] agrees to float rounding after 300 epochs (1500 updates)."""
+    epochs = 300
+    result = _train_with_the_assignment_streams(_moons_config(optimizer, 0.0007, epochs))
+    expected = assignment.replay(optimizer, epochs)
+    for name, value in expected.items():
+        ours = getattr(result.network, name[0])[int(name[1:])]
+        np.testing.assert_allclose(ours, value, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "optimizer,published",
+    [("gd", 0.7966666666666666), ("momentum", 0.7966666666666666), ("adam", 0.94)],
+)
+def test_optimization_methods_moons_published_digits(optimizer, published):
+    """α = 0.0007, 10 000 epochs with the assignment's θ and mini-batch streams: the notebook's
+    printed "Accuracy: 0.7966666666666666" (gd, momentum) and "Accuracy: 0.94" (Adam), exactly.
+
+    With our own streams gd reaches 0.853–0.88 over seeds 0–5, momentum alike (module
+    docstring): 0.7967 is where this particular initialization and order leave the network
+    after 10 000 slow epochs, not a property of the method, so only the exact replay tests it.
+    """
+    result = _train_with_the_assignment_streams(_moons_config(optimizer, 0.0007, 10000))
+    X, Y = assignment.load_dataset()
+    assert evaluate(result.network, X, Y[0])["accuracy"] == published
+
+
 @pytest.mark.parametrize(
     "optimizer,alpha,epochs,decay,published",
     [
-        pytest.param(
-            "gd",
-            0.0007,
-            10000,
-            False,
-            0.7967,
-            marks=pytest.mark.xfail(strict=True, reason=SLOW_GD_GAP),
-        ),
-        pytest.param(
-            "momentum",
-            0.0007,
-            10000,
-            False,
-            0.7967,
-            marks=pytest.mark.xfail(strict=True, reason=SLOW_GD_GAP),
-        ),
         ("adam", 0.0007, 10000, False, 0.94),
         ("gd", 0.1, 5000, True, 0.9467),
         ("momentum", 0.1, 5000, True, 0.9567),
@@ -124,20 +170,8 @@ def test_initialization_circles(init, published_train, published_test):
     ],
 )
 def test_optimization_methods_moons(optimizer, alpha, epochs, decay, published):
-    """opt_utils.load_dataset: np.random.seed(3) make_moons(300, noise=.2); mini-batches of 64."""
-    from sklearn.datasets import make_moons
-
-    X, y = make_moons(n_samples=300, noise=0.2, random_state=3)
+    """Our own streams (seed 1): within ±3 points of the published figure."""
+    X, Y = assignment.load_dataset()
     schedule = {"lr_schedule": "staircase", "lr_decay": 1.0, "lr_step": 1000} if decay else {}
-    config = TrainConfig(
-        hidden_units=[5, 2],
-        init="he",
-        optimizer=optimizer,
-        learning_rate=alpha,
-        beta=0.9,
-        batch_size=64,
-        epochs=epochs,
-        **schedule,
-    )
-    accuracy, _ = _accuracy(config, X.T, y)
+    accuracy, _ = _accuracy(_moons_config(optimizer, alpha, epochs, **schedule), X, Y[0])
     assert accuracy == pytest.approx(published, abs=TOLERANCE)
