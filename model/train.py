@@ -28,7 +28,7 @@ from model.initializers import INITIALIZERS
 from model.losses import LOSSES
 from model.network import Architecture, Network, NetworkState
 from model.optimizers import OPTIMIZERS, make_optimizer
-from model.schedules import SCHEDULES, learning_rate
+from model.schedules import ARGUMENTS, SCHEDULES, learning_rate
 
 # An epoch whose mean cost exceeds this multiple of the untrained network's cost has diverged
 # (α far too large), even where the cost stays finite, e.g. once exploding ReLU units go dead.
@@ -40,6 +40,8 @@ EVAL_CHUNK = 8192  # columns per inference pass, so a large dev set needs no lar
 TRAIN_EVAL_EXAMPLES = 1024
 DEFAULT_NUM_LAYERS = 2
 PER_LAYER = ("hidden_units", "keep_prob")  # options that also take one value per hidden layer
+# Schedule options → the argument of schedules.learning_rate each sets; unset (None): its default.
+SCHEDULE_OPTIONS = {"lr_decay": "decay_rate", "lr_base": "base", "lr_step": "interval"}
 
 
 @dataclass
@@ -50,9 +52,10 @@ class TrainConfig:
     lr_schedule: str = (
         "inverse_time"  # inverse_time | exponential | step | staircase | inverse_sqrt
     )
-    lr_decay: float = 0.0  # decay rate of inverse_time and staircase (0 = constant α)
-    lr_base: float = 0.95  # base of exponential (α0·base^epoch) and step, in (0, 1]
-    lr_step: int = 10  # epochs per step of step and staircase
+    # Read only by the schedules named; set for another, they are refused (an ignored option).
+    lr_decay: float | None = None  # decay rate of inverse_time and staircase; unset: 0 (constant α)
+    lr_base: float | None = None  # base of exponential and step, in (0, 1]; unset: 0.95
+    lr_step: int | None = None  # epochs per step of step and staircase; unset: 10
     optimizer: str = "adam"  # gd | momentum | rmsprop | adam
     beta: float = 0.9  # momentum β, RMSprop β, Adam β1
     beta2: float = 0.999  # Adam β2
@@ -132,11 +135,14 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {sorted(allowed)}")
+        ignored = self._ignored_schedule_options()
+        if ignored:
+            raise ValueError("; ".join(ignored))
         ranges = {
             "learning_rate": (self.learning_rate > 0, "> 0"),
-            "lr_decay": (self.lr_decay >= 0, ">= 0"),
-            "lr_base": (0 < self.lr_base <= 1, "in (0, 1]"),
-            "lr_step": (self.lr_step >= 1, ">= 1"),
+            "lr_decay": (self.lr_decay is None or self.lr_decay >= 0, ">= 0"),
+            "lr_base": (self.lr_base is None or 0 < self.lr_base <= 1, "in (0, 1]"),
+            "lr_step": (self.lr_step is None or self.lr_step >= 1, ">= 1"),
             "beta": (0 <= self.beta < 1, "in [0, 1)"),
             "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
             "epsilon": (self.epsilon > 0, "> 0"),
@@ -155,6 +161,27 @@ class TrainConfig:
         ]
         if wrong:
             raise ValueError("; ".join(wrong))
+
+    def _ignored_schedule_options(self) -> list[str]:
+        """lr_decay, lr_base, lr_step set for a schedule that does not read them: e.g.
+        `exponential` with lr_decay 0.95 would silently run α0·0.95^epoch from lr_base's default
+        whatever the value, so the user is told which option the schedule does read."""
+        reads = ARGUMENTS[self.lr_schedule]
+        used = [option for option, arg in SCHEDULE_OPTIONS.items() if arg in reads]
+        return [
+            f"{option}={getattr(self, option)!r} has no effect with "
+            f"lr_schedule={self.lr_schedule!r}, which reads {' and '.join(used) or 'none of them'}"
+            for option, arg in SCHEDULE_OPTIONS.items()
+            if getattr(self, option) is not None and arg not in reads
+        ]
+
+    def schedule_arguments(self) -> dict[str, float]:
+        """The keyword arguments of schedules.learning_rate that this config sets."""
+        return {
+            arg: getattr(self, option)
+            for option, arg in SCHEDULE_OPTIONS.items()
+            if getattr(self, option) is not None
+        }
 
     def _per_layer_problem(self, name: str, value: Any) -> str | None:
         """A list-valued per-layer option must be numbers, one per hidden layer."""
@@ -362,16 +389,12 @@ def _run_epochs(
 ) -> None:
     xp = net.backend.xp
     m, batch = XT.shape[0], config.batch_size
+    schedule_arguments = config.schedule_arguments()
     best_loss, best_state, stale = math.inf, None, 0
     initial_cost = None  # J of the untrained network on the first mini-batch
     for epoch in range(1, config.epochs + 1):
         alpha = learning_rate(
-            config.learning_rate,
-            epoch,
-            config.lr_decay,
-            config.lr_schedule,
-            config.lr_step,
-            config.lr_base,
+            config.learning_rate, epoch, schedule=config.lr_schedule, **schedule_arguments
         )
         permutation = xp.asarray(shuffle(epoch, m))  # reshuffled every epoch
         cost_sum = 0.0

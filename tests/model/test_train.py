@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from model import Outcome, TrainConfig, evaluate, get_backend, train
+from model.schedules import learning_rate
 from sweeper.data.builtin import digits, flower
 
 
@@ -181,18 +182,50 @@ def test_unknown_trainer_option_is_named():
 
 
 @pytest.mark.parametrize(
-    "option,value",
+    "schedule,option,value,rule",
     [
-        ("lr_schedule", "cosine"),
-        ("lr_base", 0.0),
-        ("lr_base", 1.5),
-        ("lr_decay", -1.0),
-        ("lr_step", 0),
+        ("cosine", "lr_schedule", "cosine", "choose one of"),
+        ("exponential", "lr_base", 0.0, r"must be in \(0, 1\]"),
+        ("step", "lr_base", 1.5, r"must be in \(0, 1\]"),
+        ("inverse_time", "lr_decay", -1.0, "must be >= 0"),
+        ("staircase", "lr_step", 0, "must be >= 1"),
     ],
 )
-def test_schedule_options_are_validated_with_their_names(option, value):
-    with pytest.raises(ValueError, match=f"{option}="):
-        TrainConfig(**{option: value})
+def test_schedule_options_are_validated_with_their_names(schedule, option, value, rule):
+    with pytest.raises(ValueError, match=f"{option}={value!r}.*{rule}"):
+        TrainConfig(**{"lr_schedule": schedule, option: value})
+
+
+@pytest.mark.parametrize(
+    "schedule,option,reads",
+    [
+        ("exponential", "lr_decay", "lr_base"),  # the old spelling of the base: told to move
+        ("step", "lr_decay", "lr_base and lr_step"),
+        ("inverse_sqrt", "lr_decay", "none of them"),
+        ("inverse_time", "lr_base", "lr_decay"),
+        ("staircase", "lr_base", "lr_decay and lr_step"),
+        ("inverse_sqrt", "lr_base", "none of them"),
+        ("inverse_time", "lr_step", "lr_decay"),
+        ("exponential", "lr_step", "lr_base"),
+    ],
+)
+def test_a_schedule_option_the_schedule_ignores_is_refused(schedule, option, reads):
+    """Set but without effect is an error naming the option, the schedule and what it reads."""
+    with pytest.raises(ValueError, match=rf"{option}=0.95 .*lr_schedule='{schedule}'.*{reads}"):
+        TrainConfig(lr_schedule=schedule, **{option: 0.95})
+
+
+def test_schedule_options_reach_the_learning_rate():
+    """Each schedule gets its own options, and the schedules' defaults where unset."""
+    exponential = TrainConfig(lr_schedule="exponential", lr_base=0.5)
+    assert exponential.schedule_arguments() == {"base": 0.5}
+    assert (
+        learning_rate(1.0, 3, schedule="exponential", **exponential.schedule_arguments()) == 0.125
+    )
+    staircase = TrainConfig(lr_schedule="staircase", lr_decay=1.0, lr_step=1000)
+    assert staircase.schedule_arguments() == {"decay_rate": 1.0, "interval": 1000}
+    assert TrainConfig(lr_schedule="inverse_sqrt").schedule_arguments() == {}
+    assert TrainConfig().schedule_arguments() == {}  # inverse_time, decay rate 0: constant α
 
 
 def test_trainer_runs_through_a_non_numpy_namespace():
