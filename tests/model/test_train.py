@@ -260,3 +260,10 @@ def test_import_model_loads_no_orchestration_library():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_initial_state_of_another_architecture_is_refused():
+    X, y = flower(m=40)
+    other = train(TrainConfig(hidden_units=[3], epochs=1), X.T, y, n_classes=2).network.state()
+    with pytest.raises(ValueError, match=r"initial θ has 13 parameters.*has 21"):
+        train(TrainConfig(hidden_units=[5], epochs=1), X.T, y, n_classes=2, initial=other)
