@@ -6,6 +6,8 @@
 
 Shapes follow the notes: A_prev (n_{l−1}, m), W (n_l, n_{l−1}), b (n_l, 1), Z (n_l, m).
 The 1/m of dW and db is already inside dZ (see `model.network`), so these are exact gradients.
+Every function also takes a leading model axis, (K, n_l, m) etc., for K networks trained
+together (`model.stacked`): the examples are always the last axis, the units the one before.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ def dense_backward(
 ) -> None:
     """dA_prev = Wᵀ·dZ (skipped for the input layer), dW = dZ·A_prevᵀ, db = Σ dZ over examples."""
     if dA_prev is not None:
-        xp.matmul(W.T, dZ, out=dA_prev)  # (n_{l−1}, m)
-    xp.matmul(dZ, A_prev.T, out=dW)  # (n_l, n_{l−1})
+        xp.matmul(W.swapaxes(-1, -2), dZ, out=dA_prev)  # (n_{l−1}, m)
+    xp.matmul(dZ, A_prev.swapaxes(-1, -2), out=dW)  # (n_l, n_{l−1})
     if db is not None:
-        xp.sum(dZ, axis=1, keepdims=True, out=db)  # (n_l, 1)
+        xp.sum(dZ, axis=-1, keepdims=True, out=db)  # (n_l, 1)
 
 
 def batchnorm_forward(
@@ -43,9 +45,9 @@ def batchnorm_forward(
     Returns the batch mean and variance (n_l, 1) for the running averages; `inv_std` receives
     1/√(σ² + ε), which the backward pass needs with Z_norm. Z itself is left as it was.
     """
-    mu = Z.mean(axis=1, keepdims=True)  # (n_l, 1)
+    mu = Z.mean(axis=-1, keepdims=True)  # (n_l, 1)
     xp.subtract(Z, mu, out=Z_norm)  # Z − μ, normalized two lines down
-    var = (Z_norm * Z_norm).mean(axis=1, keepdims=True)  # (n_l, 1)
+    var = (Z_norm * Z_norm).mean(axis=-1, keepdims=True)  # (n_l, 1)
     xp.sqrt(var + BN_EPSILON, out=inv_std)
     xp.reciprocal(inv_std, out=inv_std)
     Z_norm *= inv_std
@@ -84,9 +86,9 @@ def batchnorm_backward(
     dZ: Any,
 ) -> Any:
     """dγ = Σ dZ̃·Z_norm, dβ = Σ dZ̃, dZ = γ/(m·σ)·(m·dZ̃ − dβ − Z_norm·dγ), written into dZ."""
-    m = dZ_tilde.shape[1]
-    xp.sum(dZ_tilde, axis=1, keepdims=True, out=dbeta)  # (n_l, 1)
-    xp.sum(dZ_tilde * Z_norm, axis=1, keepdims=True, out=dgamma)  # (n_l, 1)
+    m = dZ_tilde.shape[-1]
+    xp.sum(dZ_tilde, axis=-1, keepdims=True, out=dbeta)  # (n_l, 1)
+    xp.sum(dZ_tilde * Z_norm, axis=-1, keepdims=True, out=dgamma)  # (n_l, 1)
     xp.multiply(dZ_tilde, m, out=dZ)
     dZ -= dbeta
     dZ -= Z_norm * dgamma

@@ -89,13 +89,15 @@ class _Workspace:
     backward  dA = Wᵀ·dZ^[l+1];  dG = dA·D (without dropout dG is dA);  dZ̃ = dG·g′(G);  dZ
     """
 
-    def __init__(self, arch: Architecture, backend: Backend, m: int, training: bool):
+    def __init__(
+        self, arch: Architecture, backend: Backend, m: int, training: bool, members: tuple = ()
+    ):
         xp, dtype, dims, L = backend.xp, backend.dtype, arch.layer_dims, arch.L
 
         def per_layer(wanted: Callable[[int], bool], columns: int = m) -> list[Any]:
             """[None, buffer of layer 1, …, layer L], None where layer l does not use it."""
             return [None] + [
-                xp.empty((dims[l], columns), dtype=dtype) if wanted(l) else None
+                xp.empty((*members, dims[l], columns), dtype=dtype) if wanted(l) else None
                 for l in range(1, L + 1)
             ]
 
@@ -119,13 +121,19 @@ class _Workspace:
 class Network:
     """Parameters, running statistics and forward/backward passes of one architecture."""
 
+    members: tuple[int, ...] = ()  # leading model axis of every array: () here, (K,) stacked
+
     def __init__(self, arch: Architecture, backend: Backend | None = None, seed: int | None = 0):
-        self.arch = arch
-        self.backend = backend or get_backend()
+        backend = backend or get_backend()
+        self.rng = backend.rng(seed)
+        self._build(arch, backend, [self.rng])
+
+    def _build(self, arch: Architecture, backend: Backend, rngs: list[Any]) -> None:
+        """θ, dθ, their views and the running statistics; W^[l] of member k drawn from rngs[k]."""
+        self.arch, self.backend, members = arch, backend, self.members
         self.loss = get_loss(arch.loss)
         self.hidden_g, self.hidden_g_backward = activations.HIDDEN[arch.activation]
-        self.rng = self.backend.rng(seed)
-        xp, dtype, dims, L = self.backend.xp, self.backend.dtype, arch.layer_dims, arch.L
+        xp, dtype, dims, L = backend.xp, backend.dtype, arch.layer_dims, arch.L
 
         shapes: list[tuple[str, int, tuple[int, int]]] = []
         for l in range(1, L + 1):
@@ -135,30 +143,32 @@ class Network:
             else:
                 shapes.append(("b", l, (dims[l], 1)))
         size = sum(r * c for _, _, (r, c) in shapes)
-        self.theta = xp.zeros(size, dtype=dtype)
-        self.dtheta = xp.zeros(size, dtype=dtype)
+        self.theta = xp.zeros((*members, size), dtype=dtype)
+        self.dtheta = xp.zeros((*members, size), dtype=dtype)
         params: dict[str, list[Any]] = {k: [None] * (L + 1) for k in ("W", "b", "gamma", "beta")}
         grads: dict[str, list[Any]] = {k: [None] * (L + 1) for k in ("W", "b", "gamma", "beta")}
         offset = 0
         self._blocks: dict[str, slice] = {}
         for kind, l, (r, c) in shapes:
             self._blocks[f"{kind}{l}"] = slice(offset, offset + r * c)
-            params[kind][l] = self.theta[offset : offset + r * c].reshape(r, c)
-            grads[kind][l] = self.dtheta[offset : offset + r * c].reshape(r, c)
+            params[kind][l] = self.theta[..., offset : offset + r * c].reshape(*members, r, c)
+            grads[kind][l] = self.dtheta[..., offset : offset + r * c].reshape(*members, r, c)
             offset += r * c
         self.W, self.b, self.gamma, self.beta = (params[k] for k in ("W", "b", "gamma", "beta"))
         self.dW, self.db, self.dgamma, self.dbeta = (grads[k] for k in ("W", "b", "gamma", "beta"))
 
         for l in range(1, L + 1):
-            init_weights(arch.init, self.W[l], self.rng)
+            W_of_member = [self.W[l]] if not members else list(self.W[l])
+            for W, rng in zip(W_of_member, rngs, strict=True):
+                init_weights(arch.init, W, rng)
             if arch.uses_batch_norm(l):
                 self.gamma[l][...] = 1.0
         self.running_mean = [
-            xp.zeros((dims[l], 1), dtype=dtype) if arch.uses_batch_norm(l) else None
+            xp.zeros((*members, dims[l], 1), dtype=dtype) if arch.uses_batch_norm(l) else None
             for l in range(L + 1)
         ]
         self.running_var = [
-            xp.ones((dims[l], 1), dtype=dtype) if arch.uses_batch_norm(l) else None
+            xp.ones((*members, dims[l], 1), dtype=dtype) if arch.uses_batch_norm(l) else None
             for l in range(L + 1)
         ]
         self._workspaces: dict[tuple[int, bool], _Workspace] = {}
@@ -188,7 +198,7 @@ class Network:
     def _workspace(self, m: int, training: bool) -> _Workspace:
         key = (m, training)
         if key not in self._workspaces:
-            self._workspaces[key] = _Workspace(self.arch, self.backend, m, training)
+            self._workspaces[key] = _Workspace(self.arch, self.backend, m, training, self.members)
         return self._workspaces[key]
 
     def forward(self, X: Any, training: bool, dropout_masks: list[Any] | None = None) -> Any:
@@ -198,7 +208,7 @@ class Network:
         checking and the PyTorch comparison hold the mask fixed.
         """
         xp, arch, L = self.backend.xp, self.arch, self.arch.L
-        ws = self._workspace(X.shape[1], training)
+        ws = self._workspace(X.shape[-1], training)
         A_prev = X
         for l in range(1, L + 1):
             if l == L:
@@ -235,7 +245,7 @@ class Network:
             D = ws.D[l]
             if D is not None:
                 if dropout_masks is None:
-                    layers.draw_dropout_mask(xp, self.rng, arch.keep_probs[l - 1], D)
+                    self._draw_dropout_mask(l, D)
                 else:
                     D[...] = dropout_masks[l]
                 layers.dropout_forward(xp, ws.G[l], D, ws.A[l])  # A = G·D
@@ -243,13 +253,21 @@ class Network:
         self._ws, self._X = ws, X
         return ws.A[L]
 
+    def _draw_dropout_mask(self, l: int, D: Any) -> None:
+        """D^[l] = 1[u < keep_prob] / keep_prob from this network's generator."""
+        layers.draw_dropout_mask(self.backend.xp, self.rng, self.arch.keep_probs[l - 1], D)
+
     def cost(self, Y: Any, l2: float = 0.0) -> float:
         """J = (1/m) Σ L(ŷ, y) + (λ/2m) Σ_l ‖W^[l]‖²_F for the batch of the last forward pass."""
-        xp = self.backend.xp
-        J = self.loss.cost(xp, self._ws.Z[self.arch.L], Y)
-        if l2:
-            m = Y.shape[1]
-            J += l2 / (2 * m) * sum(float(xp.vdot(W, W)) for W in self.W[1:])
+        return float(self._cost(Y, l2))
+
+    def _cost(self, Y: Any, l2: Any) -> Any:
+        """J of each member: a 0-d array here, (K,) for K stacked networks."""
+        J = self.loss.cost(self.backend.xp, self._ws.Z[self.arch.L], Y)
+        if _nonzero(l2):
+            m = Y.shape[-1]
+            penalty = sum((W * W).sum(axis=(-2, -1), keepdims=True) for W in self.W[1:])
+            J = J + (l2 / (2 * m) * penalty).reshape(J.shape)  # λ: a number or (K, 1, 1)
         return J
 
     def backward(self, Y: Any, l2: float = 0.0) -> Any:
@@ -259,7 +277,7 @@ class Network:
         through dG = dA·D.
         """
         xp, arch, L, ws = self.backend.xp, self.arch, self.arch.L, self._ws
-        m = Y.shape[1]
+        m = Y.shape[-1]
         xp.subtract(ws.A[L], Y, out=ws.dZ[L])
         ws.dZ[L] *= 1.0 / m  # dZ^[L] = (Ŷ − Y)/m: the notes' 1/m of dW and db, applied once here
         for l in range(L, 0, -1):
@@ -283,7 +301,7 @@ class Network:
             A_prev = ws.A[l - 1] if l > 1 else self._X
             dA_prev = ws.dA[l - 1] if l > 1 else None
             layers.dense_backward(xp, ws.dZ[l], A_prev, self.W[l], self.dW[l], self.db[l], dA_prev)
-        if l2:
+        if _nonzero(l2):
             for W, dW in zip(self.W[1:], self.dW[1:], strict=True):
                 dW += (l2 / m) * W  # weight decay: the gradient of (λ/2m)‖W‖²
         return self.dtheta
@@ -291,3 +309,8 @@ class Network:
     def predict(self, X: Any) -> Any:
         """Inference-mode Ŷ (no dropout, running batch-norm statistics), as a fresh array."""
         return self.forward(X, training=False).copy()
+
+
+def _nonzero(l2: Any) -> bool:
+    """λ ≠ 0: a number, or any member's entry of a per-member array of λ."""
+    return bool(l2.any()) if hasattr(l2, "any") else bool(l2)

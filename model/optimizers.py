@@ -7,7 +7,8 @@
                        θ ← θ − α·v̂ / (√ŝ + ε)
 
 State (`v`, `s`, `t`) is created in `__init__`; each rule's `_update` is a few in-place lines
-over preallocated buffers, so a step allocates nothing.
+over preallocated buffers, so a step allocates nothing. For K networks trained together
+(`model.stacked`) θ is (K, P) and α, β, β2, ε may be (K, 1) arrays, one row per network.
 """
 
 from __future__ import annotations
@@ -24,20 +25,20 @@ class Optimizer(ABC):
 
     n_state = 0  # how many θ-sized state vectors (v, s) the rule keeps
 
-    def __init__(self, size: int, backend: Backend):
+    def __init__(self, size: int | tuple[int, ...], backend: Backend):
         xp = backend.xp
         self.xp = xp
         self.t = 0
         self.state = [xp.zeros(size, dtype=backend.dtype) for _ in range(self.n_state)]
         self._tmp = xp.empty(size, dtype=backend.dtype)
 
-    def step(self, theta: Any, dtheta: Any, alpha: float) -> None:
+    def step(self, theta: Any, dtheta: Any, alpha: Any) -> None:
         """One update of θ in place with learning rate α."""
         self.t += 1
         self._begin_step(alpha)
         self._update(theta, dtheta, self._tmp, *self.state)
 
-    def _begin_step(self, alpha: float) -> None:
+    def _begin_step(self, alpha: Any) -> None:
         """Scalars of this step (learning rate, bias corrections)."""
         self.alpha = alpha
 
@@ -112,10 +113,11 @@ class Adam(Optimizer):
         _check_beta("beta2", beta2)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
-    def _begin_step(self, alpha: float) -> None:
+    def _begin_step(self, alpha: Any) -> None:
         # α·v̂/(√ŝ + ε) with v = (1−β1)·u, s = (1−β2)·r, v̂ = v/(1−β1^t), ŝ = s/(1−β2^t)
         #   = [α·(1−β1)/(1−β1^t) · √((1−β2^t)/(1−β2))] · u / (√r + ε·√((1−β2^t)/(1−β2)))
-        root = math.sqrt((1.0 - self.beta2**self.t) / (1.0 - self.beta2))
+        ratio = (1.0 - self.beta2**self.t) / (1.0 - self.beta2)
+        root = math.sqrt(ratio) if isinstance(ratio, float) else self.xp.sqrt(ratio)
         self.step_size = alpha * (1.0 - self.beta1) / (1.0 - self.beta1**self.t) * root
         self.epsilon_hat = self.epsilon * root
 
@@ -133,8 +135,10 @@ class Adam(Optimizer):
         theta -= tmp
 
 
-def _check_beta(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
+def _check_beta(name: str, value: Any) -> None:
+    """A β in [0, 1), or every network's β of a (K, 1) array."""
+    values = value.ravel().tolist() if hasattr(value, "ravel") else [value]
+    if not all(0.0 <= v < 1.0 for v in values):
         raise ValueError(f"{name} must be in [0, 1): {name}={value!r}")
 
 

@@ -283,10 +283,15 @@ def build_network(
     config: TrainConfig, n_x: int, n_classes: int | None, backend: Backend
 ) -> Network:
     """The network a config describes, for n_x features and n_classes classes (None: regression)."""
+    return Network(architecture(config, n_x, n_classes), backend, seed=config.seed)
+
+
+def architecture(config: TrainConfig, n_x: int, n_classes: int | None) -> Architecture:
+    """The layer sizes and choices of a config, for n_x features and n_classes classes."""
     loss = resolve_loss(config.loss, n_classes)
     n_out = 1 if (n_classes is None or loss == "binary_cross_entropy") else n_classes
     dims = (n_x, *config.hidden_widths, n_out)
-    arch = Architecture(
+    return Architecture(
         layer_dims=dims,
         activation=config.activation,
         loss=loss,
@@ -296,7 +301,6 @@ def build_network(
         if isinstance(config.keep_prob, list)
         else config.keep_prob,
     )
-    return Network(arch, backend, seed=config.seed)
 
 
 def evaluate(net: Network, X: Any, y: Any) -> dict[str, float]:

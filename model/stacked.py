@@ -1,0 +1,372 @@
+"""K networks of one architecture trained together: the caviar strategy in one array.
+
+Every array gains a leading model axis: W^[l] is (K, n_l, n_{l−1}), Z^[l] is (K, n_l, m), θ is
+(K, P), and each layer's product is one batched `xp.matmul` over the K networks instead of K
+small ones, so the per-step Python and call overhead is paid once for the pack. The layers,
+activations, losses and optimizers are those of the single network (they take the leading axis);
+what differs per network k is what its own training would have differed in:
+
+    α_k (learning rate and its schedule), β_k, β2_k, ε_k    (K, 1) rows of the optimizer
+    λ_k, keep_prob_k                                         (K, 1, 1) per layer
+    seed_k: W^[l]_k, its dropout masks D^[l]_k, its mini-batch order and train-metric sample
+    batch-norm μ, σ² of its own mini-batch; running statistics (K, n_l, 1)
+
+Each network k draws from its own generators exactly what `model.train` would draw for it alone
+(W^[1..L] in order, then one mask per dropout layer per step; its own permutation each epoch), so
+member k's parameters and per-epoch metrics equal those of `model.train(configs[k])` to floating
+point rounding. A network ends on its own: diverged (dropped at the step its cost is NaN/inf),
+early-stopped, stopped by its callback, or out of epochs; the pack then shrinks to the networks
+still training, so an ended one costs nothing more.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from model import layers
+from model.backend import Backend, get_backend
+from model.network import Architecture, Network, NetworkState
+from model.optimizers import Optimizer, make_optimizer
+from model.schedules import learning_rate
+from model.train import (
+    DIVERGENCE_FACTOR,
+    EVAL_CHUNK,
+    TRAIN_EVAL_EXAMPLES,
+    EpochCallback,
+    Outcome,
+    TrainConfig,
+    TrainResult,
+    architecture,
+    encode_targets,
+)
+
+
+def pack_key(config: TrainConfig) -> tuple:
+    """What networks of one pack must share: layer sizes, the update rule and the mini-batches."""
+    return (
+        config.hidden_widths,
+        config.batch_size,
+        config.optimizer,
+        config.activation,
+        config.init,
+        config.loss,
+        config.batch_norm,
+    )
+
+
+class StackedNetwork(Network):
+    """K networks of one architecture in one set of arrays with a leading model axis.
+
+    `arch` is shared except for keep_prob: `keep_probs[k]` gives network k's per hidden layer
+    (a layer has a mask buffer when any network drops units in it; a network that keeps all of
+    that layer's units draws nothing there, as it would alone).
+    """
+
+    def __init__(
+        self,
+        arch: Architecture,
+        backend: Backend,
+        seeds: list[int],
+        keep_probs: list[tuple[float, ...]],
+    ):
+        self.members = (len(seeds),)
+        self.rngs = [backend.rng(seed) for seed in seeds]
+        self.keep_probs = keep_probs
+        widest_dropout = tuple(min(p) for p in zip(*keep_probs, strict=True)) or 1.0
+        self._build(replace(arch, keep_prob=widest_dropout), backend, self.rngs)
+
+    def _draw_dropout_mask(self, l: int, D: Any) -> None:
+        """D^[l]_k from network k's own generator, with its own keep_prob."""
+        for rng, keep_prob, D_k in zip(self.rngs, self.keep_probs, D, strict=True):
+            if keep_prob[l - 1] < 1.0:
+                layers.draw_dropout_mask(self.backend.xp, rng, keep_prob[l - 1], D_k)
+            else:
+                D_k[...] = 1.0
+
+    def cost_of_each(self, Y: Any, l2: Any = 0.0) -> np.ndarray:
+        """J of every network for the last forward pass, as float64 on the host: (K,)."""
+        return self.backend.to_host(self._cost(Y, l2)).astype(np.float64)
+
+    def member_state(self, k: int) -> NetworkState:
+        """A copy of network k's θ and running statistics."""
+        copy = lambda stats: [None if s is None else s[k].copy() for s in stats]  # noqa: E731
+        return NetworkState(self.theta[k].copy(), copy(self.running_mean), copy(self.running_var))
+
+    def take(self, keep: list[int]) -> StackedNetwork:
+        """The pack of networks `keep` only, each with its parameters, statistics and generator."""
+        kept = StackedNetwork.__new__(StackedNetwork)
+        kept.members = (len(keep),)
+        kept.rngs = [self.rngs[k] for k in keep]
+        kept.keep_probs = [self.keep_probs[k] for k in keep]
+        # _build draws fresh weights from throwaway generators, then θ is overwritten
+        throwaway = [self.backend.rng(0) for _ in keep]
+        kept._build(self.arch, self.backend, throwaway)
+        kept.theta[...] = self.theta[keep]
+        statistics = (kept.running_mean, self.running_mean), (kept.running_var, self.running_var)
+        for mine, theirs in statistics:
+            for l, stat in enumerate(theirs):
+                if stat is not None:
+                    mine[l][...] = stat[keep]
+        return kept
+
+
+@dataclass
+class _Member:
+    """The bookkeeping of one network of the pack: what `model.train` keeps for it alone."""
+
+    config: TrainConfig
+    callback: EpochCallback | None
+    arch: Architecture
+    shuffle_rng: np.random.Generator  # its mini-batch order
+    sample: np.ndarray  # its fixed sample of training examples for train_* metrics
+    history: list[dict[str, float]] = field(default_factory=list)
+    outcome: Outcome = Outcome.COMPLETED
+    kept_epoch: int = 0
+    initial_cost: float | None = None  # J of the untrained network on its first mini-batch
+    best_loss: float = math.inf
+    best_state: NetworkState | None = None
+    best_epoch: int = 0
+    stale: int = 0
+    result: TrainResult | None = None
+
+
+class _Pack:
+    """The networks still training, their optimizer and per-network optimizer rows."""
+
+    def __init__(self, members: list[_Member], net: StackedNetwork, optimizer: Optimizer):
+        self.members, self.net, self.optimizer = members, net, optimizer
+        xp = net.backend.xp
+        column = lambda values, *shape: xp.asarray(  # noqa: E731
+            np.array(values, dtype=np.float64).reshape(len(values), *shape)
+        )
+        self.l2 = column([m.config.l2 for m in members], 1, 1)  # (K, 1, 1)
+        self.column = column
+
+    @classmethod
+    def start(cls, members: list[_Member], backend: Backend) -> _Pack:
+        net = StackedNetwork(
+            members[0].arch,
+            backend,
+            [m.config.seed for m in members],
+            [m.arch.keep_probs for m in members],
+        )
+        return cls(members, net, cls._optimizer(members, net))
+
+    @staticmethod
+    def _optimizer(members: list[_Member], net: StackedNetwork) -> Optimizer:
+        xp = net.backend.xp
+        row = lambda name: xp.asarray(  # noqa: E731
+            np.array([getattr(m.config, name) for m in members], dtype=np.float64)[:, None]
+        )
+        return make_optimizer(
+            members[0].config.optimizer,
+            net.theta.shape,
+            net.backend,
+            row("beta"),
+            row("beta2"),
+            row("epsilon"),
+        )
+
+    def alpha(self, epoch: int) -> Any:
+        """α_k of this epoch from each network's own schedule: (K, 1)."""
+        return self.column(
+            [
+                learning_rate(
+                    c.learning_rate, epoch, schedule=c.lr_schedule, **c.schedule_arguments()
+                )
+                for c in (m.config for m in self.members)
+            ],
+            1,
+        )
+
+    def take(self, keep: list[int]) -> _Pack:
+        """The pack without the networks that ended; their optimizer rows go with them."""
+        members = [self.members[k] for k in keep]
+        net = self.net.take(keep)
+        optimizer = self._optimizer(members, net)
+        optimizer.t = self.optimizer.t
+        for mine, theirs in zip(optimizer.state, self.optimizer.state, strict=True):
+            mine[...] = theirs[keep]
+        return _Pack(members, net, optimizer)
+
+
+def train_members(
+    configs: list[TrainConfig],
+    X_train: Any,
+    y_train: Any,
+    X_dev: Any | None = None,
+    y_dev: Any | None = None,
+    n_classes: int | None = None,
+    callbacks: list[EpochCallback | None] | None = None,
+    backend: Backend | None = None,
+) -> list[TrainResult]:
+    """Train every config together; result k equals `model.train(configs[k], …)`.
+
+    The configs must share `pack_key` (layer sizes, batch size, optimizer, activation, init,
+    loss, batch norm); everything else may differ, epochs and early stopping included. Callback k
+    receives network k's (epoch, metrics) and may stop that network alone.
+    """
+    if not configs:
+        return []
+    keys = {pack_key(c) for c in configs}
+    if len(keys) > 1:
+        raise ValueError(f"networks of one pack must share {_PACK_FIELDS}; got {sorted(keys)}")
+    backend = backend or get_backend()
+    xp, dtype = backend.xp, backend.dtype
+    callbacks = callbacks or [None] * len(configs)
+    n_x, m = X_train.shape[0], X_train.shape[1]
+    members = [
+        _Member(
+            config,
+            callback,
+            architecture(config, n_x, n_classes),
+            np.random.default_rng(config.seed),
+            np.sort(np.random.default_rng(config.seed).permutation(m)[:TRAIN_EVAL_EXAMPLES]),
+        )
+        for config, callback in zip(configs, callbacks, strict=True)
+    ]
+    pack = _Pack.start(members, backend)
+    loss = pack.net.loss
+    n_out = pack.net.arch.layer_dims[-1] if loss.name == "softmax_cross_entropy" else n_classes
+    # Examples as rows (m, n), as model.train keeps them: a mini-batch gathers rows.
+    XT = xp.ascontiguousarray(xp.asarray(X_train, dtype=dtype).T)
+    YT = xp.ascontiguousarray(encode_targets(xp, y_train, loss.name, n_out, dtype).T)
+    labels = xp.asarray(y_train) if loss.predict_classes is not None else None
+    dev = None
+    if X_dev is not None:
+        dev_labels = backend.to_host(xp.asarray(y_dev))
+        Y_dev = encode_targets(xp, dev_labels, loss.name, n_out, dtype)
+        dev = (xp.asarray(X_dev, dtype=dtype), Y_dev, xp.asarray(y_dev))
+    with np.errstate(all="ignore"):  # overflow in a diverging network is reported as DIVERGED
+        _run_epochs(pack, XT, YT, labels, dev, backend)
+    return [member.result for member in members]
+
+
+_PACK_FIELDS = "hidden_units, batch_size, optimizer, activation, init, loss, batch_norm"
+
+
+def _run_epochs(
+    pack: _Pack, XT: Any, YT: Any, labels: Any, dev: tuple | None, backend: Backend
+) -> None:
+    xp = backend.xp
+    m, batch = XT.shape[0], pack.members[0].config.batch_size
+    for epoch in range(1, max(member.config.epochs for member in pack.members) + 1):
+        alpha = pack.alpha(epoch)
+        order = xp.asarray(np.stack([member.shuffle_rng.permutation(m) for member in pack.members]))
+        cost_sum = np.zeros(len(pack.members))
+        for t in range(0, m, batch):
+            examples = order[:, t : t + batch]  # (K, m_t): each network's own mini-batch
+            X_t = XT[examples].swapaxes(-1, -2)  # (K, n_x, m_t)
+            Y_t = YT[examples].swapaxes(-1, -2)  # (K, n_y, m_t)
+            pack.net.forward(X_t, training=True)
+            cost = pack.net.cost_of_each(Y_t, pack.l2)  # (K,)
+            finite = np.isfinite(cost)
+            for k, (member, J) in enumerate(zip(pack.members, cost, strict=True)):
+                if member.initial_cost is None and math.isfinite(J):
+                    member.initial_cost = float(J)
+                if not math.isfinite(J):  # diverged: it leaves the pack, the others go on
+                    member.history.append({"minibatch_cost": math.inf})
+                    _end(member, Outcome.DIVERGED, pack.net, k)
+            cost_sum += np.where(finite, cost, 0.0) * X_t.shape[-1]
+            pack.net.backward(Y_t, pack.l2)
+            pack.optimizer.step(pack.net.theta, pack.net.dtheta, alpha)
+            if not finite.all():
+                keep = np.flatnonzero(finite).tolist()
+                pack = pack.take(keep)
+                if not keep:
+                    return
+                alpha, order, cost_sum = alpha[keep], order[keep], cost_sum[keep]
+        metrics = [{"minibatch_cost": total / m} for total in cost_sum]
+        _evaluate_into(metrics, "train", pack, XT, YT, labels)
+        if dev is not None:
+            _evaluate_into(metrics, "dev", pack, *dev)
+        keep = [
+            k
+            for k, (member, measured) in enumerate(zip(pack.members, metrics, strict=True))
+            if not _epoch_ends(member, epoch, measured, pack.net, k)
+        ]
+        if len(keep) < len(pack.members):
+            if not keep:
+                return
+            pack = pack.take(keep)
+
+
+def _epoch_ends(
+    member: _Member, epoch: int, metrics: dict[str, float], net: StackedNetwork, k: int
+) -> bool:
+    """Record network k's epoch as `model.train` does; True when this network is done."""
+    config = member.config
+    member.history.append(metrics)
+    diverged = not all(math.isfinite(v) for v in metrics.values()) or (
+        metrics["minibatch_cost"] > DIVERGENCE_FACTOR * max(member.initial_cost, 1e-3)
+    )
+    if diverged:
+        return _end(member, Outcome.DIVERGED, net, k)
+    member.kept_epoch = epoch
+    if config.early_stopping is not None and "dev_loss" in metrics:
+        if metrics["dev_loss"] < member.best_loss:
+            member.best_loss, member.best_epoch, member.stale = metrics["dev_loss"], epoch, 0
+            member.best_state = net.member_state(k)
+        else:
+            member.stale += 1
+            if member.stale >= config.early_stopping:
+                member.kept_epoch = member.best_epoch
+                return _end(member, Outcome.EARLY_STOPPED, net, k, member.best_state)
+    if member.callback is not None and member.callback(epoch, metrics):
+        return _end(member, Outcome.STOPPED, net, k)
+    if epoch == config.epochs:
+        return _end(member, Outcome.COMPLETED, net, k)
+    return False
+
+
+def _end(
+    member: _Member,
+    outcome: Outcome,
+    net: StackedNetwork,
+    k: int,
+    state: NetworkState | None = None,
+) -> bool:
+    """Network k is done: its result holds a single `Network` with its kept parameters."""
+    alone = Network(member.arch, net.backend, seed=member.config.seed)
+    alone.restore(state or net.member_state(k))
+    member.outcome = outcome
+    member.result = TrainResult(alone, outcome, member.history, member.kept_epoch)
+    return True
+
+
+def _evaluate_into(
+    metrics: list[dict[str, float]],
+    split: str,
+    pack: _Pack,
+    X: Any,
+    Y: Any,
+    labels: Any,
+) -> None:
+    """Inference-mode loss (and accuracy) of every network, as `model.evaluate` computes them.
+
+    For "train", X, Y, labels are the whole training set (rows, as gathered) and each network
+    is measured on its own sample; for "dev" they are the dev set, shared by all.
+    """
+    net, xp = pack.net, pack.net.backend.xp
+    if split == "train":
+        sample = xp.asarray(np.stack([member.sample for member in pack.members]))  # (K, s)
+        X, Y = X[sample].swapaxes(-1, -2), Y[sample].swapaxes(-1, -2)  # (K, n, s)
+        labels = None if labels is None else labels[sample]  # (K, s)
+    m = X.shape[-1]
+    total_cost = np.zeros(len(pack.members))
+    correct = np.zeros(len(pack.members), dtype=np.int64)
+    for start in range(0, m, EVAL_CHUNK):
+        chunk = slice(start, start + EVAL_CHUNK)
+        Yhat = net.forward(X[..., chunk], training=False)  # (K, n_y, m_c)
+        total_cost += net.cost_of_each(Y[..., chunk]) * Yhat.shape[-1]
+        if labels is not None:
+            hits = net.loss.predict_classes(xp, Yhat) == labels[..., chunk]
+            correct += net.backend.to_host(hits.sum(axis=-1))
+    for k, measured in enumerate(metrics):
+        measured[f"{split}_loss"] = float(total_cost[k] / m)
+        if labels is not None:
+            measured[f"{split}_accuracy"] = int(correct[k]) / m

@@ -1,0 +1,206 @@
+"""K networks trained together equal each network trained alone (model.stacked vs model.train)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from model import Outcome, TrainConfig, get_backend, train
+from model.stacked import StackedNetwork, pack_key, train_members
+from model.train import architecture
+from sweeper.data.builtin import digits
+
+FLOAT64 = get_backend("numpy", "float64")
+
+
+@pytest.fixture(scope="module")
+def data():
+    """300 digits, standardized: (n_x, m) train and dev sets."""
+    X, y = digits()
+    X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-8)
+    return X[:240].T, y[:240], X[240:300].T, y[240:300]
+
+
+def _members(optimizer: str, batch_norm: bool, dropout: bool) -> list[TrainConfig]:
+    """Three networks of one architecture that differ in every per-network option."""
+    shared = dict(optimizer=optimizer, batch_norm=batch_norm, hidden_units=[16, 12], batch_size=32)
+    keep = (lambda p: p) if dropout else (lambda p: 1.0)
+    return [
+        TrainConfig(**shared, learning_rate=0.01, beta=0.9, epochs=4, seed=1, keep_prob=keep(0.8)),
+        TrainConfig(
+            **shared,
+            learning_rate=0.003,
+            beta=0.8,
+            beta2=0.99,
+            epsilon=1e-6,
+            l2=0.5,
+            lr_schedule="exponential",
+            keep_prob=[keep(0.7), 1.0],
+            epochs=3,
+            seed=2,
+        ),
+        TrainConfig(
+            **shared,
+            learning_rate=0.05,
+            beta=0.95,
+            lr_decay=0.5,
+            early_stopping=1,
+            keep_prob=keep(0.9),
+            epochs=4,
+            seed=3,
+        ),
+    ]
+
+
+def _alone(config, data):
+    """model.train of one config in float64: the reference."""
+    X_train, y_train, X_dev, y_dev = data
+    return train(config, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64)
+
+
+def _assert_same(packed, alone, rtol):
+    assert packed.outcome is alone.outcome
+    assert packed.kept_epoch == alone.kept_epoch
+    assert len(packed.history) == len(alone.history)
+    for mine, theirs in zip(packed.history, alone.history, strict=True):
+        assert mine.keys() == theirs.keys()
+        for name in mine:
+            assert mine[name] == pytest.approx(theirs[name], rel=rtol, abs=rtol), name
+    np.testing.assert_allclose(packed.network.theta, alone.network.theta, rtol=rtol, atol=rtol)
+    for mine, theirs in zip(
+        packed.network.running_var + packed.network.running_mean,
+        alone.network.running_var + alone.network.running_mean,
+        strict=True,
+    ):
+        if theirs is not None:
+            np.testing.assert_allclose(mine, theirs, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "rmsprop", "adam"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("dropout", [False, True])
+def test_each_member_equals_training_it_alone(data, optimizer, batch_norm, dropout):
+    X_train, y_train, X_dev, y_dev = data
+    configs = _members(optimizer, batch_norm, dropout)
+    packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64)
+    for config, result in zip(configs, packed, strict=True):
+        _assert_same(result, _alone(config, data), rtol=1e-10)
+    assert [len(r.history) for r in packed][:2] == [4, 3]  # each ran its own number of epochs
+
+
+def test_float32_members_differ_from_alone_far_less_than_float32_from_float64(data):
+    """In float32 the batched products and reductions round differently from the single ones,
+    and Adam turns a last-bit difference in a near-zero gradient into a different step. So the
+    bar is float32's own rounding: packed vs alone must differ far less than alone in float32
+    vs alone in float64, and the metrics must agree to 1%."""
+    X_train, y_train, X_dev, y_dev = data
+    configs = _members("adam", batch_norm=True, dropout=True)
+    packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10)
+    for config, result in zip(configs, packed, strict=True):
+        alone = train(config, X_train, y_train, X_dev, y_dev, 10)
+        alone64 = train(config, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64)
+        for mine, theirs in zip(result.history, alone.history, strict=True):
+            assert mine == pytest.approx(theirs, rel=1e-2, abs=1e-3)
+        packing_error = np.abs(result.network.theta - alone.network.theta).max()
+        float32_error = np.abs(alone.network.theta - alone64.network.theta).max()
+        assert packing_error < float32_error / 10
+
+
+def test_a_diverging_member_leaves_and_the_others_go_on(data):
+    """α = 1e4 makes one network's cost NaN/inf or 1000× its start; the other two are unaffected."""
+    X_train, y_train, X_dev, y_dev = data
+    configs = _members("adam", batch_norm=False, dropout=True)
+    configs[1] = TrainConfig(**{**configs[1].to_dict(), "learning_rate": 1e4, "optimizer": "adam"})
+    packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64)
+    assert packed[1].outcome is Outcome.DIVERGED
+    for config, result in zip(configs, packed, strict=True):
+        alone = train(config, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64)
+        assert len(result.history) == len(alone.history)
+        if result.outcome is not Outcome.DIVERGED:
+            _assert_same(result, alone, rtol=1e-10)
+
+
+def test_a_nan_cost_mid_epoch_drops_only_that_member(data):
+    """A NaN input for one network only is impossible; NaN weights are: θ_1 poisoned mid-pack."""
+    X_train, y_train, X_dev, y_dev = data
+    configs = _members("momentum", batch_norm=False, dropout=False)
+    configs[0] = TrainConfig(**{**configs[0].to_dict(), "learning_rate": 1e30})  # overflows to inf
+    packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64)
+    assert packed[0].outcome is Outcome.DIVERGED
+    assert math.isinf(packed[0].history[-1]["minibatch_cost"])
+    for config, result in list(zip(configs, packed, strict=True))[1:]:
+        _assert_same(result, _alone(config, data), rtol=1e-10)
+
+
+def test_a_callback_stops_one_member_alone(data):
+    X_train, y_train, X_dev, y_dev = data
+    configs = _members("adam", batch_norm=True, dropout=False)
+    seen: list[tuple[int, int]] = []
+
+    def stop_at(k: int, last: int):
+        def callback(epoch, metrics):
+            seen.append((k, epoch))
+            return epoch == last
+
+        return callback
+
+    callbacks = [stop_at(0, 2), None, stop_at(2, 99)]
+    packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10, callbacks, FLOAT64)
+    assert packed[0].outcome is Outcome.STOPPED and len(packed[0].history) == 2
+    assert (0, 3) not in seen  # a stopped network reports no more epochs
+    for config, result in list(zip(configs, packed, strict=True))[1:]:
+        _assert_same(result, _alone(config, data), rtol=1e-10)
+
+
+def test_members_of_different_architectures_are_refused(data):
+    X_train, y_train, *_ = data
+    configs = [TrainConfig(hidden_units=16), TrainConfig(hidden_units=32)]
+    assert pack_key(configs[0]) != pack_key(configs[1])
+    with pytest.raises(ValueError, match="share"):
+        train_members(configs, X_train, y_train, n_classes=10)
+
+
+def test_stacked_initialization_and_masks_are_each_members_own_draws():
+    """W^[l]_k and D^[l]_k are what a lone network seeded seed_k draws, in the same order."""
+    config = TrainConfig(hidden_units=[5, 4], keep_prob=0.5)
+    arch = architecture(config, 3, 10)
+    stacked = StackedNetwork(arch, FLOAT64, [7, 8], [(0.5, 0.5), (0.5, 0.5)])
+    X = np.random.default_rng(0).standard_normal((3, 6))
+    stacked.forward(np.stack([X, X]), training=True)
+    for k, seed in enumerate([7, 8]):
+        from model import Network
+
+        alone = Network(arch, FLOAT64, seed=seed)
+        np.testing.assert_array_equal(stacked.theta[k], alone.theta)
+        alone.forward(X, training=True)
+        np.testing.assert_array_equal(stacked._ws.D[1][k], alone._ws.D[1])
+        np.testing.assert_array_equal(stacked._ws.A[2][k], alone._ws.A[2])
+
+
+def test_stacked_trainer_runs_through_a_non_numpy_namespace(data):
+    """The CuPy path without a GPU: every op of the pack goes through xp."""
+    from tests.model import device_namespace
+
+    backend = get_backend(device_namespace.xp.__name__)
+    X_train, y_train, X_dev, y_dev = data
+    configs = _members("adam", batch_norm=True, dropout=True)
+    packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10, backend=backend)
+    assert all(isinstance(r.network.theta, device_namespace.DeviceArray) for r in packed)
+    numpy_packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10)
+    for result, reference in zip(packed, numpy_packed, strict=True):
+        assert result.history == reference.history
+
+
+@pytest.mark.parametrize("optimizer, batch_norm", [("adam", False), ("rmsprop", True)])
+def test_an_early_stopped_member_keeps_its_best_epoch(data, optimizer, batch_norm):
+    """α = 1 overfits 240 examples at once: that network stops early, restored to its best epoch."""
+    X_train, y_train, X_dev, y_dev = data
+    configs = _members(optimizer, batch_norm, dropout=True)
+    configs[2] = TrainConfig(**{**configs[2].to_dict(), "learning_rate": 1.0, "epochs": 6})
+    packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64)
+    assert packed[2].outcome is Outcome.EARLY_STOPPED
+    assert packed[2].kept_epoch < len(packed[2].history)
+    for config, result in zip(configs, packed, strict=True):
+        _assert_same(result, _alone(config, data), rtol=1e-10)
