@@ -17,6 +17,9 @@ member k's parameters and per-epoch metrics equal those of `model.train(configs[
 point rounding. A network ends on its own: diverged (dropped at the step its cost is NaN/inf),
 early-stopped, stopped by its callback, or out of epochs; the pack then shrinks to the networks
 still training, so an ended one costs nothing more.
+
+(Over 300 lines: the pack's network, its per-member state and its epoch loop share one (K, …)
+layout and shrink together when a member ends; split apart, each would re-derive the others'.)
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 
 from model import layers
 from model.backend import Backend, get_backend
+from model.config import TrainConfig
 from model.network import Architecture, Network, NetworkState
 from model.optimizers import Optimizer, make_optimizer
 from model.schedules import learning_rate
@@ -38,7 +42,6 @@ from model.train import (
     TRAIN_EVAL_EXAMPLES,
     EpochCallback,
     Outcome,
-    TrainConfig,
     TrainResult,
     architecture,
     encode_targets,

@@ -12,7 +12,7 @@ import optuna
 import optuna.distributions as od
 from optuna.storages.journal import BaseJournalBackend
 
-from model.train import TrainConfig
+from model.config import TrainConfig
 from sweeper import secrets
 from sweeper.errors import UserError
 from sweeper.spec.schema import Pruner, Stage, SweepSpec

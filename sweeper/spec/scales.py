@@ -21,7 +21,7 @@ import optuna
 import optuna.distributions as od
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from model.train import per_layer_key
+from model.config import per_layer_key
 
 SCALES = ("log", "one_minus_log", "pow2", "int", "log_int", "uniform", "categorical")
 

@@ -2,6 +2,9 @@
 
 YAML is read with the safe loader only (no tags that build Python objects). Each problem found by
 validation is reported as `file:line: field.path: message`, all of them in one UserError.
+
+(About 300 lines: the models, the checks across fields and the YAML line map are one contract,
+read together when space.yaml gains a key.)
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from model.train import TrainConfig
+from model.config import TrainConfig
 from sweeper.errors import UserError
 from sweeper.run.ownership import name_problem
 from sweeper.spec.scales import SCALES, Param
