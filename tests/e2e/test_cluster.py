@@ -8,14 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from optuna.trial import TrialState
 from ray.cluster_utils import Cluster
 
 from sweeper.cli.ui import free_port
 from tests.e2e.helpers import (
     assert_exact,
     cli_env,
-    finished,
     start_cli,
     trials,
     wait_for,
@@ -55,13 +53,17 @@ def test_losing_a_worker_node_mid_sweep_keeps_exact_counts(cluster, tmp_path):
         "launch", "multi.yaml", "--quiet", "--address", ray_cluster.address, cwd=tmp_path
     )
     folder = tmp_path / "sweeps" / "multi"
+
+    def states():
+        return [t.state.name for t in trials(folder, "multi", "only")]
+
+    # both one-CPU workers busy (two RUNNING trials, one per node) once a trial has finished: the
+    # node removed next is then training one, whatever the machine's speed
     wait_for(
-        lambda: (
-            finished(folder, "multi", "only") >= 2
-            and any(t.state == TrialState.RUNNING for t in trials(folder, "multi", "only"))
-        ),
-        240,
-        "two finished trials and a running one",
+        lambda: states().count("COMPLETE") >= 1 and states().count("RUNNING") == 2,
+        400,
+        "a finished trial and both worker nodes training",
+        seen=states,
     )
     ray_cluster.remove_node(workers[0], allow_graceful=False)
     ray_cluster.add_node(num_cpus=1)  # a replacement, as an autoscaler would bring
