@@ -11,6 +11,7 @@ pruned trial's is its last reported one).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -83,8 +84,10 @@ def next_stage(
         origin = f"{source}:{trial.number}"
         inside = all(p.contains(values[k]) for k, p in space.items() if k in values)
         if origin not in copied and inside:
-            params = scales.encode(space, values)
             distributions = scales.distributions(space)
+            params = {  # a top trial on the box's edge may lie one rounding step outside it
+                k: _clamp(v, distributions[k]) for k, v in scales.encode(space, values).items()
+            }
             warm.append(
                 optuna.trial.create_trial(
                     state=trial.state,
@@ -96,3 +99,10 @@ def next_stage(
                 )
             )
     return space, warm
+
+
+def _clamp(value: Any, distribution: optuna.distributions.BaseDistribution) -> Any:
+    """`value` inside a float or int distribution's bounds (categoricals as they are)."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return value
+    return min(max(value, distribution.low), distribution.high)

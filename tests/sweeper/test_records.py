@@ -96,3 +96,22 @@ def test_a_zoomed_stage_starts_with_copies_of_the_top_trials_in_its_box():
     assert warm[0].params == scales.encode(space, {"x": 0.40}) and warm[0].value == 0.9
     _, again = next_stage(SPACE, trials, Zoom(top=0.5, margin=0.1), True, "coarse", {"coarse:0"})
     assert [t.user_attrs["warm_start_from"] for t in again] == ["coarse:1"]
+
+
+def test_a_zero_margin_box_keeps_warm_copies_on_its_edge():
+    """10**log10(0.07) is 0.07000000000000002: a box drawn with margin 0 around a trial at 0.07
+    starts one rounding step above it, and the copy must still be accepted (clamped)."""
+    space = {"learning_rate": scales.Param(scale="log", low=1e-3, high=1.0)}
+    trials = []
+    for number, rate in enumerate([0.07, 0.2]):
+        trial = optuna.trial.create_trial(
+            params=scales.encode(space, {"learning_rate": rate}),
+            distributions=scales.distributions(space),
+            value=0.9 - number / 10,
+        )
+        trial.number = number
+        trials.append(trial)
+    box, warm = next_stage(space, trials, Zoom(top=1.0, margin=0.0), True, "coarse", set())
+    assert box["learning_rate"].low > 0.07  # the rounding this test is about
+    assert [t.user_attrs["warm_start_from"] for t in warm] == ["coarse:0", "coarse:1"]
+    assert warm[0].params["learning_rate"] == box["learning_rate"].low
