@@ -6,8 +6,10 @@ The MLflow UI runs as `mlflow server` in a child process that is stopped with th
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -71,17 +73,29 @@ def serve(
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own group: uvicorn and MLflow's job workers go with it
     )
+    # SIGTERM (a service manager, `kill`) ends this process through `finally`, like Ctrl-C
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         _wait_until_up(server, f"{url}/health", log)
         announce(url)
         server.wait()
     finally:
-        server.terminate()
+        stop_group(server)
+
+
+def stop_group(server: subprocess.Popen) -> None:
+    """Stop a server started in its own session and every process it started (MLflow 3's
+    `mlflow server` leaves uvicorn and its job consumers running when only it is stopped)."""
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, sig)
         try:
-            server.wait(timeout=10)
+            server.wait(timeout=wait_s)
+            return
         except subprocess.TimeoutExpired:
-            server.kill()
+            continue
 
 
 def _wait_until_up(server: subprocess.Popen, health: str, log: IO[str]) -> None:

@@ -158,14 +158,17 @@ def test_ui_serves_the_runs_over_rest_on_loopback_only(folder):
             if c.status == psutil.CONN_LISTEN and c.laddr.port == port
         ]
         assert listening and set(listening) == {"127.0.0.1"}
+        started = psutil.Process(ui.pid).children(recursive=True)  # mlflow, uvicorn, job workers
     finally:
-        kill_group(ui, signal.SIGINT)
+        ui.terminate()  # SIGTERM to `sweeper ui` alone, as a service manager stops it
         ui.communicate(timeout=30)
     assert not [
         c
         for c in psutil.net_connections(kind="inet")
         if c.status == psutil.CONN_LISTEN and c.laddr.port == port
     ]
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]  # no MLflow, uvicorn or job worker left over
 
 
 def test_dashboard_serves_the_studies_on_loopback(folder):

@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper.cli.ui import free_port
+from sweeper.cli.ui import free_port, stop_group
 from tests.e2e.helpers import (
     assert_exact,
     cli,
@@ -90,6 +90,7 @@ def mlflow_server(postgres, tmp_path_factory):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -102,8 +103,7 @@ def mlflow_server(postgres, tmp_path_factory):
 
     wait_for(answers, 120, "the MLflow server")
     yield url
-    server.terminate()
-    server.wait(timeout=30)
+    stop_group(server)  # the server and the uvicorn and job workers it started
 
 
 def test_killed_sweep_resumes_on_postgresql_and_an_mlflow_server(postgres, mlflow_server, tmp_path):
