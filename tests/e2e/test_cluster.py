@@ -44,6 +44,28 @@ def _node_ids(folder, name, stage="only"):
     return {t.user_attrs["node_id"] for t in trials(folder, name, stage) if t.state.is_finished()}
 
 
+def test_a_sweep_submitted_as_a_ray_job(cluster, tmp_path):
+    ray_cluster, _ = cluster
+    spec = write_spec(tmp_path, "job", "  - {name: only, trials: 4}", source="builtin:flower")
+    folder = tmp_path / "job-sweep"
+    spec.write_text(spec.read_text() + f"dir: {folder}\n")
+    command = [
+        *(sys.executable, "-m", "ray.scripts.scripts", "job", "submit"),
+        *("--address", ray_cluster.dashboard_url, "--working-dir", str(tmp_path), "--"),
+        *(sys.executable, "-m", "sweeper.cli.commands", "launch", "job.yaml", "--quiet"),
+    ]
+
+    def submit():
+        done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=400)
+        # the head's job agent may still be starting: Ray answers 500 "No available agent"
+        return None if "No available agent" in done.stderr else done
+
+    submitted = wait_for(submit, 120, "the job agent to take the job")
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
+    assert "succeeded" in submitted.stdout
+    assert_exact(folder, "job", {"only": 4})
+
+
 def test_losing_a_worker_node_mid_sweep_keeps_exact_counts(cluster, tmp_path):
     ray_cluster, workers = cluster
     write_spec(
@@ -78,25 +100,3 @@ def test_losing_a_worker_node_mid_sweep_keeps_exact_counts(cluster, tmp_path):
     for lost in lost_trials:
         retries = [t for t in own if t.user_attrs.get("retry_of") == lost.number]
         assert [t.params for t in retries] == [lost.params]
-
-
-def test_a_sweep_submitted_as_a_ray_job(cluster, tmp_path):
-    ray_cluster, _ = cluster
-    spec = write_spec(tmp_path, "job", "  - {name: only, trials: 4}", source="builtin:flower")
-    folder = tmp_path / "job-sweep"
-    spec.write_text(spec.read_text() + f"dir: {folder}\n")
-    command = [
-        *(sys.executable, "-m", "ray.scripts.scripts", "job", "submit"),
-        *("--address", ray_cluster.dashboard_url, "--working-dir", str(tmp_path), "--"),
-        *(sys.executable, "-m", "sweeper.cli.commands", "launch", "job.yaml", "--quiet"),
-    ]
-
-    def submit():
-        done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=400)
-        # the head's job agent may still be starting: Ray answers 500 "No available agent"
-        return None if "No available agent" in done.stderr else done
-
-    submitted = wait_for(submit, 120, "the job agent to take the job")
-    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
-    assert "succeeded" in submitted.stdout
-    assert_exact(folder, "job", {"only": 4})
