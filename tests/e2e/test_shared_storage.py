@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,7 @@ def mlflow_server(postgres, tmp_path_factory):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its uvicorn and job workers end with it (see the teardown)
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -102,7 +104,7 @@ def mlflow_server(postgres, tmp_path_factory):
 
     wait_for(answers, 120, "the MLflow server")
     yield url
-    server.terminate()
+    os.killpg(server.pid, signal.SIGTERM)  # the server's group: it leaves its workers behind
     server.wait(timeout=30)
 
 
