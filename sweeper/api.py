@@ -96,6 +96,21 @@ def export(sweep: Sweep, path: str | Path) -> int:
     return write(results.load_view(_folder(sweep)), Path(path))
 
 
+def predict(
+    sweep: Sweep,
+    data: str | Path,
+    out: str | Path,
+    trial: int | None = None,
+    stage: str | None = None,
+) -> int:
+    """`sweeper predict`: the labels (and class probabilities) a kept model gives the rows of
+    `data`, written to `out` (.parquet or .csv); the best trial's model unless `trial` is given.
+    Returns the row count."""
+    from sweeper.results.predict import predict as predict_rows
+
+    return predict_rows(_folder(sweep), Path(data), Path(out), stage, trial)
+
+
 def report(sweep: Sweep, output: str | Path | None = None) -> Path:
     """`sweeper report`: the HTML report (default: report.html in the sweep folder)."""
     folder = _folder(sweep)

@@ -20,9 +20,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from model.checkpoint import Checkpoint
 from sweeper.spec import scales
 
 METRICS_ATTR = "final"  # the user attribute holding a trial's final metrics (stored sweeps)
+MODEL_ARTIFACT = "model"  # a kept model's folder in its trial run's artifacts
 
 # Optuna state → (the key it is counted under, the MLflow status of its run)
 STATES: dict[TrialState, tuple[str, str]] = {
@@ -63,6 +65,7 @@ class TrialResult:
     metrics: dict[str, float] = field(default_factory=dict)  # final dev/test metrics
     node_id: str = ""
     error: str | None = None  # the traceback of an ERROR
+    checkpoint: Checkpoint | None = None  # the trained network of a trial that ran to its end
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ class Best:
     value: float
     params: dict[str, Any]
     metrics: dict[str, float]
+    model_uri: str | None = None  # its MLflow Model (runs:/…/model), when kept
 
     @classmethod
     def of(cls, record: TrialRecord) -> Best:
@@ -196,14 +200,24 @@ class StageStatus:
 
 
 @dataclass(frozen=True)
+class ModelUsage:
+    """The kept models of a sweep on disk."""
+
+    kept: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class SweepStatus:
-    """`sweeper status`: a sweep's stages."""
+    """`sweeper status`: a sweep's stages, and the disk its kept models take (when local)."""
 
     name: str
     stages: list[StageStatus]
+    models: ModelUsage | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "stages": [s.to_json() for s in self.stages]}
+        out = {"name": self.name, "stages": [s.to_json() for s in self.stages]}
+        return out | ({"models": dataclasses.asdict(self.models)} if self.models else {})
 
 
 @dataclass(frozen=True)

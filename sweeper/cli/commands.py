@@ -202,6 +202,9 @@ def status(
             box,
         )
     console.print(table)
+    if "models" in summary:
+        kept = summary["models"]
+        console.print(f"kept models: {kept['kept']}, {kept['bytes'] / 1e6:.2f} MB on disk")
 
 
 def _describe(param: dict[str, Any]) -> str:
@@ -344,6 +347,24 @@ def export(
 
     rows = api.export(sweep, path)
     console.print(f"wrote {rows} trials to {path}")
+
+
+@app.command()
+@_guarded
+def predict(
+    sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
+    data: Annotated[Path, typer.Argument(help="rows to predict: .parquet, .csv, .arrow")],
+    out: Annotated[Path, typer.Option("--out", help="output file: .parquet or .csv")],
+    trial: Annotated[
+        int | None, typer.Option(help="this trial's kept model instead of the best")
+    ] = None,
+    stage: Annotated[str | None, typer.Option(help="the stage of --trial")] = None,
+) -> None:
+    """Predict labels with a kept model (the best trial's by default), as MLflow loads it."""
+    from sweeper import api
+
+    rows = api.predict(sweep, data, out, trial, stage)
+    console.print(f"wrote {rows} predictions to {out}")
 
 
 @app.command()

@@ -7,8 +7,10 @@ the training split only. The result is what a trial task receives from Ray's obj
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +19,48 @@ import pyarrow.compute as pc
 from sweeper.data.builtin import BUILTINS
 from sweeper.errors import DataError
 from sweeper.spec.schema import DataSpec
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a trained model needs around it to take raw rows and give labels: the feature
+    columns in order, the standardization fitted on the training split (`mean`, `scale`; none
+    when the spec turns it off) and the classes, as the data's own values (text, integers,
+    booleans), in the order of the network's outputs. Stored as JSON beside a kept model."""
+
+    features: list[str]
+    classes: list[Any]
+    mean: list[float] | None = None
+    scale: list[float] | None = None
+
+    @classmethod
+    def fit(
+        cls, X_train: np.ndarray, features: list[str], classes: list[Any], standardize: bool
+    ) -> Preprocessing:
+        if not standardize:
+            return cls(features, classes)
+        sigma = X_train.std(axis=0)
+        sigma[sigma == 0] = 1.0  # constant features stay constant (0) instead of NaN
+        return cls(features, classes, X_train.mean(axis=0).tolist(), sigma.tolist())
+
+    def standardize(self, X: np.ndarray) -> np.ndarray:
+        """(X − μ) / σ of rows X (m, n), as fitted on the training split."""
+        if self.mean is None or self.scale is None:
+            return X
+        return (X - np.asarray(self.mean)) / np.asarray(self.scale)
+
+    def inputs(self, table: pa.Table, source: str) -> np.ndarray:
+        """The network's input X (n_x, m) float32 from raw rows; a missing or non-numeric
+        feature column is a DataError naming it."""
+        X = self.standardize(feature_matrix(table, self.features, source))
+        return np.ascontiguousarray(X, dtype=np.float32).T
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any]) -> Preprocessing:
+        return cls(**stored)
 
 
 @dataclass
@@ -35,8 +79,15 @@ class Dataset:
     X_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
-    classes: list[str]
-    features: list[str]
+    preprocessing: Preprocessing  # what turns raw rows into X and outputs into labels
+
+    @property
+    def classes(self) -> list[Any]:
+        return self.preprocessing.classes
+
+    @property
+    def features(self) -> list[str]:
+        return self.preprocessing.features
 
 
 def read_table(path: Path) -> pa.Table:
@@ -120,6 +171,14 @@ def table_to_arrays(
                 )
         if not features:
             raise DataError(f"{source}: no numeric feature columns besides target {target!r}")
+    y, classes = _labels(table.column(index[target]), target, source)
+    return feature_matrix(table, features, source), y, classes, list(features)
+
+
+def feature_matrix(table: pa.Table, features: list[str], source: str) -> np.ndarray:
+    """X (m, n) float64 of the named columns, in that order; each problem names its column."""
+    names = table.column_names
+    index = {name: i for i, name in enumerate(names)}
     columns = []
     for name in features:
         if name not in index:
@@ -144,12 +203,12 @@ def table_to_arrays(
                 f"values (first at row {row + 1})"
             )
         columns.append(values)
-    y, classes = _labels(table.column(index[target]), target, source)
-    return np.column_stack(columns), y, classes, list(features)
+    return np.column_stack(columns).reshape(table.num_rows, len(features))
 
 
-def _labels(labels: pa.ChunkedArray, target: str, source: str) -> tuple[np.ndarray, list[str]]:
-    """Class indices (classes in sorted order) of a text, integer or boolean target column."""
+def _labels(labels: pa.ChunkedArray, target: str, source: str) -> tuple[np.ndarray, list[Any]]:
+    """Class indices of a text, integer or boolean target column, and the classes (the
+    column's own values, in sorted order)."""
     kind = labels.type
     if pa.types.is_dictionary(kind):
         labels, kind = labels.cast(kind.value_type), kind.value_type
@@ -177,7 +236,7 @@ def _labels(labels: pa.ChunkedArray, target: str, source: str) -> tuple[np.ndarr
         )
     position = {c: i for i, c in enumerate(classes)}
     y = np.array([position[v] for v in labels.to_pylist()], dtype=np.int64)
-    return y, [str(c) for c in classes]
+    return y, classes
 
 
 def _some(names: list[str]) -> str:
@@ -192,7 +251,7 @@ def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
         if name not in BUILTINS:
             raise DataError(f"unknown built-in {name!r}; choose one of {sorted(BUILTINS)}")
         X, y = BUILTINS[name](seed=spec.split.seed)
-        classes, features = [str(c) for c in np.unique(y)], [f"x{i}" for i in range(X.shape[1])]
+        classes, features = np.unique(y).tolist(), [f"x{i}" for i in range(X.shape[1])]
     else:
         path = base_dir / spec.source
         X, y, classes, features = table_to_arrays(
@@ -227,7 +286,7 @@ def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
 def split_and_standardize(
     X: np.ndarray,
     y: np.ndarray,
-    classes: list[str],
+    classes: list[Any],
     features: list[str],
     spec: DataSpec,
     test_arrays: tuple[np.ndarray, np.ndarray] | None,
@@ -245,10 +304,8 @@ def split_and_standardize(
     test, dev, train = order[:n_test], order[n_test : n_test + n_dev], order[n_test + n_dev :]
     X_test, y_test = test_arrays if test_arrays is not None else (X[test], y[test])
     X_train, X_dev = X[train], X[dev]
-    if spec.standardize:
-        mu, sigma = X_train.mean(axis=0), X_train.std(axis=0)
-        sigma[sigma == 0] = 1.0  # constant features stay constant (0) instead of NaN
-        X_train, X_dev, X_test = ((A - mu) / sigma for A in (X_train, X_dev, X_test))
+    preprocessing = Preprocessing.fit(X_train, features, classes, spec.standardize)
+    X_train, X_dev, X_test = (preprocessing.standardize(A) for A in (X_train, X_dev, X_test))
 
     def layout(A: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(A, dtype=np.float32).T  # (n_x, m), examples contiguous
@@ -261,6 +318,5 @@ def split_and_standardize(
         layout(X_test),
         y_test,
         n_classes=len(classes),
-        classes=classes,
-        features=features,
+        preprocessing=preprocessing,
     )

@@ -36,9 +36,13 @@ def to_table(view: SweepView) -> pa.Table:
 
 def write(view: SweepView, path: Path) -> int:
     """Write the sweep's trials to `path` (.parquet or .csv); returns the row count."""
+    return write_table(to_table(view), path)
+
+
+def write_table(table: pa.Table, path: Path) -> int:
+    """`table` to `path` (.parquet or .csv, refused before anything is written otherwise)."""
     if path.suffix not in FORMATS:
-        raise UserError(f"{path}: export writes {' or '.join(FORMATS)} files")
-    table = to_table(view)
+        raise UserError(f"{path}: the sweeper writes {' or '.join(FORMATS)} files")
     if path.suffix == ".parquet":
         pq.write_table(table, path)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,15 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper.errors import UserError
-from sweeper.records import Best, StageStatus, SweepStatus, SweepSummary, empty_counts
+from sweeper.records import (
+    MODEL_ARTIFACT,
+    Best,
+    ModelUsage,
+    StageStatus,
+    SweepStatus,
+    SweepSummary,
+    empty_counts,
+)
 from sweeper.results.view import SweepView, stage_counts, stage_studies, view
 from sweeper.run.folder import SweepFolder
 from sweeper.run.ownership import require_marked
@@ -33,7 +42,7 @@ def status(folder: SweepFolder) -> SweepStatus:
         )
         for stage, study in _studies(folder)
     ]
-    return SweepStatus(spec.name, stages)
+    return SweepStatus(spec.name, stages, model_usage(folder))
 
 
 def load_view(folder: SweepFolder) -> SweepView:
@@ -60,9 +69,33 @@ def write_report(folder: SweepFolder, path: Path) -> Path:
 
 
 def best(folder: SweepFolder) -> Best | None:
-    """The best completed trial of all stages (None before one completes)."""
+    """The best completed trial of all stages (None before one completes), with the URI of its
+    model once the StudyServer has written it."""
     ranked = load_view(folder).ranked()
-    return Best.of(ranked[0]) if ranked else None
+    if not ranked:
+        return None
+    found = Best.of(ranked[0])
+    uri = models(folder).get((found.stage, found.trial))
+    return dataclasses.replace(found, model_uri=uri)
+
+
+def models(folder: SweepFolder) -> dict[tuple[str, int], str]:
+    """(stage, trial) → the model URI of each kept model."""
+    from sweeper.tracking.tracker import kept_models
+
+    spec = folder.load_spec()
+    return kept_models(folder.tracking_uri(spec), spec.name)
+
+
+def model_usage(folder: SweepFolder) -> ModelUsage | None:
+    """The kept models in the sweep folder's artifacts: how many, how many bytes (None when
+    artifacts live elsewhere, with a tracking server)."""
+    root = folder.path / "artifacts"
+    if folder.load_spec().storage.mlflow or not root.is_dir():
+        return None
+    found = list(root.glob(f"*/artifacts/{MODEL_ARTIFACT}/MLmodel"))
+    size = sum(f.stat().st_size for m in found for f in m.parent.rglob("*") if f.is_file())
+    return ModelUsage(len(found), size)
 
 
 def running_stage(folder: SweepFolder, number: int, stage: str | None = None) -> str:

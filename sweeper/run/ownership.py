@@ -33,6 +33,7 @@ OWNED = frozenset(
         "prune-requests.jsonl",
         "report.html",
         "artifacts",
+        "models-pending",
     }
 )
 NAME_MAX = 100

@@ -36,6 +36,7 @@ from sweeper.records import METRICS_ATTR, Outcome, TrialRecord, TrialResult, dec
 from sweeper.results.view import is_warm_start, stage_counts, view
 from sweeper.run import locks
 from sweeper.run.control import PruneRequests
+from sweeper.run.keep import KeptModels
 from sweeper.search.study import (
     make_pruner,
     make_sampler,
@@ -64,10 +65,12 @@ class StudyServer:
         credentials: dict[str, str] | None = None,
         *,
         storage: optuna.storages.BaseStorage | None = None,
+        preprocessing: dict[str, Any] | None = None,
     ):
         """`credentials`: the `${VAR}`s of the storage URLs, from the driver's environment
         (an argument, not a runtime_env: Ray writes those to its log files). `storage`: the
-        Optuna storage to write instead of the spec's (a test's in-memory one)."""
+        Optuna storage to write instead of the spec's (a test's in-memory one).
+        `preprocessing`: the dataset's (`Preprocessing.to_json`), saved with every kept model."""
         os.environ.update(credentials or {})  # this actor's own process
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # this process: the actor's
         self.spec = SweepSpec.model_validate_json(spec_json)
@@ -88,10 +91,12 @@ class StudyServer:
         self.live: dict[tuple[int, int], optuna.Trial] = {}
         self.prune_requests = PruneRequests(self.sweep_dir)
         self.closed: set[int] = set()
+        self.kept: dict[int, KeptModels] = {}
         self.recorder = Recorder(
             self.spec.storage.mlflow or default_tracking_uri(self.sweep_dir),
             self.spec.name,
             self.sweep_dir / "artifacts",
+            preprocessing,
         )
 
     # -- stages ----------------------------------------------------------------------------
@@ -128,6 +133,7 @@ class StudyServer:
             ],
         )
         self._recover_lost_trials(index)
+        self._reconcile_models(index, study)
         return {
             "counts": stage_counts(study),
             "space": {k: p.model_dump(exclude_none=True) for k, p in space.items()},
@@ -151,6 +157,23 @@ class StudyServer:
             study.add_trials(warm)
         study.set_user_attr("space", {k: p.model_dump(exclude_none=True) for k, p in space.items()})
         return space
+
+    def _reconcile_models(self, index: int, study: optuna.Study) -> None:
+        """The stage's kept models as its completed trials say they should be: a model staged
+        before a crash is written (or dropped, if pushed out meanwhile); one pushed out whose
+        deletion a crash lost is deleted now."""
+        kept = self.kept[index] = KeptModels(self.spec.models.keep, self.maximize)
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state == TrialState.COMPLETE and not is_warm_start(trial):
+                kept.offer(trial.number, trial.value)
+        stage = self.spec.stages[index].name
+        staged = self._staged(stage)
+        left = {int(f.name): f for f in staged.iterdir()} if staged.is_dir() else {}
+        self.recorder.reconcile_models(stage, frozenset(kept.kept), left)
+
+    def _staged(self, stage: str) -> Path:
+        """Where a kept model waits, as a checkpoint, until the Recorder has written it."""
+        return self.sweep_dir / "models-pending" / stage
 
     def _recover_lost_trials(self, index: int) -> None:
         """RUNNING trials belong to a driver or worker that died: FAIL them, re-run their params."""
@@ -201,8 +224,12 @@ class StudyServer:
         return counts
 
     def finish_sweep(self) -> None:
-        """After the last stage: the figures across stages and the report, on the sweep's run."""
+        """After the last stage: the figures across stages and the report, on the sweep's run;
+        the best trial's model registered under the sweep's name (a new version each time)."""
         sweep = view(self.spec, self.storage)
+        ranked = sweep.ranked()
+        if ranked:
+            self.recorder.register_best(ranked[0])
 
         def draw(stage_pngs: dict[str, bytes]) -> dict[str, bytes]:
             from sweeper.results import plots, report
@@ -264,8 +291,18 @@ class StudyServer:
             attrs["error"] = result.error[-2000:]
         for key, val in attrs.items():
             trial.set_user_attr(key, val)
+        keep, dropped = False, set()
+        if verdict.state == TrialState.COMPLETE and result.checkpoint is not None:
+            keep, dropped = self.kept[index].offer(number, verdict.value)
+        stage = self.spec.stages[index].name
+        if keep:  # on disk before Optuna says COMPLETE: a crash now loses no kept model
+            result.checkpoint.save(self._staged(stage) / str(number))
         frozen = study.tell(trial, verdict.value, state=verdict.state)
         self.recorder.log_trial(self._record(index, frozen))
+        if keep:
+            self.recorder.save_model(stage, number, self._staged(stage) / str(number))
+        for pushed_out in sorted(dropped):
+            self.recorder.drop_model(stage, pushed_out)
         return verdict.state.name
 
     def _record(self, index: int, trial: optuna.trial.FrozenTrial) -> TrialRecord:

@@ -174,6 +174,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                 spec.model_dump_json(),
                 str(folder.path.resolve()),
                 secrets.environment(*spec.storage.model_dump().values()),
+                preprocessing=plan.dataset.preprocessing.to_json(),
             )
         )
         results = []

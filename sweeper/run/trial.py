@@ -15,6 +15,7 @@ import ray
 from threadpoolctl import threadpool_limits
 
 from model import TrainConfig, evaluate, get_backend, train
+from model.checkpoint import Checkpoint
 from model.train import EpochCallback
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
@@ -41,13 +42,16 @@ def fit(
     )
     metrics: dict[str, float] = {}
     outcome = Outcome(result.outcome.value)
+    ran_to_end = outcome in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)
     if outcome is not Outcome.DIVERGED:
         for split, X, y in (("dev", d.X_dev, d.y_dev), ("test", d.X_test, d.y_test)):
             if X.shape[1]:  # split.test: 0 leaves no test set, and so no test metrics
                 evaluated = evaluate(result.network, X, y)
                 metrics.update({f"{split}_{k}": v for k, v in evaluated.items()})
         metrics.update({k: v for k, v in result.kept.items() if k.startswith("train_")})
-    return TrialResult(outcome, result.history, metrics)
+    # the network goes back as arrays (kept ones are written by the StudyServer, never here)
+    checkpoint = Checkpoint.of(result.network) if ran_to_end else None
+    return TrialResult(outcome, result.history, metrics, checkpoint=checkpoint)
 
 
 def train_trial(

@@ -111,6 +111,13 @@ class Resources(Strict):
         return self
 
 
+class Models(Strict):
+    """Which trials keep their trained model (an MLflow Model in their run): the `keep` best
+    completed trials of each stage (so always the sweep's best), or `all` of them."""
+
+    keep: Annotated[int, Field(ge=1)] | Literal["all"] = 3
+
+
 class Storage(Strict):
     optuna: str | None = None
     mlflow: str | None = None
@@ -125,6 +132,7 @@ class SweepSpec(Strict):
     space: dict[str, Param]
     stages: list[Stage] = Field(min_length=1)
     resources: Resources = Resources()
+    models: Models = Models()
     storage: Storage = Storage()
 
     @field_validator("name")
@@ -137,7 +145,7 @@ class SweepSpec(Strict):
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the sweep's results (not where it is stored)."""
-        content = self.model_dump(exclude={"dir", "storage", "resources"})
+        content = self.model_dump(exclude={"dir", "storage", "resources", "models"})
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 

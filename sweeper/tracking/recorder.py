@@ -10,6 +10,7 @@ while the thread was busy are written together, in one transaction on a database
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections import deque
@@ -69,9 +70,17 @@ def pop_batch(jobs: Queue) -> list[TrialRecord]:
 
 
 class Recorder:
-    def __init__(self, tracking_uri: str, experiment: str, artifact_dir: Path):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_dir: Path,
+        preprocessing: dict[str, Any] | None = None,
+    ):
         self.errors: list[str] = []
+        self.preprocessing = preprocessing  # saved with each kept model
         self.stage_runs: dict[str, str] = {}  # stage name → its run id
+        self.trial_runs: dict[tuple[str, int], str] = {}  # (stage, trial) → its run id
         self.stage_pngs: dict[str, Pngs] = {}  # stage name → its figures, for the report
         self._jobs: Queue = deque()
         self._busy = False
@@ -118,7 +127,13 @@ class Recorder:
         records = pop_batch(self._jobs)
         stage = records[0].stage  # one stage: a stage's trials end before the next opens
         what = f"{stage} trials {sorted(r.number for r in records)}"
-        return what, lambda tracker: tracker.log_trials(self.stage_runs[stage], records)
+
+        def job(tracker: Tracker) -> None:
+            run_ids = tracker.log_trials(self.stage_runs[stage], records)
+            for record, run_id in zip(records, run_ids, strict=True):
+                self.trial_runs[(stage, record.number)] = run_id
+
+        return what, job
 
     def _put(self, job: tuple[str, Job] | Finished) -> None:
         with self._changed:
@@ -178,3 +193,62 @@ class Recorder:
             tracker.finish_run(run_id, {})
 
         self._put(("sweep figures", job))
+
+    # -- models ----------------------------------------------------------------------------
+    def _trial_run(self, tracker: Tracker, stage: str, number: int) -> str:
+        if (stage, number) not in self.trial_runs:  # a run written by an earlier driver
+            self.trial_runs.update(
+                {(stage, n): run_id for n, run_id in tracker.trial_run_ids(stage).items()}
+            )
+        return self.trial_runs[(stage, number)]
+
+    def save_model(self, stage: str, number: int, staged: Path) -> None:
+        """Write the checkpoint staged in `staged` as the trial run's MLflow Model, then remove
+        it (a crash in between writes the same files again on resume: no second model)."""
+
+        what = f"{stage} trial {number}: model"
+        self._put((what, lambda tracker: self._save(tracker, stage, number, staged)))
+
+    def _save(self, tracker: Tracker, stage: str, number: int, staged: Path) -> None:
+        from model.checkpoint import Checkpoint
+        from sweeper.data.datasets import Preprocessing
+
+        if self.preprocessing is None:
+            raise ValueError("no preprocessing given to the StudyServer: model not saved")
+        run_id = self._trial_run(tracker, stage, number)
+        preprocessing = Preprocessing.from_json(self.preprocessing)
+        tracker.save_model(run_id, Checkpoint.load(staged), preprocessing)
+        shutil.rmtree(staged)
+
+    def drop_model(self, stage: str, number: int) -> None:
+        """Delete the model of a trial pushed out of its stage's kept ones."""
+
+        def job(tracker: Tracker) -> None:
+            tracker.drop_model(self._trial_run(tracker, stage, number))
+
+        self._put((f"{stage} trial {number}: drop model", job))
+
+    def reconcile_models(self, stage: str, kept: frozenset[int], staged: dict[int, Path]) -> None:
+        """When a stage opens, with what a previous driver left: the models `staged` (trial →
+        its checkpoint folder) of trials in `kept` are written, other staged ones removed, and
+        models of trials no longer in `kept` deleted."""
+
+        def job(tracker: Tracker) -> None:
+            for number, folder in sorted(staged.items()):
+                if number in kept:  # now, before any later job drops it again
+                    self._save(tracker, stage, number, folder)
+                else:
+                    shutil.rmtree(folder)
+            for number in tracker.trials_with_models(stage) - kept:
+                self.drop_model(stage, number)
+
+        self._put((f"{stage}: reconcile models", job))
+
+    def register_best(self, record: TrialRecord) -> None:
+        """Register the best trial's model under the experiment's (the sweep's) name."""
+
+        def job(tracker: Tracker) -> None:
+            run_id = self._trial_run(tracker, record.stage, record.number)
+            tracker.register_model(run_id, record)
+
+        self._put(("register the best model", job))

@@ -19,15 +19,20 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
+from model.checkpoint import Checkpoint
 from sweeper import secrets
+from sweeper.data.datasets import Preprocessing
 from sweeper.errors import UserError
-from sweeper.records import TrialRecord
+from sweeper.records import MODEL_ARTIFACT, TrialRecord
+from sweeper.tracking import models
 from sweeper.tracking.run_tables import RunContent, RunTables, is_database
 
 CREATING = ".creating"  # suffix of an SQLite store while MLflow builds its schema
 BATCH_LIMIT = 1000  # MLflow's maximum metrics per log_batch call
+MODEL_TAG = "sweeper.model"  # on a trial run that holds a kept model: its artifact path
 
 
 def create_sqlite_store(tracking_uri: str) -> None:
@@ -98,6 +103,29 @@ def delete_experiment(tracking_uri: str, experiment: str) -> bool:
     client.rename_experiment(found.experiment_id, f"{experiment}.deleted-{int(time.time())}")
     client.delete_experiment(found.experiment_id)
     return True
+
+
+def kept_models(tracking_uri: str, experiment: str) -> dict[tuple[str, int], str]:
+    """(stage, trial) → the `runs:/…/model` URI of every kept model of a sweep; {} when its
+    store does not exist yet (a read does not create one)."""
+    url = secrets.expand(tracking_uri)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return {}
+    client = MlflowClient(url)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return {}
+    runs = client.search_runs(
+        [found.experiment_id],
+        f"tags.`sweeper.kind` = 'trial' and tags.`{MODEL_TAG}` = '{MODEL_ARTIFACT}'",
+        max_results=50_000,
+    )
+    return {
+        (run.data.tags["sweeper.stage"], int(run.data.tags["sweeper.trial"])): (
+            f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}"
+        )
+        for run in runs
+    }
 
 
 class Tracker:
@@ -180,6 +208,53 @@ class Tracker:
             max_results=50_000,
         )
         return {int(run.data.tags["sweeper.trial"]) for run in runs}
+
+    def trial_run_ids(self, stage: str) -> dict[int, str]:
+        """The stage's trial numbers → their run ids."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`sweeper.stage` = '{stage}' and tags.`sweeper.kind` = 'trial'",
+            max_results=50_000,
+        )
+        return {int(run.data.tags["sweeper.trial"]): run.info.run_id for run in runs}
+
+    def save_model(self, run_id: str, checkpoint: Checkpoint, preprocessing: Preprocessing) -> None:
+        """The trial's network as an MLflow Model in its run (`runs:/<run_id>/model`)."""
+        with tempfile.TemporaryDirectory() as folder:
+            model_folder = Path(folder) / MODEL_ARTIFACT
+            models.save(model_folder, checkpoint, preprocessing)
+            self.client.log_artifacts(run_id, str(model_folder), MODEL_ARTIFACT)
+        self.client.set_tag(run_id, MODEL_TAG, MODEL_ARTIFACT)
+
+    def drop_model(self, run_id: str) -> None:
+        """Delete a run's model files (it was pushed out of the kept ones)."""
+        artifact_uri = self.client.get_run(run_id).info.artifact_uri
+        repository = get_artifact_repository(artifact_uri, self.client.tracking_uri)
+        repository.delete_artifacts(MODEL_ARTIFACT)
+        self.client.delete_tag(run_id, MODEL_TAG)
+
+    def trials_with_models(self, stage: str) -> set[int]:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`sweeper.stage` = '{stage}' and tags.`{MODEL_TAG}` = '{MODEL_ARTIFACT}'",
+            max_results=50_000,
+        )
+        return {int(run.data.tags["sweeper.trial"]) for run in runs}
+
+    def register_model(self, run_id: str, record: TrialRecord) -> str:
+        """A new version of the registered model named as the experiment (the sweep), from the
+        best trial's model, tagged with its stage, trial and value; its version number."""
+        name = self.client.get_experiment(self.experiment_id).name
+        if not self.client.search_registered_models(f"name = '{name}'"):
+            self.client.create_registered_model(name)
+        artifact_uri = self.client.get_run(run_id).info.artifact_uri
+        version = self.client.create_model_version(
+            name,
+            source=f"{artifact_uri}/{MODEL_ARTIFACT}",
+            run_id=run_id,
+            tags={"stage": record.stage, "trial": str(record.number), "value": str(record.value)},
+        )
+        return version.version
 
     def log_trial(
         self,

@@ -3,7 +3,12 @@ storage, and a temporary MLflow SQLite store in the sweep folder."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import mlflow
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -14,6 +19,7 @@ from sweeper.run.control import request_prune
 from sweeper.run.server import StudyServer, orphans
 from sweeper.search.study import study_name
 from sweeper.spec.schema import SweepSpec
+from sweeper.tracking.tracker import kept_models
 
 SPEC = SweepSpec.model_validate(
     {
@@ -168,3 +174,38 @@ def test_orphans_are_running_trials_no_live_task_runs():
         live={1},
     )
     assert [t.number for t in found] == [0]
+
+
+def test_kept_models_are_the_stage_top_ones_written_as_mlflow_models(tmp_path, storage):
+    from model import TrainConfig, train
+    from model.checkpoint import Checkpoint
+    from sweeper.data.datasets import Preprocessing
+
+    X = np.random.default_rng(0).normal(size=(2, 40)).astype(np.float32)
+    network = train(TrainConfig(epochs=1, hidden_units=3), X, (X[0] > 0) * 1, n_classes=2).network
+    spec = SPEC.model_copy(update={"models": SPEC.models.model_copy(update={"keep": 2})})
+    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"])
+    server = StudyServer(
+        spec.model_dump_json(), str(tmp_path), storage=storage,
+        preprocessing=preprocessing.to_json(),
+    )  # fmt: skip
+    try:
+        server.open_stage(0)
+        for accuracy in (0.5, 0.7, 0.4, 0.9):
+            number, _ = server.ask(0)
+            result = dataclasses.replace(done(accuracy), checkpoint=Checkpoint.of(network))
+            server.tell(0, number, result)
+        assert server.flush() == []
+    finally:
+        locks.release(server.writer_lock)
+    kept = kept_models(f"sqlite:///{tmp_path / 'mlflow.db'}", "proto")
+    assert sorted(kept) == [("coarse", 1), ("coarse", 3)]  # 0.7 and 0.9; 0.5 was dropped
+    assert not list((tmp_path / "models-pending").rglob("*.npz"))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        model = mlflow.pyfunc.load_model(kept[("coarse", 3)])
+    finally:
+        mlflow.set_tracking_uri(None)
+    frame = pd.DataFrame(X.T, columns=["x0", "x1"])
+    expected = np.where(network.predict(X)[0] > 0.5, "yes", "no")
+    assert model.predict(frame).tolist() == expected.tolist()

@@ -1,0 +1,47 @@
+"""Kept trials' models: written as MLflow Models into their runs, removed when pushed out.
+
+A model folder is MLflow's `python_function` flavor over `pyfunc_model.py` (models from code),
+with two artifacts: the network's checkpoint (JSON + `.npz`) and the preprocessing (JSON). Its
+signature names the raw feature columns, so `mlflow models serve` and the UI show what to send.
+The environment is written as this process's versions of what prediction imports (no inference
+of requirements, which starts a subprocess per model).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+from model.checkpoint import Checkpoint
+from sweeper.data.datasets import Preprocessing
+from sweeper.tracking import pyfunc_model
+
+REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "pydantic")
+
+
+def save(folder: Path, checkpoint: Checkpoint, preprocessing: Preprocessing) -> None:
+    """Write an MLflow Model to `folder` (which must not exist yet)."""
+    with tempfile.TemporaryDirectory() as staging:
+        network, stored = Path(staging) / "network", Path(staging) / "preprocessing.json"
+        checkpoint.save(network)
+        stored.write_text(json.dumps(preprocessing.to_json()))
+        mlflow.pyfunc.save_model(
+            path=str(folder),
+            python_model=pyfunc_model.__file__,
+            artifacts={pyfunc_model.NETWORK: str(network), pyfunc_model.PREPROCESSING: str(stored)},
+            signature=signature(preprocessing),
+            pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS],
+        )
+
+
+def signature(preprocessing: Preprocessing) -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", name) for name in preprocessing.features]),
+        params=ParamSchema([ParamSpec("probabilities", "boolean", False)]),
+    )

@@ -1,0 +1,144 @@
+"""Kept models end to end: a sweep on a Parquet file with string labels keeps its best models as
+MLflow Models, registers the best one, and `sweeper predict`, `mlflow.pyfunc` and
+`mlflow models serve` all give the data's own labels.
+
+One sweep is shared by every test of the module (a real CLI process, real Ray, Optuna and
+MLflow stores)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.e2e.helpers import cli, cli_env, wait_for, write_spec
+
+ROWS, TEST_SHARE = 300, 0.2
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """(working folder, the data as a DataFrame, `best --json`) of a finished 4-trial sweep."""
+    cwd = tmp_path_factory.mktemp("models")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((ROWS, 3))
+    label = np.where(X[:, 0] * X[:, 1] > 0, "same", "different")
+    data = pd.DataFrame({"f0": X[:, 0], "f1": X[:, 1] * 10 + 5, "f2": X[:, 2], "label": label})
+    pq.write_table(pa.Table.from_pandas(data, preserve_index=False), cwd / "pairs.parquet")
+    spec = write_spec(cwd, "pairs", "  - {name: only, trials: 4}", source="pairs.parquet")
+    spec.write_text(spec.read_text() + "models: {keep: 2}\n")
+    launched = cli("launch", "pairs.yaml", "--quiet", cwd=cwd)
+    assert launched.returncode == 0, launched.stderr
+    found = cli("best", "pairs", "--json", cwd=cwd)
+    assert found.returncode == 0, found.stderr
+    return cwd, data, json.loads(found.stdout)
+
+
+def test_the_best_model_predicts_the_string_labels_with_the_sweeps_test_accuracy(sweep):
+    cwd, data, best = sweep
+    assert best["model_uri"].startswith("runs:/")
+    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+    try:
+        model = mlflow.pyfunc.load_model(best["model_uri"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    # the sweep's test split: the first round(0.2·m) rows of its seeded permutation (seed 0)
+    test = data.iloc[np.random.default_rng(0).permutation(ROWS)[: round(TEST_SHARE * ROWS)]]
+    predicted = model.predict(test[["f0", "f1", "f2"]])
+    assert set(predicted) <= {"same", "different"}
+    accuracy = float((np.asarray(predicted) == test["label"].to_numpy()).mean())
+    assert accuracy == pytest.approx(best["metrics"]["test_accuracy"], abs=1e-12)
+    probabilities = model.predict(test[["f2", "f1", "f0"]], params={"probabilities": True})
+    assert list(probabilities.columns) == ["different", "same"]  # the label encoding's order
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    chosen = probabilities.columns[probabilities.to_numpy().argmax(axis=1)]
+    assert (chosen == np.asarray(predicted)).mean() > 0.99  # columns found by name, not position
+
+
+def test_sweeper_predict_agrees_with_pyfunc_and_rejects_bad_columns_by_name(sweep):
+    cwd, data, best = sweep
+    data.drop(columns="label").to_csv(cwd / "rows.csv", index=False)
+    done = cli("predict", "pairs", "rows.csv", "--out", "out.parquet", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    out = pq.read_table(cwd / "out.parquet").to_pandas()
+    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+    try:
+        expected = mlflow.pyfunc.load_model(best["model_uri"]).predict(data)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert out["prediction"].tolist() == expected.tolist()
+    assert {"probability.same", "probability.different"} <= set(out.columns)
+
+    other = cli("predict", "pairs", "rows.csv", "--out", "other.csv", "--trial", "99", cwd=cwd)
+    assert other.returncode == 2 and "trial 99 has no kept model" in other.stderr
+
+    data.drop(columns=["label", "f1"]).to_csv(cwd / "missing.csv", index=False)
+    missing = cli("predict", "pairs", "missing.csv", "--out", "bad.csv", cwd=cwd)
+    assert missing.returncode == 2 and "'f1' not found" in missing.stderr
+    assert "missing.csv" in missing.stderr and "Traceback" not in missing.stderr
+    data.assign(f2="x").to_csv(cwd / "text.csv", index=False)
+    text = cli("predict", "pairs", "text.csv", "--out", "bad.csv", cwd=cwd)
+    assert text.returncode == 2 and "'f2' is not numeric" in text.stderr
+    assert not (cwd / "bad.csv").exists()
+
+
+def test_models_are_bounded_and_the_best_is_registered_and_served(sweep):
+    cwd, data, best = sweep
+    shown = json.loads(cli("status", "pairs", "--json", cwd=cwd).stdout)
+    assert shown["models"]["kept"] == 2 and shown["models"]["bytes"] > 0
+    tracking_uri = f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}"
+    client = MlflowClient(tracking_uri)
+    (version,) = client.search_model_versions("name = 'pairs'")
+    assert version.tags == {
+        "stage": best["stage"], "trial": str(best["trial"]), "value": str(best["value"])
+    }  # fmt: skip
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/pairs/latest",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        # MLflow runs `uvicorn` by name: the one beside this interpreter
+        env={**cli_env(), "MLFLOW_TRACKING_URI": tracking_uri,
+             "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"},
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        rows = data.drop(columns="label").head(5)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            json.dumps({"dataframe_split": rows.to_dict(orient="split")}).encode(),
+            {"Content-Type": "application/json"},
+        )
+
+        def answer():
+            try:
+                return json.load(urllib.request.urlopen(request, timeout=5))
+            except OSError:
+                assert serve.poll() is None, serve.stderr.read().decode()[-3000:]
+                return None
+
+        served = wait_for(answer, 120, "mlflow models serve to answer")
+        mlflow.set_tracking_uri(tracking_uri)
+        try:
+            registered = mlflow.pyfunc.load_model("models:/pairs/latest").predict(rows)
+        finally:
+            mlflow.set_tracking_uri(None)
+        assert served["predictions"] == registered.tolist()
+        assert set(served["predictions"]) <= {"same", "different"}
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, 15)
+        serve.wait(timeout=30)
