@@ -38,6 +38,10 @@ class Finished:
     at: float = field(default_factory=time.monotonic)
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def default_tracking_uri(sweep_dir: Path) -> str:
     """SQLite in the sweep folder: MLflow's plain file store refuses new runs."""
     return f"sqlite:///{sweep_dir.resolve() / 'mlflow.db'}"
@@ -82,6 +86,7 @@ class Recorder:
         self.stage_runs: dict[str, str] = {}  # stage name → its run id
         self.trial_runs: dict[tuple[str, int], str] = {}  # (stage, trial) → its run id
         self.stage_pngs: dict[str, Pngs] = {}  # stage name → its figures, for the report
+        self.started_ms = now_ms()  # the sweep run's start: when this driver began recording
         self._jobs: Queue = deque()
         self._busy = False
         self._flushing = 0  # callers of flush(): trials are written without lingering
@@ -155,8 +160,10 @@ class Recorder:
         """The stage's run; trial runs a killed writer left RUNNING are deleted, and the
         finished trials (`finished`, as `log_trial` records) without a run are written."""
 
+        opened_ms = now_ms()  # now, not when this thread gets to it
+
         def job(tracker: Tracker) -> None:
-            run_id = self.stage_runs[stage] = tracker.stage_run(stage, params)
+            run_id = self.stage_runs[stage] = tracker.stage_run(stage, params, opened_ms)
             tracker.discard_unfinished_trial_runs(stage)
             logged = tracker.logged_trials(stage)
             tracker.log_trials(run_id, [r for r in finished if r.number not in logged])
@@ -175,8 +182,10 @@ class Recorder:
     ) -> None:
         """Finish the stage's run, then attach the figures `draw` makes (when given)."""
 
+        closed_ms = now_ms()
+
         def job(tracker: Tracker) -> None:
-            tracker.finish_run(self.stage_runs[stage], metrics, status)
+            tracker.finish_run(self.stage_runs[stage], metrics, status, closed_ms)
             if draw is not None:
                 self.stage_pngs[stage] = draw()
                 tracker.log_files(self.stage_runs[stage], self.stage_pngs[stage])
@@ -187,7 +196,7 @@ class Recorder:
         """The sweep's run with the files `draw` makes from every stage's figures."""
 
         def job(tracker: Tracker) -> None:
-            run_id = tracker.sweep_run()
+            run_id = tracker.sweep_run(self.started_ms)
             stage_pngs = {n: png for pngs in self.stage_pngs.values() for n, png in pngs.items()}
             tracker.log_files(run_id, draw(stage_pngs))
             tracker.finish_run(run_id, {})

@@ -21,6 +21,7 @@ import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from model.checkpoint import Checkpoint
 from sweeper import secrets
@@ -32,6 +33,8 @@ from sweeper.tracking.run_tables import RunContent, RunTables, is_database
 
 CREATING = ".creating"  # suffix of an SQLite store while MLflow builds its schema
 BATCH_LIMIT = 1000  # MLflow's maximum metrics per log_batch call
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+BEST_TAG = "sweeper.best"  # on the trial run of the sweep's best trial
 MODEL_TAG = "sweeper.model"  # on a trial run that holds a kept model: its artifact path
 
 
@@ -128,6 +131,14 @@ def kept_models(tracking_uri: str, experiment: str) -> dict[tuple[str, int], str
     }
 
 
+BEST_SUFFIX = " (best)"  # the best trial's run name, to find it at a glance in the UI
+
+
+def _run_name(run: Any) -> str:
+    """A trial run's own name, without the best mark."""
+    return run.info.run_name.removesuffix(BEST_SUFFIX)
+
+
 class Tracker:
     """Writes a sweep's runs; all methods are called from the StudyServer only."""
 
@@ -144,26 +155,33 @@ class Tracker:
                 self.client.create_experiment(experiment, artifact_location=location)
             )
         self.experiment_id = found.experiment_id
+        # MLflow 3's UI opens an experiment of this kind on its training runs, not on GenAI
+        self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         self.database = (
             RunTables(tracking_uri, found.experiment_id, found.artifact_location)
             if is_database(tracking_uri)
             else None
         )
 
-    def stage_run(self, stage: str, params: dict[str, Any]) -> str:
+    def stage_run(self, stage: str, params: dict[str, Any], start_ms: int) -> str:
         """The stage's parent run, created once (a resumed sweep finds it again)."""
-        return self._run_once(stage, {"sweeper.stage": stage, "sweeper.kind": "stage"}, params)
+        tags = {"sweeper.stage": stage, "sweeper.kind": "stage"}
+        return self._run_once(stage, tags, params, start_ms)
 
-    def sweep_run(self) -> str:
+    def sweep_run(self, start_ms: int) -> str:
         """The run holding the figures across stages and the report, created once."""
-        return self._run_once("sweep", {"sweeper.kind": "sweep"}, {})
+        return self._run_once("sweep", {"sweeper.kind": "sweep"}, {}, start_ms)
 
-    def _run_once(self, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+    def _run_once(
+        self, name: str, tags: dict[str, str], params: dict[str, Any], start_ms: int
+    ) -> str:
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs([self.experiment_id], query)
         if runs:
             return runs[0].info.run_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run = self.client.create_run(
+            self.experiment_id, start_time=start_ms, run_name=name, tags=tags
+        )
         self.client.log_batch(
             run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
         )
@@ -176,11 +194,19 @@ class Tracker:
                 (Path(folder) / name).write_bytes(content)
             self.client.log_artifacts(run_id, folder)
 
-    def finish_run(self, run_id: str, metrics: dict[str, float], status: str = "FINISHED") -> None:
-        """Close a stage's or the sweep's run: FINISHED when done, KILLED when interrupted."""
-        now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
-        self.client.set_terminated(run_id, status)
+    def finish_run(
+        self,
+        run_id: str,
+        metrics: dict[str, float],
+        status: str = "FINISHED",
+        end_ms: int | None = None,
+    ) -> None:
+        """Close a stage's or the sweep's run: FINISHED when done, KILLED when interrupted;
+        `end_ms`: when it ended (the figures drawn after do not count)."""
+        end_ms = end_ms or int(time.time() * 1000)
+        metrics_at_end = [Metric(k, v, end_ms, 0) for k, v in metrics.items()]
+        self.client.log_batch(run_id, metrics=metrics_at_end)
+        self.client.set_terminated(run_id, status, end_time=end_ms)
 
     def discard_unfinished_trial_runs(self, stage: str) -> int:
         """Delete trial runs a killed writer left RUNNING; Optuna holds what rebuilds them."""
@@ -244,6 +270,14 @@ class Tracker:
     def register_model(self, run_id: str, record: TrialRecord) -> str:
         """A new version of the registered model named as the experiment (the sweep), from the
         best trial's model, tagged with its stage, trial and value; its version number."""
+        for previous in self.client.search_runs(
+            [self.experiment_id], f"tags.`{BEST_TAG}` = 'true'", max_results=100
+        ):
+            self.client.delete_tag(previous.info.run_id, BEST_TAG)
+            self.client.set_tag(previous.info.run_id, MLFLOW_RUN_NAME, _run_name(previous))
+        best_run = self.client.get_run(run_id)
+        self.client.set_tag(run_id, BEST_TAG, "true")
+        self.client.set_tag(run_id, MLFLOW_RUN_NAME, f"{_run_name(best_run)}{BEST_SUFFIX}")
         name = self.client.get_experiment(self.experiment_id).name
         if not self.client.search_registered_models(f"name = '{name}'"):
             self.client.create_registered_model(name)

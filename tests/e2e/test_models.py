@@ -142,3 +142,23 @@ def test_models_are_bounded_and_the_best_is_registered_and_served(sweep):
         if serve.poll() is None:
             os.killpg(serve.pid, 15)
         serve.wait(timeout=30)
+
+
+def test_the_ui_opens_on_training_runs_with_real_stage_times_and_the_best_marked(sweep):
+    cwd, _, best = sweep
+    client = MlflowClient(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+    experiment = client.get_experiment_by_name("pairs")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id])
+    kind = {r.info.run_id: r.data.tags["sweeper.kind"] for r in runs}
+    trials = [r for r in runs if kind[r.info.run_id] == "trial"]
+    (stage,) = [r for r in runs if kind[r.info.run_id] == "stage"]
+    (whole,) = [r for r in runs if kind[r.info.run_id] == "sweep"]
+    # the stage's run spans its trials, and the sweep's run spans the stage
+    assert stage.info.start_time <= min(r.info.start_time for r in trials)
+    assert stage.info.end_time >= max(r.info.end_time for r in trials)
+    assert whole.info.start_time <= stage.info.start_time
+    assert whole.info.end_time >= stage.info.end_time
+    (marked,) = [r for r in trials if r.data.tags.get("sweeper.best") == "true"]
+    assert marked.data.tags["sweeper.trial"] == str(best["trial"])
+    assert marked.info.run_name == f"only-{best['trial']} (best)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def written(uri: str, artifacts: Path, bulk: bool) -> dict[str, Any]:
         assert tracker.database is not None  # a database store takes the bulk path
     else:
         tracker.database = None  # the reference: MlflowClient's create/log_batch/terminate
-    parent = tracker.stage_run("coarse", {"trials": 4})
+    parent = tracker.stage_run("coarse", {"trials": 4}, int(time.time() * 1000))
     run_ids = [*tracker.log_trials(parent, RECORDS), tracker.log_trial(None, RECORDS[0], "panda")]
     client = MlflowClient(uri)
     runs = {}
