@@ -228,12 +228,7 @@ class Tracker:
 
     def logged_trials(self, stage: str) -> set[int]:
         """Numbers of the stage's trials that have a run."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            f"tags.`sweeper.stage` = '{stage}' and tags.`sweeper.kind` = 'trial'",
-            max_results=50_000,
-        )
-        return {int(run.data.tags["sweeper.trial"]) for run in runs}
+        return set(self.trial_run_ids(stage))
 
     def trial_run_ids(self, stage: str) -> dict[int, str]:
         """The stage's trial numbers → their run ids."""
