@@ -36,6 +36,7 @@ stages:
 {stages}
 resources: {{concurrency: 2}}
 """
+KEEP = 3  # models kept per stage by default (spec `models.keep`)
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
@@ -169,3 +170,18 @@ def assert_exact(
             if r.data.tags["sweeper.stage"] == stage
         }
         assert logged == {t.number: MLFLOW_STATUS[t.state.name] for t in own}
+        # the stage's best `KEEP` completed trials hold a model each, and no other trial does
+        completed = sorted(
+            (t for t in own if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number)
+        )
+        with_model = {
+            int(r.data.tags["sweeper.trial"])
+            for r in runs
+            if r.data.tags["sweeper.stage"] == stage and "sweeper.model" in r.data.tags
+        }
+        assert with_model == {t.number for t in completed[:KEEP]}, "a model missing or extra"
+    if tracking_uri is None:  # on disk: one model folder per kept model, nothing left staged
+        assert len(list(folder.glob("artifacts/*/artifacts/model/MLmodel"))) == sum(
+            1 for r in runs if "sweeper.model" in r.data.tags
+        )
+        assert not list(folder.glob("models-pending/*/*"))
