@@ -68,13 +68,15 @@ def write_report(folder: SweepFolder, path: Path) -> Path:
     return path
 
 
-def best(folder: SweepFolder) -> Best | None:
+def best(folder: SweepFolder, with_model: bool = True) -> Best | None:
     """The best completed trial of all stages (None before one completes), with the URI of its
-    model once the StudyServer has written it."""
+    model once the StudyServer has written it (`with_model`: look it up in MLflow)."""
     ranked = load_view(folder).ranked()
     if not ranked:
         return None
     found = Best.of(ranked[0])
+    if not with_model:
+        return found
     uri = models(folder).get((found.stage, found.trial))
     return dataclasses.replace(found, model_uri=uri)
 
