@@ -15,7 +15,6 @@ import ray
 from threadpoolctl import threadpool_limits
 
 from model import TrainConfig, evaluate, get_backend, train
-from model.checkpoint import Checkpoint
 from model.train import EpochCallback
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
@@ -50,7 +49,7 @@ def fit(
                 metrics.update({f"{split}_{k}": v for k, v in evaluated.items()})
         metrics.update({k: v for k, v in result.kept.items() if k.startswith("train_")})
     # the network goes back as arrays (kept ones are written by the StudyServer, never here)
-    checkpoint = Checkpoint.of(result.network) if ran_to_end else None
+    checkpoint = result.checkpoint() if ran_to_end else None
     return TrialResult(outcome, result.history, metrics, checkpoint=checkpoint)
 
 
