@@ -75,6 +75,7 @@ class TrainResult:
 
 
 EpochCallback = Callable[[int, dict[str, float]], bool]  # (epoch, metrics) → True to stop
+CheckpointCallback = Callable[[Checkpoint, dict[str, float]], None]  # after each epoch
 # (epoch, m) → the order in which epoch 1, 2, … visits the m training examples
 EpochShuffle = Callable[[int, int], np.ndarray]
 
@@ -170,7 +171,7 @@ def train(
     initial: NetworkState | None = None,
     shuffle: EpochShuffle | None = None,
     resume: Checkpoint | None = None,
-    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> TrainResult:
     """Train a network on X_train (n_x, m) / y_train and report per-epoch metrics.
 
@@ -188,7 +189,8 @@ def train(
     `resume` continues a checkpoint's training (its θ, running statistics and progress) up to
     epoch `config.epochs`, counted from the first call; `config` may differ from the options it
     was trained with in anything but the parameters' shapes. `on_checkpoint` receives the
-    network and its progress after every completed epoch (panda mode keeps them).
+    network and its progress, with the epoch's metrics, after every completed epoch (panda mode
+    keeps them).
     """
     backend = backend or get_backend()
     xp, dtype = backend.xp, backend.dtype
@@ -275,7 +277,7 @@ def _run_epochs(
     train_sample: tuple[Any, Any],
     dev: tuple[Any, Any],
     callback: EpochCallback | None,
-    on_checkpoint: Callable[[Checkpoint], None] | None,
+    on_checkpoint: CheckpointCallback | None,
     result: TrainResult,
 ) -> None:
     config, net, optimizer, shuffle = loop.config, loop.net, loop.optimizer, loop.shuffle
@@ -315,7 +317,7 @@ def _run_epochs(
             return
         result.kept_epoch = epoch
         if on_checkpoint is not None:
-            on_checkpoint(Checkpoint.of(net, loop.progress(epoch)))
+            on_checkpoint(Checkpoint.of(net, loop.progress(epoch)), metrics)
         if config.early_stopping is not None and "dev_loss" in metrics:
             if metrics["dev_loss"] < best_loss:
                 best_loss, best_state, best_epoch, stale = (

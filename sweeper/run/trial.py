@@ -15,7 +15,8 @@ import ray
 from threadpoolctl import threadpool_limits
 
 from model import TrainConfig, evaluate, get_backend, train
-from model.train import EpochCallback
+from model.checkpoint import Checkpoint
+from model.train import CheckpointCallback, EpochCallback
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
 
@@ -25,9 +26,12 @@ def fit(
     dataset: Dataset,
     callback: EpochCallback | None,
     backend_name: str,
+    resume: Checkpoint | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> TrialResult:
     """Train one configuration; its outcome, per-epoch history and final metrics: dev/test
-    of the returned network, and train_* of the epoch it comes from."""
+    of the returned network, and train_* of the epoch it comes from. `resume` and
+    `on_checkpoint` are train()'s (panda mode continues a checkpoint and keeps each epoch's)."""
     d = dataset
     result = train(
         TrainConfig.from_dict(options),
@@ -38,6 +42,8 @@ def fit(
         d.n_classes,
         callback,
         get_backend(backend_name),
+        resume=resume,
+        on_checkpoint=on_checkpoint,
     )
     metrics: dict[str, float] = {}
     outcome = Outcome(result.outcome.value)

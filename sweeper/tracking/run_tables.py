@@ -49,18 +49,25 @@ class RunContent:
 
     @classmethod
     def of(
-        cls, parent_run_id: str | None, record: TrialRecord, kind: str, tags: dict[str, str]
+        cls,
+        parent_run_id: str | None,
+        record: TrialRecord,
+        kind: str,
+        tags: dict[str, str],
+        first_epoch: int = 1,
     ) -> RunContent:
-        """The run of `record`: per-epoch metrics at steps 1…n, the final ones at step n."""
+        """The run of `record`: per-epoch metrics at steps 1…n (first_epoch…: a continued panda
+        run numbers its epochs on), the final ones at the last step."""
         history = record.history
         now = int(time.time() * 1000)
         start_ms, end_ms = record.start_ms or now, record.end_ms or now
         metrics = [
             Metric(name, float(value), start_ms + epoch, epoch)
-            for epoch, epoch_metrics in enumerate(history, start=1)
+            for epoch, epoch_metrics in enumerate(history, start=first_epoch)
             for name, value in epoch_metrics.items()
         ]
-        metrics += [Metric(k, float(v), end_ms, len(history)) for k, v in record.metrics.items()]
+        last = first_epoch + len(history) - 1
+        metrics += [Metric(k, float(v), end_ms, last) for k, v in record.metrics.items()]
         return cls(
             name=f"{record.stage}-{record.number}",
             status=mlflow_status(record.state),

@@ -291,10 +291,11 @@ class Tracker:
         record: TrialRecord,
         kind: str = "trial",
         tags: dict[str, str] | None = None,
+        first_epoch: int = 1,
     ) -> str:
-        """One finished trial (or a `sweeper train` run, with its own `tags`) as a run written
-        in one go."""
-        return self.log_trials(parent_run_id, [record], kind, tags)[0]
+        """One finished trial (or a `sweeper train` run, with its own `tags` and the number of
+        its first epoch) as a run written in one go."""
+        return self.log_trials(parent_run_id, [record], kind, tags, first_epoch)[0]
 
     def log_trials(
         self,
@@ -302,6 +303,7 @@ class Tracker:
         records: list[TrialRecord],
         kind: str = "trial",
         tags: dict[str, str] | None = None,
+        first_epoch: int = 1,
     ) -> list[str]:
         """Finished trials as runs, each already terminated when it appears.
 
@@ -309,7 +311,10 @@ class Tracker:
         run costs ~1 ms instead of ~20 ms of three separate store calls, and a killed writer
         leaves all of a batch or none of it. A tracking server gets the three calls per run.
         """
-        runs = [RunContent.of(parent_run_id, record, kind, tags or {}) for record in records]
+        runs = [
+            RunContent.of(parent_run_id, record, kind, tags or {}, first_epoch)
+            for record in records
+        ]
         if self.database is not None:
             return self.database.insert(runs)
         return [self._log_run(run) for run in runs]
