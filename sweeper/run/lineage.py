@@ -15,9 +15,12 @@ than nested under it (`mlflow.parentRunId`): a family is a tree of equals, each 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ CONTINUABLE = frozenset(
     {"learning_rate", "lr_schedule", "lr_decay", "lr_base", "lr_step", "beta", "beta2",
      "epsilon", "l2", "keep_prob", "batch_size", "epochs", "early_stopping"}
 )  # fmt: skip
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 PARENT_RUN, PARENT_EPOCH = "parent_run", "parent_epoch"  # tags sweeper.<name> of a continued run
 
 
@@ -167,9 +171,23 @@ def _with_progress(checkpoint: Checkpoint, record: TrialRecord) -> Checkpoint:
 
 
 def _download(client: MlflowClient, run_id: str, path: str) -> Checkpoint:
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, _no_progress_bar():
         local = client.download_artifacts(run_id, path, folder)
         return Checkpoint.load(Path(local))
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a download bar on stderr for three small files; the live view is ours."""
+    before = os.environ.get(PROGRESS_BAR)
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[PROGRESS_BAR]
+        else:
+            os.environ[PROGRESS_BAR] = before
 
 
 def _history(client: MlflowClient, run_id: str, upto: int) -> list[dict[str, float]]:

@@ -38,7 +38,8 @@ from sweeper.tracking.tracker import Tracker
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """`name=value` pairs; values are read as YAML scalars (0.01, 64, true, adam)."""
+    """`name=value` pairs; values are read as YAML scalars (0.01, 64, true, adam), and a
+    number YAML 1.1 leaves a string (1e-9, without a dot) as the number."""
     out = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -46,8 +47,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise UserError(f"--set {pair!r}: expected name=value, e.g. --set learning_rate=0.01")
         if not TrainConfig.knows(name):
             raise UserError(f"--set {name}: unknown trainer option; known: {list(TRAINER_OPTIONS)}")
-        out[name] = yaml.safe_load(text)
+        out[name] = _number_or_itself(yaml.safe_load(text))
     return out
+
+
+def _number_or_itself(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def bias_variance(metrics: dict[str, float]) -> str:
@@ -124,22 +134,24 @@ def train_one(
     planned = TrainConfig.from_dict(options).epochs - first_epoch + 1
     ownership.claim(folder.path, ownership.Identity(spec.name, spec.fingerprint()))
     keeper = EpochCheckpoints.under(folder.path, f"{start_ms}-{os.getpid()}", planned, maximize)
-    history: list[dict[str, float]] = []
+    kept_history: list[dict[str, float]] = []  # the epochs whose checkpoints were written
 
     def callback(epoch: int, metrics: dict[str, float]) -> bool:
-        history.append(metrics)
         on_epoch(epoch, metrics)
         return False
 
     def keep(checkpoint: Checkpoint, metrics: dict[str, float]) -> None:
         keeper.write(checkpoint, metrics.get(metric))
+        kept_history.append(metrics)
 
     resume = origin.checkpoint if origin else None
     try:
         result = fit(options, plan.dataset, callback, backend, resume=resume, on_checkpoint=keep)
-        outcome, metrics, interrupted = result.outcome, result.metrics, False
-    except KeyboardInterrupt:  # the epochs completed so far are kept and logged
-        outcome, metrics, interrupted = Outcome.STOPPED, {}, True
+        outcome, metrics, history, interrupted = (
+            result.outcome, result.metrics, result.history, False
+        )  # fmt: skip
+    except KeyboardInterrupt:  # the epochs completed (and checkpointed) so far are logged
+        outcome, metrics, history, interrupted = Outcome.STOPPED, {}, kept_history, True
     tracker = Tracker(folder.tracking_uri(spec), spec.name, folder.path / "artifacts")
     number = tracker.count_runs("panda")
     record = TrialRecord(

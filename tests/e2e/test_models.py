@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import urllib.request
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -162,3 +164,37 @@ def test_the_ui_opens_on_training_runs_with_real_stage_times_and_the_best_marked
     (marked,) = [r for r in trials if r.data.tags.get("sweeper.best") == "true"]
     assert marked.data.tags["sweeper.trial"] == str(best["trial"])
     assert marked.info.run_name == f"only-{best['trial']} (best)"
+
+
+def test_the_best_trial_continues_from_its_kept_model(sweep):
+    """`sweeper train --from NAME` starts from the best trial's kept model: with α ≈ 0 its first
+    continued dev loss is that model's, far from an untrained network's; a trial that kept no
+    model is refused."""
+    cwd, _, best = sweep
+    still = ("--epochs", "1", "--set", "learning_rate=1e-9")
+    continued = cli("train", "pairs.yaml", "--from", "pairs", *still, cwd=cwd)
+    assert continued.returncode == 0, continued.stderr
+    fresh = cli("train", "pairs.yaml", *still, cwd=cwd)  # the best's options, untrained
+    assert fresh.returncode == 0, fresh.stderr
+    client = MlflowClient(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+
+    def first_dev_loss(output: str) -> tuple[Any, float]:
+        run = client.get_run(re.search(r"MLflow run\s+([0-9a-f]{32})", output)[1])
+        points = client.get_metric_history(run.info.run_id, "dev_loss")
+        return run, min(points, key=lambda p: (p.step, p.timestamp)).value
+
+    run, dev_loss = first_dev_loss(continued.stdout)
+    _, untrained = first_dev_loss(fresh.stdout)
+    assert dev_loss == pytest.approx(best["metrics"]["dev_loss"], rel=1e-5)
+    assert abs(untrained - dev_loss) > 100 * abs(dev_loss - best["metrics"]["dev_loss"])
+    trial_run = best["model_uri"].split("/")[1]
+    assert run.data.tags["sweeper.parent_run"] == trial_run
+    assert run.data.tags["sweeper.source"] == f"pairs:{best['stage']}:{best['trial']}"
+    assert run.data.tags["sweeper.first_epoch"] == "5"  # the trial trained epochs 1–4
+
+    kept = {int(n) for n in (r.data.tags["sweeper.trial"] for r in client.search_runs(
+        [client.get_experiment_by_name("pairs").experiment_id],
+        "tags.`sweeper.kind` = 'trial' and tags.`sweeper.model` = 'model'"))}  # fmt: skip
+    (without,) = sorted({0, 1, 2, 3} - kept)[:1]
+    refused = cli("train", "pairs.yaml", "--from", f"pairs:only:{without}", cwd=cwd)
+    assert refused.returncode == 2 and "the trial kept no model" in refused.stderr

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -97,3 +101,32 @@ def test_kept_checkpoints_are_bounded():
     assert stays == {10, 20, 30, 37, 40, 50, 60, 70, 80, 90, 100}
     assert len(stays) <= PERIODIC + 2
     assert kept([1, 2, 3], best=None, every=1) == {1, 2, 3}
+
+
+def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path):
+    (tmp_path / "space.yaml").write_text(SPEC)
+    pending = tmp_path / "sweeps" / "panda" / "panda-pending"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sweeper.cli.commands", "train", "space.yaml", "--epochs", "100000",
+         "--set", "batch_size=8"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(pending.glob("*/epoch-0002")) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in out and "Traceback" not in err
+    client = MlflowClient(f"sqlite:///{tmp_path / 'sweeps' / 'panda' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("panda").experiment_id])
+    assert run.info.status == "KILLED" and run.data.tags["sweeper.outcome"] == "interrupted"
+    epochs = int(run.data.tags["sweeper.epochs"])  # those completed before the Ctrl-C
+    assert epochs >= 2
+    kept_files = [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")]
+    assert f"checkpoints/epoch-{epochs:04d}" in kept_files
+    assert not pending.exists()  # published, and the pending folder gone
