@@ -211,19 +211,22 @@ def continued_options(
     changed, option → (before, after). An option outside CONTINUABLE that would change is
     refused with its --set name."""
     base = progress.options
-    try:
-        after = TrainConfig.from_dict({**base, **overrides, "epochs": progress.epoch + more_epochs})
-    except (TypeError, ValueError) as error:
-        raise UserError(f"trainer options: {error}") from None
-    options = after.to_dict()
-    for given in overrides:
-        option = per_layer_key(given)[0] if per_layer_key(given) else given
-        if option not in CONTINUABLE and options[option] != base.get(option):
+    for given, value in overrides.items():
+        option, layer = per_layer_key(given) or (given, None)
+        before = base.get(option)
+        if layer is not None and isinstance(before, list):
+            before = before[layer - 1] if layer <= len(before) else None
+        if option not in CONTINUABLE and value != before:
             raise UserError(
                 f"--set {given}: a continued run keeps the network, optimizer and random streams "
                 f"it continues, and {option} would change them (start a new run without --from "
                 f"instead); options that may change: {', '.join(sorted(CONTINUABLE))}"
             )
+    try:
+        after = TrainConfig.from_dict({**base, **overrides, "epochs": progress.epoch + more_epochs})
+    except (TypeError, ValueError) as error:
+        raise UserError(f"trainer options: {error}") from None
+    options = after.to_dict()
     changed = {
         k: (base.get(k), options[k])
         for k in sorted(CONTINUABLE - {"epochs"})

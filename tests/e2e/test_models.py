@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweeper.run.folder import find_sweep
+from sweeper.run.lineage import resolve
 from tests.e2e.helpers import cli, cli_env, wait_for, write_spec
 
 ROWS, TEST_SHARE = 300, 0.2
@@ -166,7 +168,7 @@ def test_the_ui_opens_on_training_runs_with_real_stage_times_and_the_best_marked
     assert marked.info.run_name == f"only-{best['trial']} (best)"
 
 
-def test_the_best_trial_continues_from_its_kept_model(sweep):
+def test_the_best_trial_continues_from_its_kept_model(sweep, monkeypatch):
     """`sweeper train --from NAME` starts from the best trial's kept model: with α ≈ 0 its first
     continued dev loss is that model's, far from an untrained network's; a trial that kept no
     model is refused."""
@@ -195,6 +197,12 @@ def test_the_best_trial_continues_from_its_kept_model(sweep):
     kept = {int(n) for n in (r.data.tags["sweeper.trial"] for r in client.search_runs(
         [client.get_experiment_by_name("pairs").experiment_id],
         "tags.`sweeper.kind` = 'trial' and tags.`sweeper.model` = 'model'"))}  # fmt: skip
+    monkeypatch.chdir(cwd)
+    folder = find_sweep("pairs")
+    progress = resolve("pairs", folder, folder.load_spec()).checkpoint.progress
+    assert progress.epoch == 4 and progress.t > 0 and set(progress.moments) == {"v", "s"}
+    assert set(progress.generators) == {"dropout", "shuffle"}  # kept with its progress: exact
+
     (without,) = sorted({0, 1, 2, 3} - kept)[:1]
     refused = cli("train", "pairs.yaml", "--from", f"pairs:only:{without}", cwd=cwd)
     assert refused.returncode == 2 and "the trial kept no model" in refused.stderr
