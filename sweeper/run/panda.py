@@ -152,12 +152,15 @@ def train_one(
         )  # fmt: skip
     except KeyboardInterrupt:  # the epochs completed (and checkpointed) so far are logged
         outcome, metrics, history, interrupted = Outcome.STOPPED, {}, kept_history, True
+    except Exception:  # a bug: nothing is logged, and nothing left pending
+        keeper.discard()
+        raise
     tracker = Tracker(folder.tracking_uri(spec), spec.name, folder.path / "artifacts")
     number = tracker.count_runs("panda")
     record = TrialRecord(
         stage="panda",
         number=number,
-        state="COMPLETE" if outcome is Outcome.COMPLETED else "PRUNED",
+        state="PRUNED" if interrupted or outcome is Outcome.DIVERGED else "COMPLETE",
         value=None,
         params=options,
         metrics=metrics,
