@@ -1,7 +1,8 @@
 """Orchestrator overhead: trials that (nearly) train nothing, the sweeper vs Ray Tune, same run.
 
 Sweeper: the full path (Ray tasks, the StudyServer, Optuna journal storage, MLflow on SQLite with
-per-epoch metrics); each trial trains a 1-unit network on 32 examples for 5 epochs (about a
+live runs: RUNNING at the start, every epoch's metrics while it trains; kept models on, the
+default top 3); each trial trains a 1-unit network on 32 examples for 5 epochs (about a
 millisecond of work) and reports every epoch. Ray Tune: Tuner + OptunaSearch + ASHA +
 MLflowLoggerCallback (SQLite), a function trainable that reports 5 epochs and trains nothing.
 Same N and concurrency. Prints trials/min, ms/trial and the ratio; the driver's memory at 100

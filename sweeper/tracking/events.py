@@ -12,8 +12,8 @@ Key = tuple[str, int]  # (stage, trial number)
 
 
 @dataclass
-class Started:
-    """A trial began (`record` is RUNNING: params, start time, retry_of)."""
+class RecordEvent:
+    """A trial's run as its record says it is, queued at `at`."""
 
     record: TrialRecord
     at: float = field(default_factory=time.monotonic)
@@ -21,6 +21,10 @@ class Started:
     @property
     def key(self) -> Key:
         return self.record.stage, self.record.number
+
+
+class Started(RecordEvent):
+    """A trial began (`record` is RUNNING: params, start time, retry_of)."""
 
 
 @dataclass
@@ -39,16 +43,8 @@ class Epoch:
         return self.stage, self.number
 
 
-@dataclass
-class Finished:
+class Finished(RecordEvent):
     """A trial ended (or was recovered from Optuna): its run as it stays."""
-
-    record: TrialRecord
-    at: float = field(default_factory=time.monotonic)
-
-    @property
-    def key(self) -> Key:
-        return self.record.stage, self.record.number
 
 
 TrialEvent = Started | Epoch | Finished
