@@ -477,7 +477,13 @@ def ui(
     warning = exposure_warning(host)
     if warning:
         errors.print(Text.assemble(("warning:", "yellow"), " ", warning), soft_wrap=True)
-    serve(find_sweep(sweep), host, port, dashboard, lambda url: console.print(f"serving {url}"))
+    serve(
+        find_sweep(sweep),
+        host,
+        port,
+        dashboard,
+        lambda url: console.print(f"serving {url}", soft_wrap=True),
+    )
 
 
 @app.command("list")

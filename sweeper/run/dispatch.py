@@ -135,9 +135,7 @@ class StageRun:
         number, trial_params = ray.get(self.server.ask.remote(self.index))
         backend = "cupy" if self.resources.gpus_per_trial else "numpy"
         options = {**self.fixed, **trial_params}
-        ref = task.remote(
-            self.index, number, options, self.dataset_ref, self.server, self.objective, backend
-        )
+        ref = task.remote(self.index, number, options, self.dataset_ref, self.server, backend)
         self.in_flight[ref] = (number, trial_params, attempt)
 
     def _record(self, ref: Any) -> None:

@@ -6,9 +6,10 @@ Ownership rules (why trials never touch a storage):
   manual prune request), `tell` records the task's `TrialResult`. A worker on another node
   needs no database access, the journal/SQLite files have a single writer, and a dead worker
   leaves nothing half written.
-- Optuna is the source of truth; each finished trial's MLflow run is derived from what Optuna
-  holds (params, per-epoch history and final metrics in user attributes) and written by a
-  background thread, off the trials' critical path. `open_stage` rebuilds any run a crash lost.
+- Optuna is the source of truth; MLflow mirrors it, written by a background thread off the
+  trials' critical path (the `Recorder`): a trial's run appears RUNNING at `ask`, gets each
+  epoch `report`ed (in batches, a fraction of a second later) and its end at `tell`.
+  `open_stage` deletes runs a crash left RUNNING and rebuilds every missing run from Optuna.
 - A trial left RUNNING by a dead driver or worker is marked FAIL (tag reason=lost) when its stage
   is opened again, and its params are enqueued so the same configuration runs once more; Ctrl-C
   does the same at once (reason=interrupted). Trial runs a killed writer left RUNNING in MLflow
@@ -27,7 +28,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -52,6 +53,9 @@ from sweeper.spec import scales
 from sweeper.spec.schema import SweepSpec
 from sweeper.tracking.recorder import Recorder, default_tracking_uri
 
+if TYPE_CHECKING:
+    from sweeper.data.datasets import DataInput
+
 WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one to be gone
 
 
@@ -66,11 +70,13 @@ class StudyServer:
         *,
         storage: optuna.storages.BaseStorage | None = None,
         preprocessing: dict[str, Any] | None = None,
+        inputs: list[DataInput] | None = None,
     ):
         """`credentials`: the `${VAR}`s of the storage URLs, from the driver's environment
         (an argument, not a runtime_env: Ray writes those to its log files). `storage`: the
         Optuna storage to write instead of the spec's (a test's in-memory one).
-        `preprocessing`: the dataset's (`Preprocessing.to_json`), saved with every kept model."""
+        `preprocessing`: the dataset's (`Preprocessing.to_json`), saved with every kept model;
+        `inputs`: the data it was read from, each stage run's MLflow input datasets."""
         os.environ.update(credentials or {})  # this actor's own process
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # this process: the actor's
         self.spec = SweepSpec.model_validate_json(spec_json)
@@ -97,6 +103,7 @@ class StudyServer:
             self.spec.name,
             self.sweep_dir / "artifacts",
             preprocessing,
+            inputs,
         )
 
     # -- stages ----------------------------------------------------------------------------
@@ -251,8 +258,22 @@ class StudyServer:
         study = self.studies[index]
         trial = study.ask()
         values = scales.sample(trial, self.spaces[index])
-        trial.set_user_attr("start_ms", int(time.time() * 1000))
+        start_ms = int(time.time() * 1000)
+        trial.set_user_attr("start_ms", start_ms)
         self.live[(index, trial.number)] = trial
+        self.recorder.start_trial(  # its run appears now, RUNNING
+            TrialRecord(
+                stage=self.spec.stages[index].name,
+                number=trial.number,
+                state="RUNNING",
+                value=None,
+                params={**self.spec.train, **values},
+                metrics={},
+                history=[],
+                start_ms=start_ms,
+                retry_of=trial.user_attrs.get("retry_of"),
+            )
+        )
         return trial.number, values
 
     def retry(self, index: int, number: int) -> None:
@@ -261,14 +282,18 @@ class StudyServer:
         params = study.get_trials(deepcopy=False)[number].params
         study.enqueue_trial(params, user_attrs={"retry_of": number})
 
-    def report(self, index: int, number: int, epoch: int, value: float) -> bool:
-        """Record one epoch's objective value; True when the trial should stop now."""
+    def report(self, index: int, number: int, epoch: int, metrics: dict[str, float]) -> bool:
+        """Record one epoch's metrics (the objective's value in Optuna, all of them in the
+        trial's MLflow run); True when the trial should stop now."""
         trial = self.live.get((index, number))
         if trial is None:  # interrupted: already recorded as FAIL
             return True
+        stage = self.spec.stages[index].name
+        self.recorder.log_epoch(stage, number, epoch, metrics)
+        value = metrics.get(self.spec.objective.metric, math.nan)
         if math.isfinite(value):
             trial.report(value, step=epoch)
-        if (self.spec.stages[index].name, number) in self.prune_requests:
+        if (stage, number) in self.prune_requests:
             trial.set_user_attr("reason", "manual")
             return True
         return trial.should_prune()

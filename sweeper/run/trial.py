@@ -65,17 +65,16 @@ def train_trial(
     options: dict[str, Any],
     dataset: Dataset,
     server: Any,
-    objective: str,
     backend_name: str,
 ) -> TrialResult:
-    """Train, reporting `objective` after each epoch; return what `StudyServer.tell` needs."""
+    """Train, reporting each epoch's metrics to the server (which may stop it); return what
+    `StudyServer.tell` needs."""
     context = ray.get_runtime_context()
     node_id = context.get_node_id()
     _pin_blas(max(1, int(context.get_assigned_resources().get("CPU", 1))))
 
     def report(epoch: int, metrics: dict[str, float]) -> bool:
-        value = metrics.get(objective, float("nan"))
-        return ray.get(server.report.remote(index, number, epoch, value))
+        return ray.get(server.report.remote(index, number, epoch, metrics))
 
     try:
         return dataclasses.replace(fit(options, dataset, report, backend_name), node_id=node_id)

@@ -206,3 +206,24 @@ def test_the_best_trial_continues_from_its_kept_model(sweep, monkeypatch):
     (without,) = sorted({0, 1, 2, 3} - kept)[:1]
     refused = cli("train", "pairs.yaml", "--from", f"pairs:only:{without}", cwd=cwd)
     assert refused.returncode == 2 and "the trial kept no model" in refused.stderr
+
+
+def test_the_stage_run_records_the_parquet_file_as_its_input_dataset(sweep):
+    cwd, data, _ = sweep
+    client = MlflowClient(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+    experiment = client.get_experiment_by_name("pairs")
+    (stage,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'stage'")
+    (given,) = stage.inputs.dataset_inputs
+    assert {t.key: t.value for t in given.tags} == {"mlflow.data.context": "training"}
+    dataset = given.dataset
+    assert (dataset.name, dataset.source_type) == ("pairs.parquet", "local")
+    assert json.loads(dataset.source) == {"uri": (cwd / "pairs.parquet").resolve().as_uri()}
+    columns = json.loads(dataset.schema)["mlflow_colspec"]
+    assert [(c["name"], c["type"]) for c in columns] == [
+        ("f0", "double"),
+        ("f1", "double"),
+        ("f2", "double"),
+        ("label", "string"),
+    ]
+    assert json.loads(dataset.profile) == {"num_rows": len(data)}
+    assert len(dataset.digest) == 16
