@@ -47,6 +47,18 @@ from model.train import (
     encode_targets,
 )
 
+# The options whose values networks of one pack must share (`pack_key`); any other may differ.
+PACK_OPTIONS = (
+    "hidden_units",
+    "num_layers",
+    "batch_size",
+    "optimizer",
+    "activation",
+    "init",
+    "loss",
+    "batch_norm",
+)
+
 
 def pack_key(config: TrainConfig) -> tuple:
     """What networks of one pack must share: layer sizes, the update rule and the mini-batches."""
@@ -217,7 +229,8 @@ def train_members(
         return []
     keys = {pack_key(c) for c in configs}
     if len(keys) > 1:
-        raise ValueError(f"networks of one pack must share {_PACK_FIELDS}; got {sorted(keys)}")
+        shared = ", ".join(PACK_OPTIONS)
+        raise ValueError(f"networks of one pack must share {shared}; got {sorted(keys)}")
     backend = backend or get_backend()
     xp, dtype = backend.xp, backend.dtype
     callbacks = callbacks or [None] * len(configs)
@@ -247,9 +260,6 @@ def train_members(
     with np.errstate(all="ignore"):  # overflow in a diverging network is reported as DIVERGED
         _run_epochs(pack, XT, YT, labels, dev, backend)
     return [member.result for member in members]
-
-
-_PACK_FIELDS = "hidden_units, batch_size, optimizer, activation, init, loss, batch_norm"
 
 
 def _run_epochs(

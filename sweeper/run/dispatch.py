@@ -13,9 +13,11 @@ from ray.exceptions import NodeDiedError, ObjectLostError, OwnerDiedError, Worke
 
 import model
 import sweeper
+from model.config import TrainConfig
 from sweeper.errors import UserError
 from sweeper.records import Outcome, TrialResult, count_key
-from sweeper.run.trial import train_trial
+from sweeper.run.packing import balanced, members_per_task
+from sweeper.run.trial import train_trials
 from sweeper.spec.schema import Resources
 
 LOST = (WorkerCrashedError, NodeDiedError, ObjectLostError, OwnerDiedError)
@@ -85,12 +87,24 @@ class StageProgress:
     last: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Member:
+    """One trial of a task in flight: its number, params and how many times it was lost before."""
+
+    number: int
+    params: dict[str, Any]
+    attempt: int = 0
+
+
 @dataclass
 class StageRun:
-    """One stage's trials, kept `width` in flight until `target` of them are finished.
+    """One stage's trials, kept `width` tasks in flight until `target` of them are finished.
 
-    A task lost with its worker or node is told FAIL (reason=lost) and its params run again,
-    up to `max_retries` times per configuration. Ctrl-C cancels the tasks in flight.
+    A task trains a pack of up to `resources.pack` trials of one structure (see
+    sweeper/run/packing.py), each its own Optuna trial, told on its own. A task lost with its
+    worker or node is told FAIL (reason=lost) for every member, and each member's params run
+    again (the members of one lost pack together), up to `max_retries` times per configuration.
+    Ctrl-C cancels the tasks in flight.
     """
 
     server: Any
@@ -102,11 +116,12 @@ class StageRun:
     resources: Resources
     progress: StageProgress
     on_progress: Callable[[StageProgress], None] | None = None
-    in_flight: dict[Any, tuple[int, dict[str, Any], int]] = field(default_factory=dict)
-    retry: list[tuple[int, int]] = field(default_factory=list)  # (trial number, attempt)
+    data_shape: tuple[int, int | None] = (1, None)  # (n_x, n_classes): what `pack: auto` sizes
+    in_flight: dict[Any, list[Member]] = field(default_factory=dict)
+    retry: list[list[Member]] = field(default_factory=list)  # lost packs, their next attempts
 
     def run(self) -> StageProgress:
-        task = ray.remote(train_trial).options(
+        task = ray.remote(train_trials).options(
             num_cpus=self.resources.cpus_per_trial,
             num_gpus=self.resources.gpus_per_trial,
             max_retries=0,
@@ -114,9 +129,9 @@ class StageRun:
         width = concurrency(self.resources)
         try:
             while self._unfinished() > 0 or self.in_flight:
-                while len(self.in_flight) < width and self._unfinished() > len(self.in_flight):
-                    self._launch(task, *(self.retry.pop() if self.retry else (None, 0)))
-                self.progress.running = len(self.in_flight)
+                while len(self.in_flight) < width and self._unfinished() > self._running():
+                    self._launch(task, width)
+                self.progress.running = self._running()
                 done, _ = ray.wait(list(self.in_flight), num_returns=1)
                 self._record(done[0])
         except KeyboardInterrupt:
@@ -129,33 +144,70 @@ class StageRun:
         counts = self.progress.counts
         return self.progress.target - counts["complete"] - counts["pruned"]
 
-    def _launch(self, task: Any, retry_of: int | None, attempt: int) -> None:
-        if retry_of is not None:
-            ray.get(self.server.retry.remote(self.index, retry_of))
-        number, trial_params = ray.get(self.server.ask.remote(self.index))
+    def _running(self) -> int:
+        return sum(len(members) for members in self.in_flight.values())
+
+    def _launch(self, task: Any, width: int) -> None:
+        open_trials = self._unfinished() - self._running()
+        if self.retry:
+            lost = self.retry.pop()
+            members, rest = lost[:open_trials], lost[open_trials:]
+            if rest:
+                self.retry.append(rest)
+            members = [self._ask_again(member) for member in members]
+        else:
+            number, params = ray.get(self.server.ask.remote(self.index))
+            size = balanced(self._pack_size(params), open_trials, width - len(self.in_flight))
+            followers = ray.get(self.server.ask_like.remote(self.index, number, size - 1))
+            members = [Member(number, params)] + [Member(n, p) for n, p in followers]
         backend = "cupy" if self.resources.gpus_per_trial else "numpy"
-        options = {**self.fixed, **trial_params}
         ref = task.remote(
-            self.index, number, options, self.dataset_ref, self.server, self.objective, backend
+            self.index,
+            [member.number for member in members],
+            [{**self.fixed, **member.params} for member in members],
+            self.dataset_ref,
+            self.server,
+            self.objective,
+            backend,
         )
-        self.in_flight[ref] = (number, trial_params, attempt)
+        self.in_flight[ref] = members
+
+    def _ask_again(self, lost: Member) -> Member:
+        """A new trial that runs lost trial's exact params (`StudyServer.retry`)."""
+        ray.get(self.server.retry.remote(self.index, lost.number))
+        number, params = ray.get(self.server.ask.remote(self.index))
+        return Member(number, params, lost.attempt + 1)
+
+    def _pack_size(self, params: dict[str, Any]) -> int:
+        if self.resources.pack == 1:
+            return 1
+        try:
+            config = TrainConfig.from_dict({**self.fixed, **params})
+        except ValueError:  # the task records the refused option as its trial's error
+            return 1
+        return members_per_task(self.resources.pack, config, *self.data_shape)
 
     def _record(self, ref: Any) -> None:
-        number, params, attempt = self.in_flight.pop(ref)
+        members = self.in_flight.pop(ref)
         try:
-            result: TrialResult = ray.get(ref)
+            results: list[TrialResult] = ray.get(ref)
         except LOST as error:
-            result = TrialResult(Outcome.LOST, error=type(error).__name__)
-            if attempt < self.resources.max_retries:
-                self.retry.append((number, attempt + 1))
-        state = ray.get(self.server.tell.remote(self.index, number, result))
+            results = [TrialResult(Outcome.LOST, error=type(error).__name__)] * len(members)
+            again = [m for m in members if m.attempt < self.resources.max_retries]
+            if again:
+                self.retry.append(again)
+        for member, result in zip(members, results, strict=True):
+            self._tell(member, result)
+
+    def _tell(self, member: Member, result: TrialResult) -> None:
+        state = ray.get(self.server.tell.remote(self.index, member.number, result))
         progress = self.progress
         progress.counts[count_key(state)] += 1
         value = result.metrics.get(self.objective)
         if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value
-        progress.last = {"number": number, "state": state, "params": params}
-        progress.running = len(self.in_flight)
+        progress.last = {"number": member.number, "state": state, "params": member.params}
+        progress.running = self._running()
         if self.on_progress is not None:
             self.on_progress(progress)
         if result.outcome is Outcome.ERROR:

@@ -1,4 +1,5 @@
-"""The trial task: train one configuration on a worker and report each epoch to the server.
+"""The trial task: train one configuration, or a pack of them, on a worker; each trial reports
+each epoch to the server.
 
 Runs inside a Ray worker; BLAS gets as many threads as the task has CPUs (one by default), so N
 cores train N models at full speed. It receives the dataset from the object store and never
@@ -16,7 +17,8 @@ from threadpoolctl import threadpool_limits
 
 from model import TrainConfig, evaluate, get_backend, train
 from model.checkpoint import Checkpoint
-from model.train import EpochCallback
+from model.stacked import train_members
+from model.train import EpochCallback, TrainResult
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
 
@@ -27,55 +29,97 @@ def fit(
     callback: EpochCallback | None,
     backend_name: str,
 ) -> TrialResult:
-    """Train one configuration; its outcome, per-epoch history and final metrics: dev/test
-    of the returned network, and train_* of the epoch it comes from."""
+    """Train one configuration; its outcome, per-epoch history and final metrics."""
     d = dataset
-    result = train(
-        TrainConfig.from_dict(options),
+    backend = get_backend(backend_name)
+    config = TrainConfig.from_dict(options)
+    trained = train(config, d.X_train, d.y_train, d.X_dev, d.y_dev, d.n_classes, callback, backend)
+    return _result(trained, dataset)
+
+
+def fit_pack(
+    options: list[dict[str, Any]],
+    dataset: Dataset,
+    callbacks: list[EpochCallback | None],
+    backend_name: str,
+) -> list[TrialResult]:
+    """Train configurations of one `pack_key` together (`model.stacked.train_members`); one
+    result per configuration, as `fit` would return it. A configuration the trainer refuses is
+    an ERROR of its own; the others train."""
+    d = dataset
+    results: list[TrialResult | None] = [None] * len(options)
+    configs, members = [], []
+    for k, member_options in enumerate(options):
+        try:
+            configs.append(TrainConfig.from_dict(member_options))
+            members.append(k)
+        except Exception:
+            results[k] = TrialResult(Outcome.ERROR, error=traceback.format_exc())
+    trained = train_members(
+        configs,
         d.X_train,
         d.y_train,
         d.X_dev,
         d.y_dev,
         d.n_classes,
-        callback,
+        [callbacks[k] for k in members],
         get_backend(backend_name),
     )
+    for k, result in zip(members, trained, strict=True):
+        results[k] = _result(result, dataset)
+    return results
+
+
+def _result(trained: TrainResult, dataset: Dataset) -> TrialResult:
+    """What the StudyServer records of a trained network: dev/test metrics of the returned
+    network, train_* of the epoch it comes from, and its checkpoint if it ran to its end."""
+    d = dataset
     metrics: dict[str, float] = {}
-    outcome = Outcome(result.outcome.value)
+    outcome = Outcome(trained.outcome.value)
     ran_to_end = outcome in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)
     if outcome is not Outcome.DIVERGED:
         for split, X, y in (("dev", d.X_dev, d.y_dev), ("test", d.X_test, d.y_test)):
             if X.shape[1]:  # split.test: 0 leaves no test set, and so no test metrics
-                evaluated = evaluate(result.network, X, y)
+                evaluated = evaluate(trained.network, X, y)
                 metrics.update({f"{split}_{k}": v for k, v in evaluated.items()})
-        metrics.update({k: v for k, v in result.kept.items() if k.startswith("train_")})
+        metrics.update({k: v for k, v in trained.kept.items() if k.startswith("train_")})
     # the network goes back as arrays (kept ones are written by the StudyServer, never here)
-    checkpoint = Checkpoint.of(result.network) if ran_to_end else None
-    return TrialResult(outcome, result.history, metrics, checkpoint=checkpoint)
+    checkpoint = Checkpoint.of(trained.network) if ran_to_end else None
+    return TrialResult(outcome, trained.history, metrics, checkpoint=checkpoint)
 
 
-def train_trial(
+def train_trials(
     index: int,
-    number: int,
-    options: dict[str, Any],
+    numbers: list[int],
+    options: list[dict[str, Any]],
     dataset: Dataset,
     server: Any,
     objective: str,
     backend_name: str,
-) -> TrialResult:
-    """Train, reporting `objective` after each epoch; return what `StudyServer.tell` needs."""
+) -> list[TrialResult]:
+    """Train trials `numbers` of stage `index` (one alone, several as a pack), each reporting
+    `objective` after every epoch and stopped on its own when the server says so; return what
+    `StudyServer.tell` needs for each."""
     context = ray.get_runtime_context()
     node_id = context.get_node_id()
     _pin_blas(max(1, int(context.get_assigned_resources().get("CPU", 1))))
 
-    def report(epoch: int, metrics: dict[str, float]) -> bool:
-        value = metrics.get(objective, float("nan"))
-        return ray.get(server.report.remote(index, number, epoch, value))
+    def reporter(number: int) -> EpochCallback:
+        def report(epoch: int, metrics: dict[str, float]) -> bool:
+            value = metrics.get(objective, float("nan"))
+            return ray.get(server.report.remote(index, number, epoch, value))
 
+        return report
+
+    callbacks = [reporter(number) for number in numbers]
     try:
-        return dataclasses.replace(fit(options, dataset, report, backend_name), node_id=node_id)
-    except Exception:  # a bug or bad option in one trial is recorded as FAIL, not a crashed sweep
-        return TrialResult(Outcome.ERROR, node_id=node_id, error=traceback.format_exc())
+        if len(numbers) == 1:  # a pack of one is slower than the lone trainer (benchmark)
+            results = [fit(options[0], dataset, callbacks[0], backend_name)]
+        else:
+            results = fit_pack(options, dataset, callbacks, backend_name)
+    except Exception:  # a bug or bad option is recorded as FAIL, not a crashed sweep
+        results = [TrialResult(Outcome.ERROR, error=traceback.format_exc()) for _ in numbers]
+    return [dataclasses.replace(result, node_id=node_id) for result in results]
 
 
 _blas_threads = 0  # what this worker process's BLAS is limited to; 0 = not yet
