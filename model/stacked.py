@@ -15,7 +15,7 @@ Each network k draws from its own generators exactly what `model.train` would dr
 (W^[1..L] in order, then one mask per dropout layer per step; its own permutation each epoch), so
 member k's parameters and per-epoch metrics equal those of `model.train(configs[k])` to floating
 point rounding. A network ends on its own: diverged (dropped at the step its cost is NaN/inf),
-early-stopped, stopped by its callback, or out of epochs; the pack then shrinks to the networks
+early-stopped, stopped by the callback, or out of epochs; the pack then shrinks to the networks
 still training, so an ended one costs nothing more.
 
 (Over 300 lines: the pack's network, its per-member state and its epoch loop share one (K, …)
@@ -25,6 +25,7 @@ layout and shrink together when a member ends; split apart, each would re-derive
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,7 +41,6 @@ from model.train import (
     DIVERGENCE_FACTOR,
     EVAL_CHUNK,
     TRAIN_EVAL_EXAMPLES,
-    EpochCallback,
     Outcome,
     TrainResult,
     architecture,
@@ -58,6 +58,11 @@ PACK_OPTIONS = (
     "loss",
     "batch_norm",
 )
+
+
+# After each epoch: the metrics of each network still training, by its index in the configs →
+# the indices of those to stop.
+PackCallback = Callable[[int, dict[int, dict[str, float]]], Collection[int]]
 
 
 def pack_key(config: TrainConfig) -> tuple:
@@ -134,7 +139,7 @@ class _Member:
     """The bookkeeping of one network of the pack: what `model.train` keeps for it alone."""
 
     config: TrainConfig
-    callback: EpochCallback | None
+    index: int  # its place in `train_members`' configs, by which the callback names it
     arch: Architecture
     shuffle_rng: np.random.Generator  # its mini-batch order
     sample: np.ndarray  # its fixed sample of training examples for train_* metrics
@@ -216,14 +221,17 @@ def train_members(
     X_dev: Any | None = None,
     y_dev: Any | None = None,
     n_classes: int | None = None,
-    callbacks: list[EpochCallback | None] | None = None,
+    callback: PackCallback | None = None,
     backend: Backend | None = None,
 ) -> list[TrainResult]:
     """Train every config together; result k equals `model.train(configs[k], …)`.
 
     The configs must share `pack_key` (layer sizes, batch size, optimizer, activation, init,
-    loss, batch norm); everything else may differ, epochs and early stopping included. Callback k
-    receives network k's (epoch, metrics) and may stop that network alone.
+    loss, batch norm); everything else may differ, epochs and early stopping included. After
+    each epoch the callback receives the metrics of every network still training, keyed by its
+    index in `configs` (one call for the pack: a sweep answers it with one round trip), and
+    returns the indices of those to stop; each is then STOPPED alone, as `model.train`'s
+    callback would stop it.
     """
     if not configs:
         return []
@@ -233,17 +241,16 @@ def train_members(
         raise ValueError(f"networks of one pack must share {shared}; got {sorted(keys)}")
     backend = backend or get_backend()
     xp, dtype = backend.xp, backend.dtype
-    callbacks = callbacks or [None] * len(configs)
     n_x, m = X_train.shape[0], X_train.shape[1]
     members = [
         _Member(
             config,
-            callback,
+            k,
             architecture(config, n_x, n_classes),
             np.random.default_rng(config.seed),
             np.sort(np.random.default_rng(config.seed).permutation(m)[:TRAIN_EVAL_EXAMPLES]),
         )
-        for config, callback in zip(configs, callbacks, strict=True)
+        for k, config in enumerate(configs)
     ]
     pack = _Pack.start(members, backend)
     loss = pack.net.loss
@@ -258,12 +265,18 @@ def train_members(
         Y_dev = encode_targets(xp, dev_labels, loss.name, n_out, dtype)
         dev = (xp.asarray(X_dev, dtype=dtype), Y_dev, xp.asarray(y_dev))
     with np.errstate(all="ignore"):  # overflow in a diverging network is reported as DIVERGED
-        _run_epochs(pack, XT, YT, labels, dev, backend)
+        _run_epochs(pack, XT, YT, labels, dev, backend, callback)
     return [member.result for member in members]
 
 
 def _run_epochs(
-    pack: _Pack, XT: Any, YT: Any, labels: Any, dev: tuple | None, backend: Backend
+    pack: _Pack,
+    XT: Any,
+    YT: Any,
+    labels: Any,
+    dev: tuple | None,
+    backend: Backend,
+    callback: PackCallback | None,
 ) -> None:
     xp = backend.xp
     m, batch = XT.shape[0], pack.members[0].config.batch_size
@@ -297,11 +310,26 @@ def _run_epochs(
         _evaluate_into(metrics, "train", pack, XT, YT, labels)
         if dev is not None:
             _evaluate_into(metrics, "dev", pack, *dev)
-        keep = [
-            k
+        ended = [
+            _epoch_ends(member, epoch, measured, pack.net, k)
             for k, (member, measured) in enumerate(zip(pack.members, metrics, strict=True))
-            if not _epoch_ends(member, epoch, measured, pack.net, k)
         ]
+        training = {
+            member.index: measured
+            for member, measured, done in zip(pack.members, metrics, ended, strict=True)
+            if not done
+        }
+        stop = set(callback(epoch, training)) if callback is not None and training else set()
+        keep = []
+        for k, (member, done) in enumerate(zip(pack.members, ended, strict=True)):
+            if done:
+                continue
+            if member.index in stop:
+                _end(member, Outcome.STOPPED, pack.net, k)
+            elif epoch == member.config.epochs:
+                _end(member, Outcome.COMPLETED, pack.net, k)
+            else:
+                keep.append(k)
         if len(keep) < len(pack.members):
             if not keep:
                 return
@@ -311,7 +339,8 @@ def _run_epochs(
 def _epoch_ends(
     member: _Member, epoch: int, metrics: dict[str, float], net: StackedNetwork, k: int
 ) -> bool:
-    """Record network k's epoch as `model.train` does; True when this network is done."""
+    """Record network k's epoch as `model.train` does, up to its callback; True when it diverged
+    or stopped early."""
     config = member.config
     member.history.append(metrics)
     diverged = not all(math.isfinite(v) for v in metrics.values()) or (
@@ -329,10 +358,6 @@ def _epoch_ends(
             if member.stale >= config.early_stopping:
                 member.kept_epoch = member.best_epoch
                 return _end(member, Outcome.EARLY_STOPPED, net, k, member.best_state)
-    if member.callback is not None and member.callback(epoch, metrics):
-        return _end(member, Outcome.STOPPED, net, k)
-    if epoch == config.epochs:
-        return _end(member, Outcome.COMPLETED, net, k)
     return False
 
 

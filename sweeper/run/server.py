@@ -295,6 +295,10 @@ class StudyServer:
             return True
         return trial.should_prune()
 
+    def report_pack(self, index: int, reports: list[tuple[int, int, float]]) -> list[bool]:
+        """`report` for each (number, epoch, value) of a pack's epoch, in one call."""
+        return [self.report(index, number, epoch, value) for number, epoch, value in reports]
+
     def tell(self, index: int, number: int, result: TrialResult) -> str:
         """Record a finished trial in Optuna (see `records.decide`), then queue its MLflow run.
         Returns the Optuna state's name."""

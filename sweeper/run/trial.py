@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from model import TrainConfig, evaluate, get_backend, train
 from model.checkpoint import Checkpoint
-from model.stacked import train_members
+from model.stacked import PackCallback, train_members
 from model.train import EpochCallback, TrainResult
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
@@ -40,12 +40,13 @@ def fit(
 def fit_pack(
     options: list[dict[str, Any]],
     dataset: Dataset,
-    callbacks: list[EpochCallback | None],
+    callback: PackCallback,
     backend_name: str,
 ) -> list[TrialResult]:
     """Train configurations of one `pack_key` together (`model.stacked.train_members`); one
-    result per configuration, as `fit` would return it. A configuration the trainer refuses is
-    an ERROR of its own; the others train."""
+    result per configuration, as `fit` would return it. The callback names configurations by
+    their index in `options`. A configuration the trainer refuses is an ERROR of its own; the
+    others train."""
     d = dataset
     results: list[TrialResult | None] = [None] * len(options)
     configs, members = [], []
@@ -55,6 +56,12 @@ def fit_pack(
             members.append(k)
         except Exception:
             results[k] = TrialResult(Outcome.ERROR, error=traceback.format_exc())
+
+    def renumbered(epoch: int, training: dict[int, dict[str, float]]) -> list[int]:
+        """The callback for the configurations that train, `members[j]` being the j-th."""
+        stop = set(callback(epoch, {members[j]: metrics for j, metrics in training.items()}))
+        return [j for j, k in enumerate(members) if k in stop]
+
     trained = train_members(
         configs,
         d.X_train,
@@ -62,7 +69,7 @@ def fit_pack(
         d.X_dev,
         d.y_dev,
         d.n_classes,
-        [callbacks[k] for k in members],
+        renumbered,
         get_backend(backend_name),
     )
     for k, result in zip(members, trained, strict=True):
@@ -104,19 +111,22 @@ def train_trials(
     node_id = context.get_node_id()
     _pin_blas(max(1, int(context.get_assigned_resources().get("CPU", 1))))
 
-    def reporter(number: int) -> EpochCallback:
-        def report(epoch: int, metrics: dict[str, float]) -> bool:
-            value = metrics.get(objective, float("nan"))
-            return ray.get(server.report.remote(index, number, epoch, value))
+    def report(epoch: int, training: dict[int, dict[str, float]]) -> list[int]:
+        """Every member's epoch in one round trip (they are many and the server is one)."""
+        members = list(training)
+        values = [training[k].get(objective, float("nan")) for k in members]
+        reports = [(numbers[k], epoch, value) for k, value in zip(members, values, strict=True)]
+        stops = ray.get(server.report_pack.remote(index, reports))
+        return [k for k, stop in zip(members, stops, strict=True) if stop]
 
-        return report
+    def alone(epoch: int, metrics: dict[str, float]) -> bool:
+        return bool(report(epoch, {0: metrics}))
 
-    callbacks = [reporter(number) for number in numbers]
     try:
         if len(numbers) == 1:  # a pack of one is slower than the lone trainer (benchmark)
-            results = [fit(options[0], dataset, callbacks[0], backend_name)]
+            results = [fit(options[0], dataset, alone, backend_name)]
         else:
-            results = fit_pack(options, dataset, callbacks, backend_name)
+            results = fit_pack(options, dataset, report, backend_name)
     except Exception:  # a bug or bad option is recorded as FAIL, not a crashed sweep
         results = [TrialResult(Outcome.ERROR, error=traceback.format_exc()) for _ in numbers]
     return [dataclasses.replace(result, node_id=node_id) for result in results]

@@ -1,0 +1,230 @@
+"""Packed vs one-per-task training: the trainer alone per shape, then whole sweeps, in one run.
+
+1. Shapes. For each shape and K, the same K configurations (one architecture; learning rate and
+   seed differ per network, as in a sweep) are trained one after another with `model.train` and
+   together with `model.stacked.train_members`, on one BLAS thread (one trial task's core).
+   Printed: samples/s (examples × epochs × networks per second) and trials/hour (networks of
+   `--epochs` epochs per hour) of each, and their ratio. The data are Gaussian features with
+   random labels (speed does not depend on what is learned): 1024 training, 256 dev examples.
+   Each timing is the best of `--repeats`, the two ways interleaved, since the machine may be
+   shared.
+2. Sweeps. The same sweep through the real sweeper (Ray tasks, StudyServer, Optuna journal,
+   MLflow) with `resources.pack` 1, 16 and auto: built-in digits, `--trials` small trials (the
+   learning rate, β, L2 and dropout searched, with the width and batch size), `--epochs`
+   epochs, concurrency 2. Per seed the variants run back to back; printed: wall time,
+   trials/hour, best dev accuracy and exact counts, then the mean over seeds and the ratios.
+
+    python benchmarks/packing.py [--ks 1 4 16 64] [--epochs 2] [--repeats 3]
+                                 [--sweep-trials 64] [--sweep-epochs 10] [--seeds 3]
+                                 [--skip-shapes] [--skip-sweeps] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from threadpoolctl import threadpool_limits
+
+from model import TrainConfig, train
+from model.stacked import train_members
+
+# (name, n_x, hidden widths, classes, batch size): the issue's shapes, then one more small one
+SHAPES = [
+    ("64-32-10 b32", 64, [32], 10, 32),
+    ("64-128-128-10 b64", 64, [128, 128], 10, 64),
+    ("2-16-16-1 b32", 2, [16, 16], 2, 32),
+    ("784-256-10 b128", 784, [256], 10, 128),
+    ("64-32-32-10 b64", 64, [32, 32], 10, 64),
+]
+M_TRAIN, M_DEV = 1024, 256
+PACKS = (1, 16, "auto")
+
+
+@dataclass
+class ShapeRow:
+    shape: str
+    K: int
+    single_samples_per_s: float
+    packed_samples_per_s: float
+    single_trials_per_hour: float
+    packed_trials_per_hour: float
+    ratio: float
+
+
+def configs(K: int, hidden: list[int], batch: int, epochs: int) -> list[TrainConfig]:
+    rates = np.geomspace(1e-4, 1e-1, K)
+    return [
+        TrainConfig(
+            hidden_units=hidden, batch_size=batch, epochs=epochs, learning_rate=float(a), seed=k
+        )
+        for k, a in enumerate(rates)
+    ]
+
+
+def best_times(runs: list[Callable[[], object]], repeats: int) -> list[float]:
+    """The best time of each run, the runs interleaved so that a busy moment hits all alike."""
+    times = [[] for _ in runs]
+    for _ in range(repeats):
+        for run, measured in zip(runs, times, strict=True):
+            start = time.perf_counter()
+            run()
+            measured.append(time.perf_counter() - start)
+    return [min(measured) for measured in times]
+
+
+def measure_shape(shape: tuple, K: int, epochs: int, repeats: int) -> ShapeRow:
+    name, n_x, hidden, classes, batch = shape
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((M_TRAIN + M_DEV, n_x)).astype(np.float32)
+    y = rng.integers(0, classes, M_TRAIN + M_DEV)
+    data = (X[:M_TRAIN].T, y[:M_TRAIN], X[M_TRAIN:].T, y[M_TRAIN:], classes)
+    pack = configs(K, hidden, batch, epochs)
+    single, packed = best_times(
+        [lambda: [train(config, *data) for config in pack], lambda: train_members(pack, *data)],
+        repeats,
+    )
+    samples = K * epochs * M_TRAIN
+    return ShapeRow(
+        name,
+        K,
+        samples / single,
+        samples / packed,
+        3600 * K / single,
+        3600 * K / packed,
+        single / packed,
+    )
+
+
+def shapes(args: argparse.Namespace) -> list[ShapeRow]:
+    rows = []
+    with threadpool_limits(limits=1):  # one core, as one trial task has
+        measure_shape(SHAPES[0], 1, 1, 1)  # warm-up: imports, first allocations
+        print(
+            f"{'shape':<20}{'K':>4}{'single samples/s':>18}{'packed samples/s':>18}"
+            f"{'single trials/h':>17}{'packed trials/h':>17}{'ratio':>8}"
+        )
+        for shape in SHAPES:
+            for K in args.ks:
+                row = measure_shape(shape, K, args.epochs, args.repeats)
+                rows.append(row)
+                print(
+                    f"{row.shape:<20}{row.K:>4}{row.single_samples_per_s:>18,.0f}"
+                    f"{row.packed_samples_per_s:>18,.0f}{row.single_trials_per_hour:>17,.0f}"
+                    f"{row.packed_trials_per_hour:>17,.0f}{row.ratio:>7.2f}×",
+                    flush=True,
+                )
+    return rows
+
+
+def sweep_spec(root: Path, pack: int | str, seed: int, trials: int, epochs: int) -> Path:
+    name = f"digits-pack{pack}-{seed}"
+    spec = {
+        "name": name,
+        "dir": str(root / name),
+        "data": {"source": "builtin:digits", "split": {"dev": 0.2, "test": 0.2, "seed": 0}},
+        "train": {"epochs": epochs, "optimizer": "adam", "seed": seed},
+        "objective": {"metric": "dev_accuracy", "direction": "maximize"},
+        "space": {
+            "learning_rate": {"scale": "log", "low": 1e-4, "high": 1e-1},
+            "beta": {"scale": "one_minus_log", "low": 0.5, "high": 0.999},
+            "l2": {"scale": "log", "low": 1e-5, "high": 1.0},
+            "keep_prob": {"scale": "uniform", "low": 0.5, "high": 1.0},
+            "hidden_units": {"scale": "pow2", "low": 8, "high": 32},
+            "batch_size": {"scale": "pow2", "low": 16, "high": 64},
+        },
+        "stages": [{"name": "all", "trials": trials, "sampler": "random", "seed": seed}],
+        "resources": {"concurrency": 2, "pack": pack},
+    }
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_sweep(path: Path) -> dict[str, Any]:
+    from sweeper.results.summary import load_view
+    from sweeper.run import sweep
+
+    plan = sweep.prepare(path)
+    told: list[float] = []
+    started = time.perf_counter()
+    result = sweep.run(plan, lambda progress: told.append(time.perf_counter()))
+    wall = time.perf_counter() - started
+    counts = result.stages[0].counts
+    best = load_view(plan.folder).ranked()[0]
+    return {
+        "wall_s": wall,
+        "trials_per_hour": 3600 * sum(counts.values()) / wall,
+        "last_told_s": told[-1] - started,  # the rest: the stage's and sweep's figures, flush
+        "best_dev": best.value,
+        "counts": dict(counts),
+    }
+
+
+def sweeps(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from sweeper.run.dispatch import start_ray
+
+    start_ray(None)
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        print(
+            f"\n{'pack':>5}{'seed':>5}{'wall s':>8}{'last told s':>12}{'trials/h':>10}"
+            f"{'best dev':>10}  counts"
+        )
+        for seed in range(args.seeds):
+            for pack in PACKS:
+                path = sweep_spec(root, pack, seed, args.sweep_trials, args.sweep_epochs)
+                run = {"pack": pack, "seed": seed} | run_sweep(path)
+                runs.append(run)
+                print(
+                    f"{pack!s:>5}{seed:>5}{run['wall_s']:>8.1f}{run['last_told_s']:>12.1f}"
+                    f"{run['trials_per_hour']:>10,.0f}"
+                    f"{run['best_dev']:>10.4f}  {run['counts']}",
+                    flush=True,
+                )
+    one = [r for r in runs if r["pack"] == 1]
+    for pack in PACKS:
+        mine = [r for r in runs if r["pack"] == pack]
+        speedups = [o["wall_s"] / r["wall_s"] for o, r in zip(one, mine, strict=True)]
+        print(
+            f"pack {pack}: mean wall {statistics.mean(r['wall_s'] for r in mine):.1f} s, "
+            f"trials/hour ×{statistics.mean(speedups):.2f} vs pack 1 (per seed "
+            f"{', '.join(f'{s:.2f}' for s in speedups)}), mean best dev "
+            f"{statistics.mean(r['best_dev'] for r in mine):.4f}"
+        )
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sweep-trials", type=int, default=64)
+    parser.add_argument("--sweep-epochs", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--skip-shapes", action="store_true")
+    parser.add_argument("--skip-sweeps", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write every row to this file")
+    args = parser.parse_args()
+    found: dict[str, Any] = {}
+    if not args.skip_shapes:
+        found["shapes"] = [asdict(row) for row in shapes(args)]
+    if not args.skip_sweeps:
+        found["sweeps"] = sweeps(args)
+    if args.json:
+        args.json.write_text(json.dumps(found, indent=2))
+
+
+if __name__ == "__main__":
+    main()
