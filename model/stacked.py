@@ -25,7 +25,7 @@ layout and shrink together when a member ends; split apart, each would re-derive
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -226,6 +226,26 @@ def train_members(
 ) -> list[TrainResult]:
     """Train every config together; result k equals `model.train(configs[k], …)`.
 
+    See `each_trained` (this is it, waiting for the last network).
+    """
+    data = (X_train, y_train, X_dev, y_dev, n_classes)
+    trained = dict(each_trained(configs, *data, callback, backend))
+    return [trained[k] for k in range(len(configs))]
+
+
+def each_trained(
+    configs: list[TrainConfig],
+    X_train: Any,
+    y_train: Any,
+    X_dev: Any | None = None,
+    y_dev: Any | None = None,
+    n_classes: int | None = None,
+    callback: PackCallback | None = None,
+    backend: Backend | None = None,
+) -> Iterator[tuple[int, TrainResult]]:
+    """Train every config together, yielding (k, result of configs[k]) as each network ends,
+    so that a sweep records a pruned or finished member while the others train on.
+
     The configs must share `pack_key` (layer sizes, batch size, optimizer, activation, init,
     loss, batch norm); everything else may differ, epochs and early stopping included. After
     each epoch the callback receives the metrics of every network still training, keyed by its
@@ -234,7 +254,7 @@ def train_members(
     callback would stop it.
     """
     if not configs:
-        return []
+        return
     keys = {pack_key(c) for c in configs}
     if len(keys) > 1:
         shared = ", ".join(PACK_OPTIONS)
@@ -264,9 +284,15 @@ def train_members(
         dev_labels = backend.to_host(xp.asarray(y_dev))
         Y_dev = encode_targets(xp, dev_labels, loss.name, n_out, dtype)
         dev = (xp.asarray(X_dev, dtype=dtype), Y_dev, xp.asarray(y_dev))
-    with np.errstate(all="ignore"):  # overflow in a diverging network is reported as DIVERGED
-        _run_epochs(pack, XT, YT, labels, dev, backend, callback)
-    return [member.result for member in members]
+    ended = _run_epochs(pack, XT, YT, labels, dev, backend, callback)
+    while True:
+        # overflow in a diverging network is reported as DIVERGED (the state is not left set
+        # while the caller has a member)
+        with np.errstate(all="ignore"):
+            member = next(ended, None)
+        if member is None:
+            return
+        yield member.index, member.result
 
 
 def _run_epochs(
@@ -277,7 +303,8 @@ def _run_epochs(
     dev: tuple | None,
     backend: Backend,
     callback: PackCallback | None,
-) -> None:
+) -> Iterator[_Member]:
+    """The lock-step epochs; yields each member as it ends."""
     xp = backend.xp
     m, batch = XT.shape[0], pack.members[0].config.batch_size
     for epoch in range(1, max(member.config.epochs for member in pack.members) + 1):
@@ -297,6 +324,7 @@ def _run_epochs(
                 if not math.isfinite(J):  # diverged: it leaves the pack, the others go on
                     member.history.append({"minibatch_cost": math.inf})
                     _end(member, Outcome.DIVERGED, pack.net, k)
+                    yield member
             cost_sum += np.where(finite, cost, 0.0) * X_t.shape[-1]
             pack.net.backward(Y_t, pack.l2)
             pack.optimizer.step(pack.net.theta, pack.net.dtheta, alpha)
@@ -322,12 +350,12 @@ def _run_epochs(
         stop = set(callback(epoch, training)) if callback is not None and training else set()
         keep = []
         for k, (member, done) in enumerate(zip(pack.members, ended, strict=True)):
+            if not done and member.index in stop:
+                done = _end(member, Outcome.STOPPED, pack.net, k)
+            elif not done and epoch == member.config.epochs:
+                done = _end(member, Outcome.COMPLETED, pack.net, k)
             if done:
-                continue
-            if member.index in stop:
-                _end(member, Outcome.STOPPED, pack.net, k)
-            elif epoch == member.config.epochs:
-                _end(member, Outcome.COMPLETED, pack.net, k)
+                yield member
             else:
                 keep.append(k)
         if len(keep) < len(pack.members):

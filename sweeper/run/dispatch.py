@@ -101,10 +101,10 @@ class StageRun:
     """One stage's trials, kept `width` tasks in flight until `target` of them are finished.
 
     A task trains a pack of up to `resources.pack` trials of one structure (see
-    sweeper/run/packing.py), each its own Optuna trial, told on its own. A task lost with its
-    worker or node is told FAIL (reason=lost) for every member, and each member's params run
-    again (the members of one lost pack together), up to `max_retries` times per configuration.
-    Ctrl-C cancels the tasks in flight.
+    sweeper/run/packing.py), each its own Optuna trial: the task yields each trial's result as
+    it ends, and it is told at once. A task lost with its worker or node is told FAIL
+    (reason=lost) for each member not yet told, and their params run again (together, as one
+    pack), up to `max_retries` times per configuration. Ctrl-C cancels the tasks in flight.
     """
 
     server: Any
@@ -117,7 +117,7 @@ class StageRun:
     progress: StageProgress
     on_progress: Callable[[StageProgress], None] | None = None
     data_shape: tuple[int, int | None] = (1, None)  # (n_x, n_classes): what `pack: auto` sizes
-    in_flight: dict[Any, list[Member]] = field(default_factory=dict)
+    in_flight: dict[Any, dict[int, Member]] = field(default_factory=dict)  # task → untold
     retry: list[list[Member]] = field(default_factory=list)  # lost packs, their next attempts
 
     def run(self) -> StageProgress:
@@ -125,6 +125,7 @@ class StageRun:
             num_cpus=self.resources.cpus_per_trial,
             num_gpus=self.resources.gpus_per_trial,
             max_retries=0,
+            num_returns="streaming",
         )
         width = concurrency(self.resources)
         try:
@@ -132,8 +133,8 @@ class StageRun:
                 while len(self.in_flight) < width and self._unfinished() > self._running():
                     self._launch(task, width)
                 self.progress.running = self._running()
-                done, _ = ray.wait(list(self.in_flight), num_returns=1)
-                self._record(done[0])
+                ready, _ = ray.wait(list(self.in_flight), num_returns=1)
+                self._record(ready[0])
         except KeyboardInterrupt:
             for ref in self.in_flight:
                 ray.cancel(ref, force=True)
@@ -170,7 +171,7 @@ class StageRun:
             self.objective,
             backend,
         )
-        self.in_flight[ref] = members
+        self.in_flight[ref] = {member.number: member for member in members}
 
     def _ask_again(self, lost: Member) -> Member:
         """A new trial that runs lost trial's exact params (`StudyServer.retry`)."""
@@ -187,17 +188,29 @@ class StageRun:
             return 1
         return members_per_task(self.resources.pack, config, *self.data_shape)
 
-    def _record(self, ref: Any) -> None:
-        members = self.in_flight.pop(ref)
+    def _record(self, task: Any) -> None:
+        """Tell the next trial the task yielded; all it had left, if its worker was lost."""
+        members = self.in_flight[task]
         try:
-            results: list[TrialResult] = ray.get(ref)
+            number, result = ray.get(next(task))
+        except StopIteration:  # ended without a result for some member: a bug, recorded as such
+            del self.in_flight[task]
+            for member in members.values():
+                self._tell(member, TrialResult(Outcome.ERROR, error="its task yielded no result"))
+            return
         except LOST as error:
-            results = [TrialResult(Outcome.LOST, error=type(error).__name__)] * len(members)
-            again = [m for m in members if m.attempt < self.resources.max_retries]
+            del self.in_flight[task]
+            lost = list(members.values())
+            for member in lost:
+                self._tell(member, TrialResult(Outcome.LOST, error=type(error).__name__))
+            again = [m for m in lost if m.attempt < self.resources.max_retries]
             if again:
                 self.retry.append(again)
-        for member, result in zip(members, results, strict=True):
-            self._tell(member, result)
+            return
+        member = members.pop(number)
+        if not members:
+            del self.in_flight[task]
+        self._tell(member, result)
 
     def _tell(self, member: Member, result: TrialResult) -> None:
         state = ray.get(self.server.tell.remote(self.index, member.number, result))

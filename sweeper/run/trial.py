@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import ray
@@ -17,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from model import TrainConfig, evaluate, get_backend, train
 from model.checkpoint import Checkpoint
-from model.stacked import PackCallback, train_members
+from model.stacked import PackCallback, each_trained
 from model.train import EpochCallback, TrainResult
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
@@ -42,39 +43,28 @@ def fit_pack(
     dataset: Dataset,
     callback: PackCallback,
     backend_name: str,
-) -> list[TrialResult]:
-    """Train configurations of one `pack_key` together (`model.stacked.train_members`); one
-    result per configuration, as `fit` would return it. The callback names configurations by
-    their index in `options`. A configuration the trainer refuses is an ERROR of its own; the
-    others train."""
-    d = dataset
-    results: list[TrialResult | None] = [None] * len(options)
+) -> Iterator[tuple[int, TrialResult]]:
+    """Train configurations of one `pack_key` together (`model.stacked.each_trained`),
+    yielding (k, result of options[k]) as each ends, the result as `fit` would return it. The
+    callback names configurations by their index in `options`. A configuration the trainer
+    refuses is an ERROR of its own; the others train."""
     configs, members = [], []
     for k, member_options in enumerate(options):
         try:
             configs.append(TrainConfig.from_dict(member_options))
             members.append(k)
         except Exception:
-            results[k] = TrialResult(Outcome.ERROR, error=traceback.format_exc())
+            yield k, TrialResult(Outcome.ERROR, error=traceback.format_exc())
 
     def renumbered(epoch: int, training: dict[int, dict[str, float]]) -> list[int]:
         """The callback for the configurations that train, `members[j]` being the j-th."""
         stop = set(callback(epoch, {members[j]: metrics for j, metrics in training.items()}))
         return [j for j, k in enumerate(members) if k in stop]
 
-    trained = train_members(
-        configs,
-        d.X_train,
-        d.y_train,
-        d.X_dev,
-        d.y_dev,
-        d.n_classes,
-        renumbered,
-        get_backend(backend_name),
-    )
-    for k, result in zip(members, trained, strict=True):
-        results[k] = _result(result, dataset)
-    return results
+    d = dataset
+    splits = (d.X_train, d.y_train, d.X_dev, d.y_dev, d.n_classes)
+    for j, trained in each_trained(configs, *splits, renumbered, get_backend(backend_name)):
+        yield members[j], _result(trained, dataset)
 
 
 def _result(trained: TrainResult, dataset: Dataset) -> TrialResult:
@@ -103,10 +93,11 @@ def train_trials(
     server: Any,
     objective: str,
     backend_name: str,
-) -> list[TrialResult]:
+) -> Iterator[tuple[int, TrialResult]]:
     """Train trials `numbers` of stage `index` (one alone, several as a pack), each reporting
-    `objective` after every epoch and stopped on its own when the server says so; return what
-    `StudyServer.tell` needs for each."""
+    `objective` after every epoch and stopped on its own when the server says so. A Ray
+    generator task: yields (number, what `StudyServer.tell` needs) as each trial ends, so that
+    the driver records a pruned or finished member while the others train on."""
     context = ray.get_runtime_context()
     node_id = context.get_node_id()
     _pin_blas(max(1, int(context.get_assigned_resources().get("CPU", 1))))
@@ -122,14 +113,20 @@ def train_trials(
     def alone(epoch: int, metrics: dict[str, float]) -> bool:
         return bool(report(epoch, {0: metrics}))
 
+    ended: set[int] = set()
     try:
         if len(numbers) == 1:  # a pack of one is slower than the lone trainer (benchmark)
-            results = [fit(options[0], dataset, alone, backend_name)]
+            results = iter([(0, fit(options[0], dataset, alone, backend_name))])
         else:
             results = fit_pack(options, dataset, report, backend_name)
+        for k, result in results:
+            ended.add(k)
+            yield numbers[k], dataclasses.replace(result, node_id=node_id)
     except Exception:  # a bug or bad option is recorded as FAIL, not a crashed sweep
-        results = [TrialResult(Outcome.ERROR, error=traceback.format_exc()) for _ in numbers]
-    return [dataclasses.replace(result, node_id=node_id) for result in results]
+        error = traceback.format_exc()
+        for k, number in enumerate(numbers):
+            if k not in ended:
+                yield number, TrialResult(Outcome.ERROR, node_id=node_id, error=error)
 
 
 _blas_threads = 0  # what this worker process's BLAS is limited to; 0 = not yet

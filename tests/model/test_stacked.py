@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model import Outcome, TrainConfig, get_backend, train
-from model.stacked import StackedNetwork, pack_key, train_members
+from model.stacked import StackedNetwork, each_trained, pack_key, train_members
 from model.train import architecture
 from sweeper.data.builtin import digits
 
@@ -154,6 +154,11 @@ def test_a_callback_stops_one_member_alone(data):
     for epoch, training in seen:
         for k, metrics in training.items():
             assert metrics == packed[k].history[epoch - 1]
+    # each network is handed out as it ends, while the others train on: (k, epochs reported)
+    seen.clear()
+    splits = (X_train, y_train, X_dev, y_dev, 10)
+    ended = [(k, len(seen)) for k, _ in each_trained(configs, *splits, stop_first_after_2, FLOAT64)]
+    assert ended == [(0, 2), (1, 3), (2, 4)]
     for config, result in list(zip(configs, packed, strict=True))[1:]:
         _assert_same(result, _alone(config, data), rtol=1e-10)
 
