@@ -15,7 +15,7 @@
    trials/hour, best dev accuracy and exact counts, then the mean over seeds and the ratios.
 
     python benchmarks/packing.py [--ks 1 4 16 64] [--epochs 2] [--repeats 3]
-                                 [--sweep-trials 64] [--sweep-epochs 10] [--seeds 3]
+                                 [--sweep-trials 64] [--sweep-epochs 20] [--seeds 3]
                                  [--skip-shapes] [--skip-sweeps] [--json FILE]
 """
 
@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import yaml
 from threadpoolctl import threadpool_limits
 
@@ -126,12 +129,14 @@ def shapes(args: argparse.Namespace) -> list[ShapeRow]:
     return rows
 
 
-def sweep_spec(root: Path, pack: int | str, seed: int, trials: int, epochs: int) -> Path:
-    name = f"digits-pack{pack}-{seed}"
+def sweep_spec(
+    root: Path, dataset: str, pack: int | str, seed: int, trials: int, epochs: int
+) -> Path:
+    name = f"{dataset}-pack{pack}-{seed}"
     spec = {
         "name": name,
         "dir": str(root / name),
-        "data": {"source": "builtin:digits", "split": {"dev": 0.2, "test": 0.2, "seed": 0}},
+        "data": {"source": f"builtin:{dataset}", "split": {"dev": 0.2, "test": 0.2, "seed": 0}},
         "train": {"epochs": epochs, "optimizer": "adam", "seed": seed},
         "objective": {"metric": "dev_accuracy", "direction": "maximize"},
         "space": {
@@ -150,21 +155,81 @@ def sweep_spec(root: Path, pack: int | str, seed: int, trials: int, epochs: int)
     return path
 
 
+# the kind of each of the sweep's processes, by its title; a Ray worker is "ray::IDLE" until its
+# first task or actor names it; any other descendant is Ray's own (raylet, GCS, agents)
+PROCESS_KINDS = {"ray::train_trials": "trainers", "ray::StudyServer": "server"}
+
+
+class CpuMeter:
+    """CPU seconds used by this process and its descendants (the local Ray: its workers, the
+    StudyServer actor, raylet …) while it runs, by kind of process: on a machine shared with
+    other work the wall time says little, the CPU time of the sweep's own processes much more.
+    Polled, since the StudyServer's process is gone by the time the sweep returns."""
+
+    def __init__(self, every_s: float = 0.25):
+        self.every_s = every_s
+        self.last: dict[int, tuple[str, float]] = {}
+        self.start = self._poll_once()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _kind(self, process: psutil.Process) -> str:
+        if process.pid == os.getpid():
+            return "driver"
+        title = " ".join(process.cmdline())
+        named = [kind for prefix, kind in PROCESS_KINDS.items() if title.startswith(prefix)]
+        if named:
+            return named[0]
+        known = self.last.get(process.pid)
+        return known[0] if known else "idle worker" if title.startswith("ray::IDLE") else "ray"
+
+    def _poll_once(self) -> dict[int, float]:
+        seen = {}
+        me = psutil.Process()
+        for process in [me, *me.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                self.last[process.pid] = (self._kind(process), times.user + times.system)
+            except psutil.Error:
+                continue
+            seen[process.pid] = times.user + times.system
+        return seen
+
+    def _poll(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            self._poll_once()
+
+    def stop(self) -> dict[str, float]:
+        self.stopped.set()
+        self.thread.join()
+        self._poll_once()
+        used: dict[str, float] = {}
+        for pid, (kind, seconds) in self.last.items():
+            used[kind] = used.get(kind, 0.0) + seconds - self.start.get(pid, 0.0)
+        return used
+
+
 def run_sweep(path: Path) -> dict[str, Any]:
     from sweeper.results.summary import load_view
     from sweeper.run import sweep
 
     plan = sweep.prepare(path)
     told: list[float] = []
+    meter = CpuMeter()
     started = time.perf_counter()
     result = sweep.run(plan, lambda progress: told.append(time.perf_counter()))
     wall = time.perf_counter() - started
+    cpu = meter.stop()
     counts = result.stages[0].counts
     best = load_view(plan.folder).ranked()[0]
     return {
         "wall_s": wall,
         "trials_per_hour": 3600 * sum(counts.values()) / wall,
         "last_told_s": told[-1] - started,  # the rest: the stage's and sweep's figures, flush
+        "cpu_s": cpu,
+        # trials per hour if the sweep had the 2 cores to itself: its CPU time spread on them
+        "trials_per_cpu_hour": 3600 * sum(counts.values()) / sum(cpu.values()),
         "best_dev": best.value,
         "counts": dict(counts),
     }
@@ -178,28 +243,36 @@ def sweeps(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         print(
-            f"\n{'pack':>5}{'seed':>5}{'wall s':>8}{'last told s':>12}{'trials/h':>10}"
-            f"{'best dev':>10}  counts"
+            f"\n{'pack':>5}{'seed':>5}{'wall s':>8}{'last told':>10}{'trials/h':>10}"
+            f"{'CPU s':>7}{'trials/CPU-h':>13}{'best dev':>10}  CPU s by process; counts"
         )
         for seed in range(args.seeds):
             for pack in PACKS:
-                path = sweep_spec(root, pack, seed, args.sweep_trials, args.sweep_epochs)
+                path = sweep_spec(
+                    root, args.dataset, pack, seed, args.sweep_trials, args.sweep_epochs
+                )
                 run = {"pack": pack, "seed": seed} | run_sweep(path)
                 runs.append(run)
+                by_kind = " ".join(f"{k} {v:.1f}" for k, v in sorted(run["cpu_s"].items()))
                 print(
-                    f"{pack!s:>5}{seed:>5}{run['wall_s']:>8.1f}{run['last_told_s']:>12.1f}"
-                    f"{run['trials_per_hour']:>10,.0f}"
-                    f"{run['best_dev']:>10.4f}  {run['counts']}",
+                    f"{pack!s:>5}{seed:>5}{run['wall_s']:>8.1f}{run['last_told_s']:>10.1f}"
+                    f"{run['trials_per_hour']:>10,.0f}{sum(run['cpu_s'].values()):>7.1f}"
+                    f"{run['trials_per_cpu_hour']:>13,.0f}{run['best_dev']:>10.4f}  "
+                    f"{by_kind}; {run['counts']}",
                     flush=True,
                 )
     one = [r for r in runs if r["pack"] == 1]
     for pack in PACKS:
         mine = [r for r in runs if r["pack"] == pack]
-        speedups = [o["wall_s"] / r["wall_s"] for o, r in zip(one, mine, strict=True)]
+        by_wall = [o["wall_s"] / r["wall_s"] for o, r in zip(one, mine, strict=True)]
+        by_cpu = [
+            r["trials_per_cpu_hour"] / o["trials_per_cpu_hour"]
+            for o, r in zip(one, mine, strict=True)
+        ]
         print(
-            f"pack {pack}: mean wall {statistics.mean(r['wall_s'] for r in mine):.1f} s, "
-            f"trials/hour ×{statistics.mean(speedups):.2f} vs pack 1 (per seed "
-            f"{', '.join(f'{s:.2f}' for s in speedups)}), mean best dev "
+            f"pack {pack}: trials/hour ×{statistics.mean(by_wall):.2f} vs pack 1 by wall time "
+            f"(per seed {', '.join(f'{x:.2f}' for x in by_wall)}), ×{statistics.mean(by_cpu):.2f} "
+            f"by CPU time (per seed {', '.join(f'{x:.2f}' for x in by_cpu)}); mean best dev "
             f"{statistics.mean(r['best_dev'] for r in mine):.4f}"
         )
     return runs
@@ -211,8 +284,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep-trials", type=int, default=64)
-    parser.add_argument("--sweep-epochs", type=int, default=10)
+    parser.add_argument("--sweep-epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--dataset", default="digits", help="a built-in dataset for the sweeps")
     parser.add_argument("--skip-shapes", action="store_true")
     parser.add_argument("--skip-sweeps", action="store_true")
     parser.add_argument("--json", type=Path, help="also write every row to this file")
