@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from model import TrainConfig, evaluate, get_backend, train
 from model.checkpoint import Checkpoint
-from model.stacked import PackCallback, each_trained
+from model.stacked import PackCallback, each_trained, pack_key
 from model.train import EpochCallback, TrainResult
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
@@ -47,24 +47,33 @@ def fit_pack(
     """Train configurations of one `pack_key` together (`model.stacked.each_trained`),
     yielding (k, result of options[k]) as each ends, the result as `fit` would return it. The
     callback names configurations by their index in `options`. A configuration the trainer
-    refuses is an ERROR of its own; the others train."""
-    configs, members = [], []
+    refuses is an ERROR of its own; the others train. Configurations of different keys (retries
+    that Optuna's queue handed out with a lost pack's) train as one pack per key, in turn."""
+    packs: dict[tuple, dict[int, TrainConfig]] = {}
     for k, member_options in enumerate(options):
         try:
-            configs.append(TrainConfig.from_dict(member_options))
-            members.append(k)
+            config = TrainConfig.from_dict(member_options)
         except Exception:
             yield k, TrialResult(Outcome.ERROR, error=traceback.format_exc())
+            continue
+        packs.setdefault(pack_key(config), {})[k] = config
+    d = dataset
+    splits = (d.X_train, d.y_train, d.X_dev, d.y_dev, d.n_classes)
+    for pack in packs.values():
+        members, configs = list(pack), list(pack.values())
+        renumbered = _renumbered(callback, members)
+        for j, trained in each_trained(configs, *splits, renumbered, get_backend(backend_name)):
+            yield members[j], _result(trained, dataset)
+
+
+def _renumbered(callback: PackCallback, members: list[int]) -> PackCallback:
+    """`callback` for a pack whose j-th configuration is the caller's `members[j]`."""
 
     def renumbered(epoch: int, training: dict[int, dict[str, float]]) -> list[int]:
-        """The callback for the configurations that train, `members[j]` being the j-th."""
         stop = set(callback(epoch, {members[j]: metrics for j, metrics in training.items()}))
         return [j for j, k in enumerate(members) if k in stop]
 
-    d = dataset
-    splits = (d.X_train, d.y_train, d.X_dev, d.y_dev, d.n_classes)
-    for j, trained in each_trained(configs, *splits, renumbered, get_backend(backend_name)):
-        yield members[j], _result(trained, dataset)
+    return renumbered
 
 
 def _result(trained: TrainResult, dataset: Dataset) -> TrialResult:
