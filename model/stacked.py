@@ -214,22 +214,10 @@ class _Pack:
         return _Pack(members, net, optimizer)
 
 
-def train_members(
-    configs: list[TrainConfig],
-    X_train: Any,
-    y_train: Any,
-    X_dev: Any | None = None,
-    y_dev: Any | None = None,
-    n_classes: int | None = None,
-    callback: PackCallback | None = None,
-    backend: Backend | None = None,
-) -> list[TrainResult]:
-    """Train every config together; result k equals `model.train(configs[k], …)`.
-
-    See `each_trained` (this is it, waiting for the last network).
-    """
-    data = (X_train, y_train, X_dev, y_dev, n_classes)
-    trained = dict(each_trained(configs, *data, callback, backend))
+def train_members(configs: list[TrainConfig], *data: Any, **options: Any) -> list[TrainResult]:
+    """`each_trained` (same arguments), waiting for the last network: result k equals
+    `model.train(configs[k], …)`."""
+    trained = dict(each_trained(configs, *data, **options))
     return [trained[k] for k in range(len(configs))]
 
 

@@ -127,17 +127,21 @@ def _kill_one_training_worker(killed: list[int]) -> None:
         time.sleep(0.1)
 
 
-def test_killed_worker_trial_is_retried_and_counts_stay_exact(ray_local, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def _sweep_killing_one_worker(tmp_path, name, stages, resources="{concurrency: 2}"):
+    """Run a sweep in this process while a thread kills one training worker; its folder."""
     path = write_spec(
-        tmp_path, "worker", "  - {name: only, trials: 4}", source="builtin:digits", epochs=150
+        tmp_path, name, stages, source="builtin:digits", epochs=150, resources=resources
     )
     killed: list[int] = []
     threading.Thread(target=_kill_one_training_worker, args=(killed,), daemon=True).start()
     sweep.run(sweep.prepare(path))
-
     assert killed
-    folder = tmp_path / "sweeps" / "worker"
+    return tmp_path / "sweeps" / name
+
+
+def test_killed_worker_trial_is_retried_and_counts_stay_exact(ray_local, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = _sweep_killing_one_worker(tmp_path, "worker", "  - {name: only, trials: 4}")
     assert_exact(folder, "worker", {"only": 4})
     own = trials(folder, "worker", "only")
     lost = [t for t in own if t.user_attrs.get("reason") == "lost"]
@@ -213,15 +217,7 @@ def _structure(trial) -> tuple:
 def test_killed_packed_worker_retries_each_member_once(ray_local, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     stages = "  - {name: only, trials: 6}"
-    path = write_spec(
-        tmp_path, "packkill", stages, source="builtin:digits", epochs=150, resources=PACKED
-    )
-    killed: list[int] = []
-    threading.Thread(target=_kill_one_training_worker, args=(killed,), daemon=True).start()
-    sweep.run(sweep.prepare(path))
-
-    assert killed
-    folder = tmp_path / "sweeps" / "packkill"
+    folder = _sweep_killing_one_worker(tmp_path, "packkill", stages, PACKED)
     assert_exact(folder, "packkill", {"only": 6})
     own = trials(folder, "packkill", "only")
     lost = [t for t in own if t.user_attrs.get("reason") == "lost"]
