@@ -174,7 +174,7 @@ class StageRun:
         self.in_flight[ref] = {member.number: member for member in members}
 
     def _ask_again(self, lost: Member) -> Member:
-        """A new trial that runs lost trial's exact params (`StudyServer.retry`)."""
+        """A new trial that runs the lost trial's exact params (`StudyServer.retry`)."""
         ray.get(self.server.retry.remote(self.index, lost.number))
         number, params = ray.get(self.server.ask.remote(self.index))
         return Member(number, params, lost.attempt + 1)

@@ -260,7 +260,7 @@ class StudyServer:
     def ask_like(self, index: int, number: int, count: int) -> list[tuple[int, dict[str, Any]]]:
         """Up to `count` new trials of stage `index` that share running trial `number`'s
         structure (its params that `packing.shapes_the_pack`), the rest sampled as usual: the
-        followers of a pack. None while retries wait in Optuna's queue: `ask` hands those out
+        followers of a pack. None at all while retries wait in Optuna's queue: `ask` hands those out
         first, each with its own exact params, so they go one per task."""
         study = self.studies[index]
         if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
