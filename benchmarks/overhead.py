@@ -1,13 +1,15 @@
 """Orchestrator overhead: trials that (nearly) train nothing, the sweeper vs Ray Tune, same run.
 
 Sweeper: the full path (Ray tasks, the StudyServer, Optuna journal storage, MLflow on SQLite with
-per-epoch metrics); each trial trains a 1-unit network on 32 examples for 5 epochs (about a
-millisecond of work) and reports every epoch. Ray Tune: Tuner + OptunaSearch + ASHA +
-MLflowLoggerCallback (SQLite), a function trainable that reports 5 epochs and trains nothing.
+live runs: RUNNING at the start, every epoch's metrics while it trains; kept models on, the
+default top 3); each trial trains a 1-unit network on 32 examples for 5 epochs (about a
+millisecond of work; `--epochs` for more) and reports every epoch. Ray Tune: Tuner +
+OptunaSearch + ASHA + MLflowLoggerCallback (SQLite), a function trainable that reports as many
+epochs and trains nothing.
 Same N and concurrency. Prints trials/min, ms/trial and the ratio; the driver's memory at 100
 trials and at the end; and Optuna `ask()` time at 100 vs 5000 trials in a journal storage.
 
-    python benchmarks/overhead.py [--trials 500] [--concurrency 2] [--json FILE]
+    python benchmarks/overhead.py [--trials 500] [--concurrency 2] [--epochs 5] [--json FILE]
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ from sweeper.run import sweep
 from sweeper.run.dispatch import start_ray
 from sweeper.search.study import make_storage
 
-EPOCHS = 5
-
 
 def tiny_data(folder: Path) -> Path:
     rng = np.random.default_rng(0)
@@ -42,7 +42,7 @@ def tiny_data(folder: Path) -> Path:
     return path
 
 
-def sweeper_run(folder: Path, trials: int, concurrency: int) -> dict[str, Any]:
+def sweeper_run(folder: Path, trials: int, concurrency: int, epochs: int) -> dict[str, Any]:
     spec = {
         "name": "overhead",
         "dir": str(folder / "sweep"),
@@ -51,7 +51,7 @@ def sweeper_run(folder: Path, trials: int, concurrency: int) -> dict[str, Any]:
             "target": "y",
             "split": {"dev": 0.25, "test": 0.25},
         },
-        "train": {"epochs": EPOCHS, "num_layers": 1, "hidden_units": 1, "batch_size": 32},
+        "train": {"epochs": epochs, "num_layers": 1, "hidden_units": 1, "batch_size": 32},
         "space": {"learning_rate": {"scale": "log", "low": 1e-4, "high": 1e-1}},
         "stages": [
             {"name": "all", "trials": trials, "sampler": "random", "pruner": {"type": "asha"}}
@@ -75,14 +75,14 @@ def sweeper_run(folder: Path, trials: int, concurrency: int) -> dict[str, Any]:
     return {"wall_s": wall, **memory}
 
 
-def raytune_run(folder: Path, trials: int, concurrency: int) -> dict[str, Any]:
+def raytune_run(folder: Path, trials: int, concurrency: int, epochs: int) -> dict[str, Any]:
     from ray import tune
     from ray.air.integrations.mlflow import MLflowLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     def trainable(config: dict[str, float]) -> None:
-        for epoch in range(EPOCHS):
+        for epoch in range(epochs):
             tune.report({"dev_accuracy": 0.5 + 0.01 * epoch * config["learning_rate"]})
 
     tuner = tune.Tuner(
@@ -94,7 +94,7 @@ def raytune_run(folder: Path, trials: int, concurrency: int) -> dict[str, Any]:
             num_samples=trials,
             max_concurrent_trials=concurrency,
             search_alg=OptunaSearch(),
-            scheduler=ASHAScheduler(max_t=EPOCHS, grace_period=1),
+            scheduler=ASHAScheduler(max_t=epochs, grace_period=1),
         ),
         run_config=tune.RunConfig(
             storage_path=str(folder / "tune"),
@@ -137,18 +137,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs each trial reports")
     parser.add_argument("--skip-raytune", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     start_ray(None)
-    out: dict[str, Any] = {"trials": args.trials, "concurrency": args.concurrency}
+    out: dict[str, Any] = {
+        "trials": args.trials,
+        "concurrency": args.concurrency,
+        "epochs": args.epochs,
+    }
     with tempfile.TemporaryDirectory() as folder:
-        ours = sweeper_run(Path(folder), args.trials, args.concurrency)
+        ours = sweeper_run(Path(folder), args.trials, args.concurrency, args.epochs)
         out["sweeper"] = ours
         if not args.skip_raytune:
-            out["raytune"] = raytune_run(Path(folder), args.trials, args.concurrency)
+            out["raytune"] = raytune_run(Path(folder), args.trials, args.concurrency, args.epochs)
         out["ask_scaling"] = ask_scaling(Path(folder))
     ray.shutdown()
 

@@ -9,6 +9,8 @@
 State (`v`, `s`, `t`) is created in `__init__`; each rule's `_update` is a few in-place lines
 over preallocated buffers, so a step allocates nothing. For K networks trained together
 (`model.stacked`) θ is (K, P) and α, β, β2, ε may be (K, 1) arrays, one row per network.
+`moments()` and `resume()` hand the state over as the notes' v and s, so that a checkpoint can
+continue training exactly.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Optimizer(ABC):
     """Owns the state for a θ of fixed size; `step` is the only thing that changes it."""
 
     n_state = 0  # how many θ-sized state vectors (v, s) the rule keeps
+    moment_names: tuple[str, ...] = ()  # the notes' names of those vectors
 
     def __init__(self, size: int | tuple[int, ...], backend: Backend):
         xp = backend.xp
@@ -42,6 +45,16 @@ class Optimizer(ABC):
         """Scalars of this step (learning rate, bias corrections)."""
         self.alpha = alpha
 
+    def moments(self) -> dict[str, Any]:
+        """The state as the notes write it ({"v": v, "s": s}), as fresh arrays."""
+        return {name: kept.copy() for name, kept in zip(self.moment_names, self.state, strict=True)}
+
+    def resume(self, moments: dict[str, Any], t: int) -> None:
+        """Take over another optimizer's `moments()` after its `t` steps."""
+        for name, kept in zip(self.moment_names, self.state, strict=True):
+            kept[...] = self.xp.asarray(moments[name])
+        self.t = t
+
     @abstractmethod
     def _update(self, theta: Any, g: Any, tmp: Any, *state: Any) -> None:
         """Update θ in place from its gradient g; `tmp` is scratch of θ's size."""
@@ -55,6 +68,7 @@ class GradientDescent(Optimizer):
 
 class Momentum(Optimizer):
     n_state = 1
+    moment_names = ("v",)
 
     def __init__(self, size: int, backend: Backend, beta: float = 0.9):
         super().__init__(size, backend)
@@ -72,6 +86,7 @@ class Momentum(Optimizer):
 
 class RMSprop(Optimizer):
     n_state = 1
+    moment_names = ("s",)
 
     def __init__(self, size: int, backend: Backend, beta: float = 0.999, epsilon: float = 1e-8):
         super().__init__(size, backend)
@@ -99,6 +114,7 @@ class Adam(Optimizer):
     """
 
     n_state = 2
+    moment_names = ("v", "s")
 
     def __init__(
         self,
@@ -120,6 +136,17 @@ class Adam(Optimizer):
         root = math.sqrt(ratio) if isinstance(ratio, float) else self.xp.sqrt(ratio)
         self.step_size = alpha * (1.0 - self.beta1) / (1.0 - self.beta1**self.t) * root
         self.epsilon_hat = self.epsilon * root
+
+    def moments(self) -> dict[str, Any]:
+        u, r = self.state
+        return {"v": (1.0 - self.beta1) * u, "s": (1.0 - self.beta2) * r}
+
+    def resume(self, moments: dict[str, Any], t: int) -> None:
+        """v and s back to u, r with this optimizer's β1, β2 (a continued run may change them)."""
+        u, r = self.state
+        u[...] = self.xp.asarray(moments["v"]) / (1.0 - self.beta1)
+        r[...] = self.xp.asarray(moments["s"]) / (1.0 - self.beta2)
+        self.t = t
 
     def _update(self, theta: Any, g: Any, tmp: Any, u: Any, r: Any) -> None:
         xp = self.xp

@@ -7,6 +7,11 @@ evaluated in inference mode, so train vs dev error shows bias and variance as th
 them, and the metrics go to the callback, which may stop training (the sweeper prunes through
 it). A NaN/inf cost stops training as diverged.
 
+Training can go on from a checkpoint (`resume`): epochs are numbered on from its epoch (a decay
+schedule continues), and the optimizer's moments and step count, the dropout generator and the
+mini-batch order generator continue where they were, so 3 + 3 epochs equal 6 in one call.
+Early stopping's patience starts afresh in a continued call.
+
 Metrics per epoch: minibatch_cost (the running mean of J over the epoch's mini-batches, with
 dropout and the L2 term, on parameters that changed during the epoch), train_loss and
 train_accuracy (inference mode, no L2 term), dev_loss and dev_accuracy.
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from model.backend import Backend, get_backend
+from model.checkpoint import Checkpoint, Progress
 from model.config import TrainConfig
 from model.network import Architecture, Network, NetworkState
 from model.optimizers import make_optimizer
@@ -51,6 +57,8 @@ class TrainResult:
     outcome: Outcome
     history: list[dict[str, float]] = field(default_factory=list)  # one metrics dict per epoch
     kept_epoch: int = 0  # the epoch whose parameters `network` holds (the best, after early stop)
+    first_epoch: int = 1  # the number of history[0] (later than 1 in a continued call)
+    progress: Progress | None = None  # where training of `network` stands (None: diverged)
 
     @property
     def last(self) -> dict[str, float]:
@@ -59,18 +67,32 @@ class TrainResult:
     @property
     def kept(self) -> dict[str, float]:
         """The metrics that describe the returned network."""
-        return self.history[self.kept_epoch - 1] if self.kept_epoch else {}
+        return self.history[self.kept_epoch - self.first_epoch] if self.kept_epoch else {}
+
+    def checkpoint(self) -> Checkpoint:
+        """The returned network with its progress, on the host: training can go on from it."""
+        return Checkpoint.of(self.network, self.progress)
 
 
 EpochCallback = Callable[[int, dict[str, float]], bool]  # (epoch, metrics) → True to stop
+CheckpointCallback = Callable[[Checkpoint, dict[str, float]], None]  # after each epoch
 # (epoch, m) → the order in which epoch 1, 2, … visits the m training examples
 EpochShuffle = Callable[[int, int], np.ndarray]
 
 
-def seeded_shuffle(seed: int) -> EpochShuffle:
-    """The trainer's own order: a fresh permutation per epoch from one generator seeded `seed`."""
-    rng = np.random.default_rng(seed)
-    return lambda epoch, m: rng.permutation(m)
+@dataclass
+class SeededShuffle:
+    """The trainer's own order: a fresh permutation per epoch from one generator, whose state a
+    checkpoint keeps."""
+
+    rng: np.random.Generator
+
+    def __call__(self, epoch: int, m: int) -> np.ndarray:
+        return self.rng.permutation(m)
+
+
+def seeded_shuffle(seed: int) -> SeededShuffle:
+    return SeededShuffle(np.random.default_rng(seed))
 
 
 def resolve_loss(loss: str, n_classes: int | None) -> str:
@@ -148,6 +170,8 @@ def train(
     backend: Backend | None = None,
     initial: NetworkState | None = None,
     shuffle: EpochShuffle | None = None,
+    resume: Checkpoint | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> TrainResult:
     """Train a network on X_train (n_x, m) / y_train and report per-epoch metrics.
 
@@ -161,9 +185,22 @@ def train(
     initialization, and `shuffle` the epoch order of `seeded_shuffle(config.seed)`: together they
     replay another implementation's random streams, which is how the course's published runs are
     reproduced digit for digit (tests/model/test_course_assignments.py).
+
+    `resume` continues a checkpoint's training (its θ, running statistics and progress) up to
+    epoch `config.epochs`, counted from the first call; `config` may differ from the options it
+    was trained with in anything but the parameters' shapes. `on_checkpoint` receives the
+    network and its progress, with the epoch's metrics, after every completed epoch (panda mode
+    keeps them).
     """
     backend = backend or get_backend()
     xp, dtype = backend.xp, backend.dtype
+    progress = resume.progress if resume is not None else None
+    initial = resume.state if resume is not None else initial
+    if progress is not None and config.epochs <= progress.epoch:
+        raise ValueError(
+            f"epochs={config.epochs} must exceed the checkpoint's epoch {progress.epoch}: "
+            "epochs are counted from the first call"
+        )
     net = build_network(config, X_train.shape[0], n_classes, backend)
     if initial is not None:
         if initial.theta.shape != net.theta.shape:
@@ -184,33 +221,71 @@ def train(
     sample = np.random.default_rng(config.seed).permutation(XT.shape[0])[:TRAIN_EVAL_EXAMPLES]
     sample = xp.asarray(np.sort(sample))
     train_sample = (XT[sample].T, xp.asarray(y_train)[..., sample])  # y: (m,) or (n_y, m)
-    result = TrainResult(net, Outcome.COMPLETED)
     shuffle = shuffle or seeded_shuffle(config.seed)
+    if progress is not None:
+        _continue(progress, net, optimizer, shuffle)
+    result = TrainResult(net, Outcome.COMPLETED, first_epoch=progress.epoch + 1 if progress else 1)
+    loop = _Loop(config, net, optimizer, shuffle, progress.initial_cost if progress else None)
     with np.errstate(all="ignore"):  # overflow in a diverging run is reported as DIVERGED
-        _run_epochs(
-            config, net, optimizer, shuffle, XT, YT, train_sample, (X_dev, y_dev), callback, result
-        )
+        _run_epochs(loop, XT, YT, train_sample, (X_dev, y_dev), callback, on_checkpoint, result)
     return result
 
 
+def _continue(progress: Progress, net: Network, optimizer: Any, shuffle: EpochShuffle) -> None:
+    """Put the optimizer and the generators where the checkpoint left them (those it has)."""
+    if progress.moments:
+        optimizer.resume(progress.moments, progress.t)
+    if "dropout" in progress.generators and isinstance(net.rng, np.random.Generator):
+        net.rng.bit_generator.state = progress.generators["dropout"]
+    if "shuffle" in progress.generators and isinstance(shuffle, SeededShuffle):
+        shuffle.rng.bit_generator.state = progress.generators["shuffle"]
+
+
+@dataclass
+class _Loop:
+    """What the epoch loop updates and a checkpoint's progress reads."""
+
+    config: TrainConfig
+    net: Network
+    optimizer: Any
+    shuffle: EpochShuffle
+    initial_cost: float | None  # J of the untrained network on its first mini-batch
+
+    def progress(self, epoch: int) -> Progress:
+        """Where training stands after `epoch`, on the host (NumPy generators only: CuPy's have
+        no portable state, and continue freshly seeded)."""
+        host = self.net.backend.to_host
+        generators = {}
+        if isinstance(self.net.rng, np.random.Generator):
+            generators["dropout"] = self.net.rng.bit_generator.state
+        if isinstance(self.shuffle, SeededShuffle):
+            generators["shuffle"] = self.shuffle.rng.bit_generator.state
+        return Progress(
+            epoch=epoch,
+            options=self.config.to_dict(),
+            t=self.optimizer.t,
+            moments={k: np.asarray(host(v)) for k, v in self.optimizer.moments().items()},
+            generators=generators,
+            initial_cost=self.initial_cost,
+        )
+
+
 def _run_epochs(
-    config: TrainConfig,
-    net: Network,
-    optimizer: Any,
-    shuffle: EpochShuffle,
+    loop: _Loop,
     XT: Any,
     YT: Any,
     train_sample: tuple[Any, Any],
     dev: tuple[Any, Any],
     callback: EpochCallback | None,
+    on_checkpoint: CheckpointCallback | None,
     result: TrainResult,
 ) -> None:
+    config, net, optimizer, shuffle = loop.config, loop.net, loop.optimizer, loop.shuffle
     xp = net.backend.xp
     m, batch = XT.shape[0], config.batch_size
     schedule_arguments = config.schedule_arguments()
-    best_loss, best_state, stale = math.inf, None, 0
-    initial_cost = None  # J of the untrained network on the first mini-batch
-    for epoch in range(1, config.epochs + 1):
+    best_loss, best_state, best_progress, stale = math.inf, None, None, 0
+    for epoch in range(result.first_epoch, config.epochs + 1):
         alpha = learning_rate(
             config.learning_rate, epoch, schedule=config.lr_schedule, **schedule_arguments
         )
@@ -223,7 +298,8 @@ def _run_epochs(
             cost = net.cost(Y_t, config.l2)
             if not math.isfinite(cost):
                 break
-            initial_cost = cost if initial_cost is None else initial_cost
+            if loop.initial_cost is None:
+                loop.initial_cost = cost
             cost_sum += cost * X_t.shape[1]
             net.backward(Y_t, config.l2)
             optimizer.step(net.theta, net.dtheta, alpha)
@@ -233,13 +309,15 @@ def _run_epochs(
                 if X is not None:
                     metrics.update({f"{split}_{k}": v for k, v in evaluate(net, X, y).items()})
         diverged = not all(math.isfinite(v) for v in metrics.values()) or (
-            metrics["minibatch_cost"] > DIVERGENCE_FACTOR * max(initial_cost, 1e-3)
+            metrics["minibatch_cost"] > DIVERGENCE_FACTOR * max(loop.initial_cost, 1e-3)
         )
         result.history.append(metrics)
         if diverged:
-            result.outcome = Outcome.DIVERGED
-            break
+            result.outcome, result.progress = Outcome.DIVERGED, None
+            return
         result.kept_epoch = epoch
+        if on_checkpoint is not None:
+            on_checkpoint(Checkpoint.of(net, loop.progress(epoch)), metrics)
         if config.early_stopping is not None and "dev_loss" in metrics:
             if metrics["dev_loss"] < best_loss:
                 best_loss, best_state, best_epoch, stale = (
@@ -248,13 +326,15 @@ def _run_epochs(
                     epoch,
                     0,
                 )
+                best_progress = loop.progress(epoch)
             else:
                 stale += 1
                 if stale >= config.early_stopping:
                     net.restore(best_state)  # θ and the running statistics of the best epoch
                     result.kept_epoch = best_epoch
-                    result.outcome = Outcome.EARLY_STOPPED
-                    break
+                    result.outcome, result.progress = Outcome.EARLY_STOPPED, best_progress
+                    return
         if callback is not None and callback(epoch, metrics):
             result.outcome = Outcome.STOPPED
             break
+    result.progress = loop.progress(result.kept_epoch) if result.kept_epoch else None

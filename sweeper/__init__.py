@@ -13,6 +13,7 @@ API = (
     "export",
     "launch",
     "list_sweeps",
+    "panda_history",
     "panda_run",
     "prepare",
     "prune",

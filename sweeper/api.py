@@ -26,6 +26,7 @@ from sweeper.run.sweep import Plan
 
 if TYPE_CHECKING:
     from sweeper.run.dispatch import StageProgress
+    from sweeper.run.lineage import FamilyRun, Origin
     from sweeper.run.panda import PandaResult
     from sweeper.run.sweep import SweepResult
 
@@ -153,32 +154,68 @@ def prune(sweep: Sweep, trial: int, stage: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class PandaRun:
-    """One configuration to train in panda mode: the sweep's plan and the checked options."""
+    """One configuration to train in panda mode: the sweep's plan, the checked options and,
+    for a continued run, where it starts and which options it changes."""
 
     plan: Plan
     options: dict[str, Any]
+    origin: Origin | None = None
+    changed: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def epochs(self) -> int:
+        """The number of its last epoch (epochs are counted on from a source)."""
         from model import TrainConfig
 
         return TrainConfig.from_dict(self.options).epochs
 
+    @property
+    def first_epoch(self) -> int:
+        return self.origin.epoch + 1 if self.origin else 1
+
     def train(self, backend: str = "auto", on_epoch: OnEpoch | None = None) -> PandaResult:
-        """Train in this process (no Ray) and log the run to the sweep's MLflow experiment."""
+        """Train in this process (no Ray), keep each epoch's checkpoint and log the run to the
+        sweep's MLflow experiment."""
         from sweeper.run import panda
 
-        return panda.train_one(self.plan, self.options, backend, on_epoch or (lambda e, m: None))
+        return panda.train_one(
+            self.plan,
+            self.options,
+            backend,
+            on_epoch or (lambda e, m: None),
+            self.origin,
+            self.changed,
+        )
 
 
-def panda_run(spec_path: str | Path, overrides: dict[str, Any] | None = None) -> PandaRun:
-    """The configuration `sweeper train` trains: the sweep's best trial (else the centre of each
-    range) with `overrides` on top."""
-    from sweeper.run import panda
+def panda_run(
+    spec_path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    source: str | None = None,
+    epochs: int | None = None,
+) -> PandaRun:
+    """The configuration `sweeper train` trains. Fresh: the sweep's best trial (else the centre
+    of each range) with `overrides` on top, for `epochs` epochs when given. From `source`
+    (RUN_ID[@EPOCH], NAME or NAME:STAGE:TRIAL; see sweeper.run.lineage): its checkpoint and
+    options with `overrides` that do not change the architecture, for `epochs` more epochs
+    (default: `epochs` among the overrides, else the spec's). Nothing is written here."""
+    from model import TrainConfig
+    from sweeper.run import lineage, panda
 
     plan = prepare(spec_path)
-    found = results.best(plan.folder) if plan.folder.spec_copy.is_file() else None
-    return PandaRun(plan, panda.configuration(plan.spec, found, overrides or {}))
+    overrides = dict(overrides or {})
+    if source is None:
+        if epochs is not None:
+            overrides["epochs"] = epochs
+        found = results.best(plan.folder) if plan.folder.spec_copy.is_file() else None
+        return PandaRun(plan, panda.configuration(plan.spec, found, overrides))
+    origin = lineage.resolve(source, plan.folder, plan.spec)
+    more = overrides.pop("epochs", None) if epochs is None else epochs
+    if more is None:
+        more = plan.spec.train.get("epochs", TrainConfig.epochs)
+    options, changed = lineage.continued_options(origin.checkpoint.progress, overrides, more)
+    panda.check_fits(origin, options, plan)
+    return PandaRun(plan, options, origin, changed)
 
 
 def train_one(
@@ -186,6 +223,20 @@ def train_one(
     overrides: dict[str, Any] | None = None,
     backend: str = "auto",
     on_epoch: OnEpoch | None = None,
+    source: str | None = None,
+    epochs: int | None = None,
 ) -> PandaResult:
-    """`sweeper train`: panda mode, one model trained here and logged to MLflow."""
-    return panda_run(spec_path, overrides).train(backend, on_epoch)
+    """`sweeper train`: panda mode, one model trained here (from `source` when given, see
+    `panda_run`) and logged to MLflow."""
+    return panda_run(spec_path, overrides, source, epochs).train(backend, on_epoch)
+
+
+def panda_history(spec_path: str | Path, source: str) -> list[FamilyRun]:
+    """`sweeper train --history`: the panda runs linked to `source` (a run, or a trial they
+    started from), oldest first, with their parents, epochs, changed options and best value."""
+    from sweeper.run import lineage
+    from sweeper.run.folder import sweep_folder
+    from sweeper.spec.schema import load
+
+    spec = load(Path(spec_path))
+    return lineage.family(sweep_folder(spec), spec, source)

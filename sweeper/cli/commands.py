@@ -8,6 +8,7 @@ displays; the logic of every command is in `sweeper.api`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -234,36 +235,73 @@ def best(
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float]) -> str:
-    """A learning curve in one line of text."""
+def sparkline(values: list[float], span: tuple[float, float] | None = None) -> str:
+    """A learning curve in one line of text, scaled to `span` (default: its own range) so that
+    curves drawn with one span compare (train vs dev)."""
     finite = [v for v in values if v == v and abs(v) != float("inf")]
     if not finite:
         return ""
-    lo, hi = min(finite), max(finite)
+    lo, hi = span or (min(finite), max(finite))
     scale = (len(SPARKS) - 1) / (hi - lo) if hi > lo else 0.0
     return "".join(SPARKS[round((v - lo) * scale)] if v in finite else "!" for v in values)
 
 
-class _Curve:
-    """Panda mode's live view: the last epoch's metrics and each metric's curve so far."""
+BRANCH = "│"  # where a continued run leaves its source's curve
+SHOWN_OPTIONS = ("optimizer", "learning_rate", "lr_schedule", "lr_decay", "lr_base", "lr_step",
+                 "beta", "beta2", "l2", "keep_prob", "batch_size")  # fmt: skip
 
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
+
+def options_in_force(options: dict[str, Any], changed: dict[str, Any]) -> str:
+    """The options a babysitter turns, `*` on those set for this run."""
+    shown = [
+        f"{name}={options[name]}" + ("*" * (name in changed))
+        for name in SHOWN_OPTIONS
+        if options.get(name) is not None
+    ]
+    return " ".join(shown)
+
+
+class _Curve:
+    """Panda mode's live view: per quantity, train and dev side by side on one scale (bias vs
+    variance), the options in force, and a continued run's source curve up to the branch."""
+
+    WIDTH = 60  # epochs shown per curve
+
+    def __init__(self, panda: Any) -> None:
+        self.first, self.last = panda.first_epoch, panda.epochs
+        self.before = panda.origin.history if panda.origin else []
+        self.branch = f" · from {panda.origin.label} {BRANCH}" if panda.origin else ""
+        self.options = options_in_force(panda.options, panda.changed)
         self.history: list[dict[str, float]] = []
         self.live = Live(self._table(), console=console, refresh_per_second=8)
 
     def _table(self) -> Table:
         from sweeper.run.panda import bias_variance
 
-        table = Table(title=f"epoch {len(self.history)}/{self.epochs}")
-        table.caption = bias_variance(self.history[-1]) if self.history else None
+        epoch = self.first + len(self.history) - 1
+        table = Table(title=f"epoch {epoch} of {self.first}–{self.last}{self.branch}")
+        caption = [self.options] + ([bias_variance(self.history[-1])] if self.history else [])
+        table.caption = "\n".join(caption)
         for column in ("metric", "last", "best", "curve"):
             table.add_column(column)
-        for name in self.history[-1] if self.history else []:
-            values = [h[name] for h in self.history]
-            best = max(values) if "accuracy" in name else min(values)
-            table.add_row(name, f"{values[-1]:.4g}", f"{best:.4g}", sparkline(values[-60:]))
+        names = list(self.history[-1]) if self.history else []
+        for name in names:
+            table.add_row(*self._row(name, names))
         return table
+
+    def _row(self, name: str, names: list[str]) -> tuple[str, str, str, str]:
+        values = [h.get(name, float("nan")) for h in self.history]
+        before = [h.get(name, float("nan")) for h in self.before]
+        quantity = name.split("_", 1)[-1]
+        pair = [n for n in names if n in (f"train_{quantity}", f"dev_{quantity}")] or [name]
+        together = [h.get(n, float("nan")) for h in self.before + self.history for n in pair]
+        finite = [v for v in together if math.isfinite(v)]
+        span = (min(finite), max(finite)) if finite else None
+        keep = max(0, self.WIDTH - len(values))
+        curve = sparkline(before[len(before) - keep :] if keep else [], span)
+        curve += (BRANCH if self.before and keep else "") + sparkline(values[-self.WIDTH :], span)
+        best = max(values) if "accuracy" in name else min(values)
+        return name, f"{values[-1]:.4g}", f"{best:.4g}", curve
 
     def update(self, epoch: int, metrics: dict[str, float]) -> None:
         self.history.append(metrics)
@@ -278,24 +316,64 @@ def train(
         list[str] | None,
         typer.Option("--set", help="trainer option, e.g. --set learning_rate=0.01 (repeatable)"),
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="continue RUN_ID[@EPOCH] (an earlier train run), NAME (a sweep's best trial) "
+            "or NAME:STAGE:TRIAL; --set may change anything but the architecture",
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(min=1, help="epochs to train (with --from: how many more)"),
+    ] = None,
+    history: Annotated[
+        str | None,
+        typer.Option("--history", help="list the family of runs of SOURCE instead of training"),
+    ] = None,
     backend: Annotated[str, typer.Option(help="numpy, cupy or auto")] = "auto",
 ) -> None:
-    """Panda mode: train one configuration with a live learning curve, logged to MLflow.
+    """Panda mode: train one model with a live learning curve, logged to MLflow.
 
-    Starts from the sweep's best trial when there is one (else the middle of each range)."""
+    Starts from the sweep's best trial's options when there is one (else the middle of each
+    range), or goes on from a checkpoint with --from. Every epoch's checkpoint is kept (the last,
+    the best and at most 10 more); Ctrl-C keeps the last completed epoch."""
     from sweeper import api
     from sweeper.run.panda import parse_overrides
 
-    panda = api.panda_run(spec_path, parse_overrides(overrides or []))
+    if history is not None:
+        _print_family(api.panda_history(spec_path, history))
+        return
+    panda = api.panda_run(spec_path, parse_overrides(overrides or []), source, epochs)
     console.print(f"training {panda.options}", soft_wrap=True)
-    curve = _Curve(panda.epochs)
+    curve = _Curve(panda)
     with curve.live:
         result = panda.train(backend, curve.update)
+    ending = "interrupted" if result.interrupted else result.outcome.value
     console.print(
-        f"\n{result.outcome.value}: "
+        f"\n{ending}: "
         + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
         + f"  (MLflow run {result.run_id})"
     )
+    if result.kept_epochs:
+        epochs_kept = ", ".join(map(str, result.kept_epochs))
+        console.print(f"checkpoints kept at epochs {epochs_kept}: --from {result.run_id}@EPOCH")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+def _print_family(runs: list[Any]) -> None:
+    table = Table(title="panda family")
+    for column in ("run", "id", "parent", "epochs", "options changed", "best dev", "status"):
+        table.add_column(column, overflow="fold")  # ids whole: they are what --from takes
+    for run in runs:
+        changed = json.loads(run.changed) if run.changed else {}
+        shown = ", ".join(f"{k} {old}→{new}" for k, (old, new) in changed.items())
+        best = "" if run.best is None else f"{run.best:.4g}"
+        epochs = f"{run.first_epoch}–{run.last_epoch}"
+        table.add_row(run.name, run.run_id, run.parent, epochs, shown, best, run.status)
+    console.print(table)
 
 
 @app.command()
@@ -399,7 +477,13 @@ def ui(
     warning = exposure_warning(host)
     if warning:
         errors.print(Text.assemble(("warning:", "yellow"), " ", warning), soft_wrap=True)
-    serve(find_sweep(sweep), host, port, dashboard, lambda url: console.print(f"serving {url}"))
+    serve(
+        find_sweep(sweep),
+        host,
+        port,
+        dashboard,
+        lambda url: console.print(f"serving {url}", soft_wrap=True),
+    )
 
 
 @app.command("list")

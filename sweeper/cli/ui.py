@@ -1,13 +1,17 @@
 """`sweeper ui`: the MLflow UI over a sweep's runs, or optuna-dashboard over its studies.
 
 Both listen on 127.0.0.1 unless told otherwise, on a free port by default, and stop on Ctrl-C.
-The MLflow UI runs as `mlflow server` in a child process that is stopped with this one.
+The MLflow UI runs as `mlflow server` in a child process that is stopped with this one; the
+address announced opens the sweep's training runs (MLflow 3.17's UI opens an experiment by a
+workflow type kept in the browser, GenAI by default, whatever the experiment's kind tag says:
+`?workflowType=machine_learning` in the address picks its runs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import signal
 import socket
@@ -15,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import IO
@@ -25,6 +30,7 @@ from sweeper.search.study import make_storage
 from sweeper.secrets import expand, mask
 
 STARTUP_TIMEOUT_S = 120
+TRAINING_RUNS = "workflowType=machine_learning"  # the MLflow UI's "Model training" view
 
 
 def exposure_warning(host: str) -> str | None:
@@ -79,10 +85,24 @@ def serve(
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         _wait_until_up(server, f"{url}/health", log)
-        announce(url)
+        announce(runs_page(url, spec.name))
         server.wait()
     finally:
         stop_group(server)
+
+
+def runs_page(url: str, experiment: str) -> str:
+    """The MLflow UI's page of the sweep's training runs (of its experiments, before the
+    sweep has written any)."""
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    try:
+        with urllib.request.urlopen(
+            f"{url}/api/2.0/mlflow/experiments/get-by-name?{query}", timeout=30
+        ) as answer:
+            experiment_id = json.load(answer)["experiment"]["experiment_id"]
+    except (OSError, ValueError, KeyError):  # 404: no such experiment yet
+        return f"{url}/#/experiments?{TRAINING_RUNS}"
+    return f"{url}/#/experiments/{experiment_id}/runs?{TRAINING_RUNS}"
 
 
 def stop_group(server: subprocess.Popen) -> None:

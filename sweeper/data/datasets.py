@@ -8,6 +8,8 @@ the training split only. The result is what a trial task receives from Ray's obj
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,60 @@ class Preprocessing:
         return cls(**stored)
 
 
+@dataclass(frozen=True)
+class DataInput:
+    """A file (or built-in) a sweep trains or tests on, as MLflow records a run's input dataset,
+    so that sweeps on different data are told apart: `digest` hashes the values read (feature
+    columns, labels, their names), not the file's bytes or path."""
+
+    name: str  # the file's name, or the built-in's
+    digest: str
+    source_type: str  # MLflow's: "local" for a file, "code" for a built-in
+    source: dict[str, Any]  # as MLflow's sources of that type: {"uri": …} or {"tags": …}
+    columns: dict[str, str]  # column → its MLflow type: the features, then the target
+    rows: int
+    context: str  # "training" or "test"
+
+    @classmethod
+    def of(
+        cls,
+        source: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        classes: list[Any],
+        features: list[str],
+        target: str,
+        context: str,
+    ) -> DataInput:
+        """The input of `X` (m, n) and labels `y` (indices into `classes`) read from `source`
+        (a file's path, or `builtin:NAME`)."""
+        digest = hashlib.sha256(json.dumps([features, target, classes], default=str).encode())
+        digest.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+        digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+        if source.startswith("builtin:"):
+            name = source.removeprefix("builtin:")
+            where = ("code", {"tags": {"sweeper.builtin": name}})
+        else:
+            name, where = Path(source).name, ("local", {"uri": Path(source).resolve().as_uri()})
+        return cls(
+            name=name,
+            digest=digest.hexdigest()[:16],
+            source_type=where[0],
+            source=where[1],
+            columns={f: "double" for f in features} | {target: _mlflow_type(classes[0])},
+            rows=len(y),
+            context=context,
+        )
+
+
+def _mlflow_type(value: Any) -> str:
+    """The MLflow column type of a label value (bool before int: a bool is an int)."""
+    for kind, name in ((bool, "boolean"), (int, "long"), (float, "double")):
+        if isinstance(value, kind):
+            return name
+    return "string"
+
+
 @dataclass
 class Dataset:
     """Splits in the trainer's layout: X (n_x, m) float32, y (m,) int labels.
@@ -80,6 +136,7 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     preprocessing: Preprocessing  # what turns raw rows into X and outputs into labels
+    inputs: list[DataInput] = dataclasses.field(default_factory=list)  # what it was read from
 
     @property
     def classes(self) -> list[Any]:
@@ -245,18 +302,20 @@ def _some(names: list[str]) -> str:
 
 def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
     """Load, split and standardize the data a spec names (relative paths from `base_dir`)."""
-    test_arrays = None
+    test_arrays, target = None, spec.target or "label"
     if spec.source.startswith("builtin:"):
         name = spec.source.removeprefix("builtin:")
         if name not in BUILTINS:
             raise DataError(f"unknown built-in {name!r}; choose one of {sorted(BUILTINS)}")
         X, y = BUILTINS[name](seed=spec.split.seed)
         classes, features = np.unique(y).tolist(), [f"x{i}" for i in range(X.shape[1])]
+        inputs = [DataInput.of(spec.source, X, y, classes, features, target, "training")]
     else:
         path = base_dir / spec.source
         X, y, classes, features = table_to_arrays(
             read_table(path), spec.target, spec.features, str(path)
         )
+        inputs = [DataInput.of(str(path), X, y, classes, features, target, "training")]
         if spec.test:
             test_path = base_dir / spec.test
             if test_path.exists() and path.exists() and test_path.samefile(path):
@@ -280,7 +339,11 @@ def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
                 )
             remap = np.array([classes.index(c) for c in test_classes])
             test_arrays = (X_t, remap[y_t])
-    return split_and_standardize(X, y, classes, features, spec, test_arrays)
+            inputs.append(
+                DataInput.of(str(test_path), *test_arrays, classes, features, target, "test")
+            )
+    dataset = split_and_standardize(X, y, classes, features, spec, test_arrays)
+    return dataclasses.replace(dataset, inputs=inputs)
 
 
 def split_and_standardize(

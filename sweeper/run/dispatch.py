@@ -168,7 +168,6 @@ class StageRun:
             [{**self.fixed, **member.params} for member in members],
             self.dataset_ref,
             self.server,
-            self.objective,
             backend,
         )
         self.in_flight[ref] = {member.number: member for member in members}

@@ -34,6 +34,7 @@ OWNED = frozenset(
         "report.html",
         "artifacts",
         "models-pending",
+        "panda-pending",
     }
 )
 NAME_MAX = 100

@@ -1,24 +1,35 @@
 """Panda mode (`sweeper train`): babysit one model, in this process, no Ray.
 
-The configuration is the spec's fixed `train:` options, then the sweep's best trial where the
-sweep has one (otherwise the centre of each searched range, in its scaled coordinate), then the
-`--set name=value` overrides. The run is logged to the sweep's MLflow experiment with the tag
-sweeper.kind=panda, beside the sweep's trials, so the two can be compared in the UI.
+A fresh run's configuration is the spec's fixed `train:` options, then the sweep's best trial
+where the sweep has one (otherwise the centre of each searched range, in its scaled coordinate),
+then the `--set name=value` overrides. A continued run (`--from SOURCE`, see
+`sweeper.run.lineage`) starts from the source's checkpoint and options, with the overrides on
+top, and numbers its epochs on. Every epoch's checkpoint is written and a bounded number kept
+(`sweeper.run.epoch_checkpoints`); a Ctrl-C keeps the last completed epoch. The run is logged to
+the sweep's MLflow experiment with the tag sweeper.kind=panda, beside the sweep's trials, and
+linked to its source by tags, so a family of runs can be followed day by day in the UI.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from model import TrainConfig
+from model.checkpoint import Checkpoint
+from model.train import architecture
 from sweeper.errors import UserError
 from sweeper.records import Best, Outcome, TrialRecord
 from sweeper.run import ownership
+from sweeper.run.epoch_checkpoints import EpochCheckpoints
+from sweeper.run.lineage import Origin
 from sweeper.run.sweep import Plan
 from sweeper.run.trial import fit
 from sweeper.spec import scales
@@ -27,7 +38,8 @@ from sweeper.tracking.tracker import Tracker
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """`name=value` pairs; values are read as YAML scalars (0.01, 64, true, adam)."""
+    """`name=value` pairs; values are read as YAML scalars (0.01, 64, true, adam), and a
+    number YAML 1.1 leaves a string (1e-9, without a dot) as the number."""
     out = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -35,8 +47,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise UserError(f"--set {pair!r}: expected name=value, e.g. --set learning_rate=0.01")
         if not TrainConfig.knows(name):
             raise UserError(f"--set {name}: unknown trainer option; known: {list(TRAINER_OPTIONS)}")
-        out[name] = yaml.safe_load(text)
+        out[name] = _number_or_itself(yaml.safe_load(text))
     return out
+
+
+def _number_or_itself(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def bias_variance(metrics: dict[str, float]) -> str:
@@ -72,42 +93,90 @@ def configuration(spec: SweepSpec, best: Best | None, overrides: dict[str, Any])
     return options
 
 
+def check_fits(origin: Origin, options: dict[str, Any], plan: Plan) -> None:
+    """The checkpoint's network must be the one these options build on this spec's data."""
+    config, data = TrainConfig.from_dict(options), plan.dataset
+    wanted = architecture(config, data.X_train.shape[0], data.n_classes).layer_dims
+    found = origin.checkpoint.arch.layer_dims
+    if wanted != found:
+        raise UserError(
+            f"--from {origin.label}: its network has layer sizes {list(found)}, but this spec's "
+            f"data gives {list(wanted)}: continue it with the spec it was trained on"
+        )
+
+
+@dataclass(frozen=True)
+class PandaResult:
+    """A `sweeper train` run: how training ended, the final metrics, its MLflow run and the
+    epochs whose checkpoints it kept (`--from RUN_ID@EPOCH`)."""
+
+    outcome: Outcome
+    metrics: dict[str, float]
+    run_id: str
+    kept_epochs: list[int] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: the run holds the epochs completed before it
+
+
 def train_one(
     plan: Plan,
     options: dict[str, Any],
     backend: str,
     on_epoch: Callable[[int, dict[str, float]], None],
+    origin: Origin | None = None,
+    changed: dict[str, tuple[Any, Any]] | None = None,
 ) -> PandaResult:
-    """Train `options` on the plan's data and log the run to the sweep's experiment."""
+    """Train `options` on the plan's data (from `origin`'s checkpoint when given), keep its
+    epochs' checkpoints and log the run to the sweep's experiment."""
     start_ms = int(time.time() * 1000)
+    spec, folder = plan.spec, plan.folder
+    metric, maximize = spec.objective.metric, spec.objective.direction == "maximize"
+    first_epoch = origin.epoch + 1 if origin else 1
+    planned = TrainConfig.from_dict(options).epochs - first_epoch + 1
+    ownership.claim(folder.path, ownership.Identity(spec.name, spec.fingerprint()))
+    keeper = EpochCheckpoints.under(folder.path, f"{start_ms}-{os.getpid()}", planned, maximize)
+    kept_history: list[dict[str, float]] = []  # the epochs whose checkpoints were written
 
     def callback(epoch: int, metrics: dict[str, float]) -> bool:
         on_epoch(epoch, metrics)
         return False
 
-    result = fit(options, plan.dataset, callback, backend)
-    folder = plan.folder
-    ownership.claim(folder.path, ownership.Identity(plan.spec.name, plan.spec.fingerprint()))
-    tracker = Tracker(folder.tracking_uri(plan.spec), plan.spec.name, folder.path / "artifacts")
+    def keep(checkpoint: Checkpoint, metrics: dict[str, float]) -> None:
+        keeper.write(checkpoint, metrics.get(metric))
+        kept_history.append(metrics)
+
+    resume = origin.checkpoint if origin else None
+    try:
+        result = fit(options, plan.dataset, callback, backend, resume=resume, on_checkpoint=keep)
+        outcome, metrics, history, interrupted = (
+            result.outcome, result.metrics, result.history, False
+        )  # fmt: skip
+    except KeyboardInterrupt:  # the epochs completed (and checkpointed) so far are logged
+        outcome, metrics, history, interrupted = Outcome.STOPPED, {}, kept_history, True
+    except Exception:  # a bug: nothing is logged, and nothing left pending
+        keeper.discard()
+        raise
+    tracker = Tracker(folder.tracking_uri(spec), spec.name, folder.path / "artifacts")
+    number = tracker.count_runs("panda")
     record = TrialRecord(
         stage="panda",
-        number=tracker.count_runs("panda"),
-        state="PRUNED" if result.outcome is Outcome.DIVERGED else "COMPLETE",
+        number=number,
+        state="PRUNED" if interrupted or outcome is Outcome.DIVERGED else "COMPLETE",
         value=None,
         params=options,
-        metrics=result.metrics,
-        history=result.history,
+        metrics=metrics,
+        history=history,
         start_ms=start_ms,
         end_ms=int(time.time() * 1000),
     )
-    run_id = tracker.log_trial(None, record, kind="panda", tags={"outcome": result.outcome.value})
-    return PandaResult(result.outcome, result.metrics, run_id)
-
-
-@dataclass(frozen=True)
-class PandaResult:
-    """A `sweeper train` run: how training ended, the final metrics, its MLflow run."""
-
-    outcome: Outcome
-    metrics: dict[str, float]
-    run_id: str
+    tags = {
+        "outcome": "interrupted" if interrupted else outcome.value,
+        "first_epoch": str(first_epoch),
+        **(origin.tags() if origin else {}),
+        **({"changed": json.dumps(changed)} if changed else {}),
+    }
+    run_id = tracker.log_trial(None, record, kind="panda", tags=tags, first_epoch=first_epoch)
+    if origin:
+        tracker.client.set_tag(run_id, MLFLOW_RUN_NAME, f"panda-{number} (from {origin.label})")
+    kept = list(keeper.written)
+    keeper.publish(tracker.client, run_id)
+    return PandaResult(outcome, metrics, run_id, kept, interrupted)

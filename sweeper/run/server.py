@@ -7,9 +7,10 @@ Ownership rules (why trials never touch a storage):
   manual prune request), `tell` records the task's `TrialResult`. A worker on another node
   needs no database access, the journal/SQLite files have a single writer, and a dead worker
   leaves nothing half written.
-- Optuna is the source of truth; each finished trial's MLflow run is derived from what Optuna
-  holds (params, per-epoch history and final metrics in user attributes) and written by a
-  background thread, off the trials' critical path. `open_stage` rebuilds any run a crash lost.
+- Optuna is the source of truth; MLflow mirrors it, written by a background thread off the
+  trials' critical path (the `Recorder`): a trial's run appears RUNNING at `ask`, gets each
+  epoch `report`ed (in batches, a fraction of a second later) and its end at `tell`.
+  `open_stage` deletes runs a crash left RUNNING and rebuilds every missing run from Optuna.
 - A trial left RUNNING by a dead driver or worker is marked FAIL (tag reason=lost) when its stage
   is opened again, and its params are enqueued so the same configuration runs once more; Ctrl-C
   does the same at once (reason=interrupted). Trial runs a killed writer left RUNNING in MLflow
@@ -28,7 +29,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -54,6 +55,9 @@ from sweeper.spec import scales
 from sweeper.spec.schema import SweepSpec
 from sweeper.tracking.recorder import Recorder, default_tracking_uri
 
+if TYPE_CHECKING:
+    from sweeper.data.datasets import DataInput
+
 WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one to be gone
 
 
@@ -68,11 +72,13 @@ class StudyServer:
         *,
         storage: optuna.storages.BaseStorage | None = None,
         preprocessing: dict[str, Any] | None = None,
+        inputs: list[DataInput] | None = None,
     ):
         """`credentials`: the `${VAR}`s of the storage URLs, from the driver's environment
         (an argument, not a runtime_env: Ray writes those to its log files). `storage`: the
         Optuna storage to write instead of the spec's (a test's in-memory one).
-        `preprocessing`: the dataset's (`Preprocessing.to_json`), saved with every kept model."""
+        `preprocessing`: the dataset's (`Preprocessing.to_json`), saved with every kept model;
+        `inputs`: the data it was read from, each stage run's MLflow input datasets."""
         os.environ.update(credentials or {})  # this actor's own process
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # this process: the actor's
         self.spec = SweepSpec.model_validate_json(spec_json)
@@ -99,6 +105,7 @@ class StudyServer:
             self.spec.name,
             self.sweep_dir / "artifacts",
             preprocessing,
+            inputs,
         )
 
     # -- stages ----------------------------------------------------------------------------
@@ -253,8 +260,22 @@ class StudyServer:
         study = self.studies[index]
         trial = study.ask()
         values = scales.sample(trial, self.spaces[index])
-        trial.set_user_attr("start_ms", int(time.time() * 1000))
+        start_ms = int(time.time() * 1000)
+        trial.set_user_attr("start_ms", start_ms)
         self.live[(index, trial.number)] = trial
+        self.recorder.start_trial(  # its run appears now, RUNNING
+            TrialRecord(
+                stage=self.spec.stages[index].name,
+                number=trial.number,
+                state="RUNNING",
+                value=None,
+                params={**self.spec.train, **values},
+                metrics={},
+                history=[],
+                start_ms=start_ms,
+                retry_of=trial.user_attrs.get("retry_of"),
+            )
+        )
         return trial.number, values
 
     def ask_like(self, index: int, number: int, count: int) -> list[tuple[int, dict[str, Any]]]:
@@ -283,21 +304,27 @@ class StudyServer:
         params = study.get_trials(deepcopy=False)[number].params
         study.enqueue_trial(params, user_attrs={"retry_of": number})
 
-    def report(self, index: int, number: int, epoch: int, value: float) -> bool:
-        """Record one epoch's objective value; True when the trial should stop now."""
+    def report(self, index: int, number: int, epoch: int, metrics: dict[str, float]) -> bool:
+        """Record one epoch's metrics (the objective's value in Optuna, all of them in the
+        trial's MLflow run); True when the trial should stop now."""
         trial = self.live.get((index, number))
         if trial is None:  # interrupted: already recorded as FAIL
             return True
+        stage = self.spec.stages[index].name
+        self.recorder.log_epoch(stage, number, epoch, metrics)
+        value = metrics.get(self.spec.objective.metric, math.nan)
         if math.isfinite(value):
             trial.report(value, step=epoch)
-        if (self.spec.stages[index].name, number) in self.prune_requests:
+        if (stage, number) in self.prune_requests:
             trial.set_user_attr("reason", "manual")
             return True
         return trial.should_prune()
 
-    def report_pack(self, index: int, reports: list[tuple[int, int, float]]) -> list[bool]:
-        """`report` for each (number, epoch, value) of a pack's epoch, in one call."""
-        return [self.report(index, number, epoch, value) for number, epoch, value in reports]
+    def report_pack(
+        self, index: int, reports: list[tuple[int, int, dict[str, float]]]
+    ) -> list[bool]:
+        """`report` for each (number, epoch, metrics) of a pack's epoch, in one call."""
+        return [self.report(index, number, epoch, metrics) for number, epoch, metrics in reports]
 
     def tell(self, index: int, number: int, result: TrialResult) -> str:
         """Record a finished trial in Optuna (see `records.decide`), then queue its MLflow run.

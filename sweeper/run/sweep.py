@@ -175,6 +175,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                 str(folder.path.resolve()),
                 secrets.environment(*spec.storage.model_dump().values()),
                 preprocessing=plan.dataset.preprocessing.to_json(),
+                inputs=plan.dataset.inputs,
             )
         )
         results = []

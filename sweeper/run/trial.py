@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from model import TrainConfig, evaluate, get_backend, train
 from model.checkpoint import Checkpoint
 from model.stacked import PackCallback, each_trained, pack_key
-from model.train import EpochCallback, TrainResult
+from model.train import CheckpointCallback, EpochCallback, TrainResult
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
 
@@ -29,12 +29,24 @@ def fit(
     dataset: Dataset,
     callback: EpochCallback | None,
     backend_name: str,
+    resume: Checkpoint | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> TrialResult:
-    """Train one configuration; its outcome, per-epoch history and final metrics."""
+    """Train one configuration; its outcome, per-epoch history and final metrics. `resume` and
+    `on_checkpoint` are train()'s (panda mode continues a checkpoint and keeps each epoch's)."""
     d = dataset
-    backend = get_backend(backend_name)
-    config = TrainConfig.from_dict(options)
-    trained = train(config, d.X_train, d.y_train, d.X_dev, d.y_dev, d.n_classes, callback, backend)
+    trained = train(
+        TrainConfig.from_dict(options),
+        d.X_train,
+        d.y_train,
+        d.X_dev,
+        d.y_dev,
+        d.n_classes,
+        callback,
+        get_backend(backend_name),
+        resume=resume,
+        on_checkpoint=on_checkpoint,
+    )
     return _result(trained, dataset)
 
 
@@ -90,7 +102,7 @@ def _result(trained: TrainResult, dataset: Dataset) -> TrialResult:
                 metrics.update({f"{split}_{k}": v for k, v in evaluated.items()})
         metrics.update({k: v for k, v in trained.kept.items() if k.startswith("train_")})
     # the network goes back as arrays (kept ones are written by the StudyServer, never here)
-    checkpoint = Checkpoint.of(trained.network) if ran_to_end else None
+    checkpoint = trained.checkpoint() if ran_to_end else None
     return TrialResult(outcome, trained.history, metrics, checkpoint=checkpoint)
 
 
@@ -100,11 +112,10 @@ def train_trials(
     options: list[dict[str, Any]],
     dataset: Dataset,
     server: Any,
-    objective: str,
     backend_name: str,
 ) -> Iterator[tuple[int, TrialResult]]:
     """Train trials `numbers` of stage `index` (one alone, several as a pack), each reporting
-    `objective` after every epoch and stopped on its own when the server says so. A Ray
+    its metrics after every epoch and stopped on its own when the server says so. A Ray
     generator task: yields (number, what `StudyServer.tell` needs) as each trial ends, so that
     the driver records a pruned or finished member while the others train on."""
     context = ray.get_runtime_context()
@@ -114,8 +125,7 @@ def train_trials(
     def report(epoch: int, training: dict[int, dict[str, float]]) -> list[int]:
         """Every member's epoch in one round trip (they are many and the server is one)."""
         members = list(training)
-        values = [training[k].get(objective, float("nan")) for k in members]
-        reports = [(numbers[k], epoch, value) for k, value in zip(members, values, strict=True)]
+        reports = [(numbers[k], epoch, training[k]) for k in members]
         stops = ray.get(server.report_pack.remote(index, reports))
         return [k for k, stop in zip(members, stops, strict=True) if stop]
 

@@ -1,11 +1,13 @@
 """The StudyServer's MLflow side: one background thread that owns the sweep's Tracker.
 
 Every MLflow call of a sweep runs here, in order, off the trials' critical path: importing
-mlflow and creating its database (seconds) overlap the first trials, a trial's run is written
-while the next ones train, and figures are drawn while the next stage runs. Jobs are functions
+mlflow and creating its database (seconds) overlap the first trials, trial runs are written
+while the trials train, and figures are drawn while the next stage runs. Jobs are functions
 of the Tracker; a job that fails is kept in `errors` and the others go on (the next
-`open_stage` rebuilds a missing run from Optuna, the source of truth). Trials that finished
-while the thread was busy are written together, in one transaction on a database store.
+`open_stage` rebuilds a missing run from Optuna, the source of truth). Trial events (a trial
+started, reported an epoch, ended) wait up to LINGER_S for company and are written together, in
+one transaction on a database store (see live.py): a running trial's epochs show in MLflow a
+fraction of a second after it reported them, at one commit per batch, not one per epoch.
 """
 
 from __future__ import annotations
@@ -15,27 +17,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeper.records import TrialRecord
+from sweeper.tracking.events import Epoch, Finished, Started, TrialEvent
 
 if TYPE_CHECKING:
+    from sweeper.data.datasets import DataInput
+    from sweeper.tracking.live import LiveRuns
     from sweeper.tracking.tracker import Tracker
 
 Job = Callable[["Tracker"], None]
 Pngs = dict[str, bytes]
-BATCH = 500  # trial runs written in one transaction at most
-LINGER_S = 0.25  # how long a finished trial waits for others to share its transaction
-
-
-@dataclass
-class Finished:
-    """A finished trial waiting for its run to be written."""
-
-    record: TrialRecord
-    at: float = field(default_factory=time.monotonic)
+BATCH = 500  # trial events written in one transaction at most
+LINGER_S = 0.25  # how long a trial event waits for others to share its transaction
 
 
 def now_ms() -> int:
@@ -47,30 +43,30 @@ def default_tracking_uri(sweep_dir: Path) -> str:
     return f"sqlite:///{sweep_dir.resolve() / 'mlflow.db'}"
 
 
-Queue = deque[tuple[str, Job] | Finished]
+Queue = deque[tuple[str, Job] | TrialEvent]
 
 
 def is_due(jobs: Queue, flushing: bool, now: float) -> bool:
-    """Is the oldest job to be done now? Finished trials linger for company unless a job
-    waits behind them, the batch is full or someone is flushing."""
+    """Is the oldest job to be done now? Trial events linger for company unless a job waits
+    behind them, the batch is full or someone is flushing."""
     if not jobs:
         return False
     head, tail = jobs[0], jobs[-1]
     return (
-        not isinstance(head, Finished)
-        or not isinstance(tail, Finished)
+        isinstance(head, tuple)
+        or isinstance(tail, tuple)
         or flushing
         or len(jobs) >= BATCH
         or now - head.at >= LINGER_S
     )
 
 
-def pop_batch(jobs: Queue) -> list[TrialRecord]:
-    """The finished trials at the head of the queue, up to BATCH: one transaction's worth."""
-    records: list[TrialRecord] = []
-    while jobs and isinstance(jobs[0], Finished) and len(records) < BATCH:
-        records.append(jobs.popleft().record)
-    return records
+def pop_batch(jobs: Queue) -> list[TrialEvent]:
+    """The trial events at the head of the queue, up to BATCH: one transaction's worth."""
+    events: list[TrialEvent] = []
+    while jobs and not isinstance(jobs[0], tuple) and len(events) < BATCH:
+        events.append(jobs.popleft())
+    return events
 
 
 class Recorder:
@@ -80,11 +76,14 @@ class Recorder:
         experiment: str,
         artifact_dir: Path,
         preprocessing: dict[str, Any] | None = None,
+        inputs: list[DataInput] | None = None,
     ):
         self.errors: list[str] = []
         self.preprocessing = preprocessing  # saved with each kept model
+        self.inputs = inputs or []  # the data, logged as every stage run's input datasets
         self.stage_runs: dict[str, str] = {}  # stage name → its run id
         self.trial_runs: dict[tuple[str, int], str] = {}  # (stage, trial) → its run id
+        self.live: LiveRuns | None = None  # the trial runs this thread holds RUNNING
         self.stage_pngs: dict[str, Pngs] = {}  # stage name → its figures, for the report
         self.started_ms = now_ms()  # the sweep run's start: when this driver began recording
         self._jobs: Queue = deque()
@@ -98,8 +97,10 @@ class Recorder:
     def _work(self, tracking_uri: str, experiment: str, artifact_dir: Path) -> None:
         tracker = None
         try:
+            from sweeper.tracking.live import LiveRuns
             from sweeper.tracking.tracker import Tracker
 
+            self.live = LiveRuns()
             tracker = Tracker(tracking_uri, experiment, artifact_dir)
             # matplotlib and scikit-learn (under optuna.importance) load now, while trials run,
             # not after the last one: seconds off the end of every sweep
@@ -126,21 +127,21 @@ class Recorder:
         return is_due(self._jobs, self._flushing > 0, time.monotonic())
 
     def _next_job(self) -> tuple[str, Job]:
-        """The oldest job; the finished trials at the head of the queue become one job."""
-        if not isinstance(self._jobs[0], Finished):
+        """The oldest job; the trial events at the head of the queue become one job."""
+        if isinstance(self._jobs[0], tuple):
             return self._jobs.popleft()
-        records = pop_batch(self._jobs)
-        stage = records[0].stage  # one stage: a stage's trials end before the next opens
-        what = f"{stage} trials {sorted(r.number for r in records)}"
+        events = pop_batch(self._jobs)
+        what = f"trials {sorted({e.key for e in events})}"
 
         def job(tracker: Tracker) -> None:
-            run_ids = tracker.log_trials(self.stage_runs[stage], records)
-            for record, run_id in zip(records, run_ids, strict=True):
-                self.trial_runs[(stage, record.number)] = run_id
+            writes = self.live.plan(events, self.stage_runs.get)
+            created = tracker.write_trials(writes)
+            self.live.written(writes, created)
+            self.trial_runs.update(created)
 
         return what, job
 
-    def _put(self, job: tuple[str, Job] | Finished) -> None:
+    def _put(self, job: tuple[str, Job] | TrialEvent) -> None:
         with self._changed:
             self._jobs.append(job)
             self._changed.notify_all()
@@ -157,20 +158,32 @@ class Recorder:
 
     # -- jobs ------------------------------------------------------------------------------
     def open_stage(self, stage: str, params: dict[str, Any], finished: list[TrialRecord]) -> None:
-        """The stage's run; trial runs a killed writer left RUNNING are deleted, and the
-        finished trials (`finished`, as `log_trial` records) without a run are written."""
+        """The stage's run, with the data as its inputs; trial runs a killed writer left
+        RUNNING are deleted, and the finished trials (`finished`, as `log_trial` records)
+        without a run are written."""
 
         opened_ms = now_ms()  # now, not when this thread gets to it
 
         def job(tracker: Tracker) -> None:
             run_id = self.stage_runs[stage] = tracker.stage_run(stage, params, opened_ms)
+            if self.inputs:
+                tracker.log_inputs(run_id, self.inputs)
             tracker.discard_unfinished_trial_runs(stage)
             logged = tracker.logged_trials(stage)
             tracker.log_trials(run_id, [r for r in finished if r.number not in logged])
 
         self._put((f"open stage {stage}", job))
 
+    def start_trial(self, record: TrialRecord) -> None:
+        """A trial began (`record`: RUNNING): its run appears, RUNNING."""
+        self._put(Started(record))
+
+    def log_epoch(self, stage: str, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        """A running trial's metrics of `epoch`, reported now."""
+        self._put(Epoch(stage, number, epoch, metrics, now_ms()))
+
     def log_trial(self, record: TrialRecord) -> None:
+        """A trial ended (or was recovered): its run gets its end, or is written whole."""
         self._put(Finished(record))
 
     def close_stage(

@@ -1,14 +1,15 @@
 """MLflow records of a sweep: one experiment, a parent run per stage, a child run per trial.
 
 Only the StudyServer writes here, through an explicit MlflowClient (never the fluent API's global
-run stack). A trial's child run is written in one go when the trial ends — create, one
-`log_batch` with params, per-epoch metrics and tags, then terminate — so no run is ever left
-RUNNING by a crash, and the run can be rebuilt from Optuna (the source of truth) on resume.
+run stack). A trial's child run is created RUNNING when the trial starts, gets its epochs while
+it trains and its end when it ends (see live.py), in batches. A run a crash left RUNNING is
+deleted when its stage opens again and rebuilt from Optuna (the source of truth).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -18,17 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+from mlflow.types import ColSpec, Schema
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
 
 from model.checkpoint import Checkpoint
 from sweeper import secrets
-from sweeper.data.datasets import Preprocessing
+from sweeper.data.datasets import DataInput, Preprocessing
 from sweeper.errors import UserError
 from sweeper.records import MODEL_ARTIFACT, TrialRecord
 from sweeper.tracking import models
+from sweeper.tracking.live import Key, Writes
 from sweeper.tracking.run_tables import RunContent, RunTables, is_database
 
 CREATING = ".creating"  # suffix of an SQLite store while MLflow builds its schema
@@ -131,6 +134,10 @@ def kept_models(tracking_uri: str, experiment: str) -> dict[tuple[str, int], str
     }
 
 
+def _schema(columns: dict[str, str]) -> list[dict[str, Any]]:
+    return Schema([ColSpec(kind, name) for name, kind in columns.items()]).to_dict()
+
+
 BEST_SUFFIX = " (best)"  # the best trial's run name, to find it at a glance in the UI
 
 
@@ -186,6 +193,27 @@ class Tracker:
             run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
         )
         return run.info.run_id
+
+    def log_inputs(self, run_id: str, inputs: list[DataInput]) -> None:
+        """The data a stage trains (and tests) on, as its run's MLflow input datasets (MLflow
+        keeps one dataset per name and digest in an experiment, and one link per run)."""
+        self.client.log_inputs(
+            run_id,
+            [
+                DatasetInput(
+                    Dataset(
+                        name=data.name,
+                        digest=data.digest,
+                        source_type=data.source_type,
+                        source=json.dumps(data.source),
+                        schema=json.dumps({"mlflow_colspec": _schema(data.columns)}),
+                        profile=json.dumps({"num_rows": data.rows}),
+                    ),
+                    [InputTag(MLFLOW_DATASET_CONTEXT, data.context)],
+                )
+                for data in inputs
+            ],
+        )
 
     def log_files(self, run_id: str, files: dict[str, bytes]) -> None:
         """Files (figures, the report) as artifacts of a run."""
@@ -291,10 +319,11 @@ class Tracker:
         record: TrialRecord,
         kind: str = "trial",
         tags: dict[str, str] | None = None,
+        first_epoch: int = 1,
     ) -> str:
-        """One finished trial (or a `sweeper train` run, with its own `tags`) as a run written
-        in one go."""
-        return self.log_trials(parent_run_id, [record], kind, tags)[0]
+        """One finished trial (or a `sweeper train` run, with its own `tags` and the number of
+        its first epoch) as a run written in one go."""
+        return self.log_trials(parent_run_id, [record], kind, tags, first_epoch)[0]
 
     def log_trials(
         self,
@@ -302,26 +331,52 @@ class Tracker:
         records: list[TrialRecord],
         kind: str = "trial",
         tags: dict[str, str] | None = None,
+        first_epoch: int = 1,
     ) -> list[str]:
-        """Finished trials as runs, each already terminated when it appears.
-
-        On a database store the runs go in through MLflow's own tables in one transaction: a
-        run costs ~1 ms instead of ~20 ms of three separate store calls, and a killed writer
-        leaves all of a batch or none of it. A tracking server gets the three calls per run.
-        """
-        runs = [RunContent.of(parent_run_id, record, kind, tags or {}) for record in records]
+        """Finished trials as runs, each already terminated when it appears (in one
+        transaction on a database store, as `write_trials`)."""
+        runs = [
+            RunContent.of(parent_run_id, record, kind, tags or {}, first_epoch)
+            for record in records
+        ]
         if self.database is not None:
-            return self.database.insert(runs)
+            return self.database.write(runs, [])
         return [self._log_run(run) for run in runs]
+
+    def write_trials(self, writes: Writes) -> dict[Key, str]:
+        """One batch of trial runs (see live.py); the ids of the runs it created, by trial.
+
+        On a database store the batch goes in through MLflow's own tables in one transaction:
+        ~1 ms a run instead of ~20 ms of separate store calls, and a killed writer leaves all of
+        a batch or none of it. A tracking server gets the client's calls, run by run."""
+        if self.database is not None:
+            new_ids = self.database.write(list(writes.new.values()), list(writes.updates.values()))
+            created = dict(zip(writes.new, new_ids, strict=True))
+        else:
+            created = {key: self._log_run(run) for key, run in writes.new.items()}
+            for update in writes.updates.values():
+                self._log_batch(update.run_id, update.metrics, [], update.tags)
+                if update.status is not None:
+                    self.client.set_terminated(update.run_id, update.status, update.end_ms)
+        return created
 
     def _log_run(self, run: RunContent) -> str:
         run_id = self.client.create_run(
             self.experiment_id, start_time=run.start_ms, run_name=run.name, tags=run.tags
         ).info.run_id
-        params = [Param(k, v) for k, v in run.params.items()]
-        for i in range(0, max(len(run.metrics), 1), BATCH_LIMIT):
-            self.client.log_batch(
-                run_id, metrics=run.metrics[i : i + BATCH_LIMIT], params=params if i == 0 else []
-            )
-        self.client.set_terminated(run_id, run.status, end_time=run.end_ms)
+        self._log_batch(run_id, run.metrics, [Param(k, v) for k, v in run.params.items()], {})
+        if run.end_ms is not None:
+            self.client.set_terminated(run_id, run.status, end_time=run.end_ms)
         return run_id
+
+    def _log_batch(
+        self, run_id: str, metrics: list[Metric], params: list[Param], tags: dict[str, str]
+    ) -> None:
+        """`log_batch` in calls of at most MLflow's limit of metrics (params, tags: the first)."""
+        for i in range(0, max(len(metrics), 1), BATCH_LIMIT):
+            self.client.log_batch(
+                run_id,
+                metrics=metrics[i : i + BATCH_LIMIT],
+                params=params if i == 0 else [],
+                tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [],
+            )

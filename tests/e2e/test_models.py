@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import urllib.request
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -22,6 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweeper.run.folder import find_sweep
+from sweeper.run.lineage import resolve
 from tests.e2e.helpers import cli, cli_env, wait_for, write_spec
 
 ROWS, TEST_SHARE = 300, 0.2
@@ -162,3 +166,64 @@ def test_the_ui_opens_on_training_runs_with_real_stage_times_and_the_best_marked
     (marked,) = [r for r in trials if r.data.tags.get("sweeper.best") == "true"]
     assert marked.data.tags["sweeper.trial"] == str(best["trial"])
     assert marked.info.run_name == f"only-{best['trial']} (best)"
+
+
+def test_the_best_trial_continues_from_its_kept_model(sweep, monkeypatch):
+    """`sweeper train --from NAME` starts from the best trial's kept model: with α ≈ 0 its first
+    continued dev loss is that model's, far from an untrained network's; a trial that kept no
+    model is refused."""
+    cwd, _, best = sweep
+    still = ("--epochs", "1", "--set", "learning_rate=1e-9")
+    continued = cli("train", "pairs.yaml", "--from", "pairs", *still, cwd=cwd)
+    assert continued.returncode == 0, continued.stderr
+    fresh = cli("train", "pairs.yaml", *still, cwd=cwd)  # the best's options, untrained
+    assert fresh.returncode == 0, fresh.stderr
+    client = MlflowClient(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+
+    def first_dev_loss(output: str) -> tuple[Any, float]:
+        run = client.get_run(re.search(r"MLflow run\s+([0-9a-f]{32})", output)[1])
+        points = client.get_metric_history(run.info.run_id, "dev_loss")
+        return run, min(points, key=lambda p: (p.step, p.timestamp)).value
+
+    run, dev_loss = first_dev_loss(continued.stdout)
+    _, untrained = first_dev_loss(fresh.stdout)
+    assert dev_loss == pytest.approx(best["metrics"]["dev_loss"], rel=1e-5)
+    assert abs(untrained - dev_loss) > 100 * abs(dev_loss - best["metrics"]["dev_loss"])
+    trial_run = best["model_uri"].split("/")[1]
+    assert run.data.tags["sweeper.parent_run"] == trial_run
+    assert run.data.tags["sweeper.source"] == f"pairs:{best['stage']}:{best['trial']}"
+    assert run.data.tags["sweeper.first_epoch"] == "5"  # the trial trained epochs 1–4
+
+    kept = {int(n) for n in (r.data.tags["sweeper.trial"] for r in client.search_runs(
+        [client.get_experiment_by_name("pairs").experiment_id],
+        "tags.`sweeper.kind` = 'trial' and tags.`sweeper.model` = 'model'"))}  # fmt: skip
+    monkeypatch.chdir(cwd)
+    folder = find_sweep("pairs")
+    progress = resolve("pairs", folder, folder.load_spec()).checkpoint.progress
+    assert progress.epoch == 4 and progress.t > 0 and set(progress.moments) == {"v", "s"}
+    assert set(progress.generators) == {"dropout", "shuffle"}  # kept with its progress: exact
+
+    (without,) = sorted({0, 1, 2, 3} - kept)[:1]
+    refused = cli("train", "pairs.yaml", "--from", f"pairs:only:{without}", cwd=cwd)
+    assert refused.returncode == 2 and "the trial kept no model" in refused.stderr
+
+
+def test_the_stage_run_records_the_parquet_file_as_its_input_dataset(sweep):
+    cwd, data, _ = sweep
+    client = MlflowClient(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+    experiment = client.get_experiment_by_name("pairs")
+    (stage,) = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'stage'")
+    (given,) = stage.inputs.dataset_inputs
+    assert {t.key: t.value for t in given.tags} == {"mlflow.data.context": "training"}
+    dataset = given.dataset
+    assert (dataset.name, dataset.source_type) == ("pairs.parquet", "local")
+    assert json.loads(dataset.source) == {"uri": (cwd / "pairs.parquet").resolve().as_uri()}
+    columns = json.loads(dataset.schema)["mlflow_colspec"]
+    assert [(c["name"], c["type"]) for c in columns] == [
+        ("f0", "double"),
+        ("f1", "double"),
+        ("f2", "double"),
+        ("label", "string"),
+    ]
+    assert json.loads(dataset.profile) == {"num_rows": len(data)}
+    assert len(dataset.digest) == 16

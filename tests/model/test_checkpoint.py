@@ -43,3 +43,18 @@ def test_the_files_are_plain_json_and_arrays_without_pickle(tmp_path):
         assert archive.namelist() == ["theta.npy"]
     with np.load(tmp_path / ARRAYS_FILE, allow_pickle=False) as arrays:  # object arrays refused
         np.testing.assert_array_equal(arrays["theta"], trained.theta)
+
+
+def test_a_format_1_checkpoint_still_loads_without_progress(tmp_path):
+    trained = train(TrainConfig(epochs=1, hidden_units=3), np.ones((2, 8), np.float32),
+                    np.array([0, 1] * 4), n_classes=2)  # fmt: skip
+    Checkpoint.of(trained.network).save(tmp_path)  # a network alone: no progress.json
+    described = json.loads((tmp_path / ARCHITECTURE_FILE).read_text())
+    (tmp_path / ARCHITECTURE_FILE).write_text(json.dumps(described | {"format": 1}))
+    loaded = Checkpoint.load(tmp_path)
+    assert loaded.progress is None
+    np.testing.assert_array_equal(loaded.state.theta, trained.network.theta)
+    trained.checkpoint().save(tmp_path / "with")
+    progress = Checkpoint.load(tmp_path / "with").progress
+    assert (progress.epoch, progress.t, sorted(progress.moments)) == (1, 1, ["s", "v"])
+    assert progress.options == TrainConfig(epochs=1, hidden_units=3).to_dict()

@@ -111,3 +111,21 @@ def test_schedule_arguments_are_validated():
         learning_rate(0.1, 2, schedule="exponential", base=0.0)
     with pytest.raises(ValueError, match="from 1"):
         learning_rate(0.1, 0)
+
+
+def test_adam_hands_over_the_notes_v_and_s_and_takes_them_with_new_betas(backend64):
+    """A continued run may change β1, β2: the state goes over as v and s, not as Adam's
+    internal u = v/(1−β1), r = s/(1−β2)."""
+    g1, g2 = GRAD, np.array([-0.25, 0.5, 1.0])
+    first = Adam(3, backend64, beta1=0.9, beta2=0.999)
+    _steps(first, [g1], alpha=0.01)
+    moments = first.moments()
+    np.testing.assert_allclose(moments["v"], 0.1 * g1, rtol=1e-12)
+    np.testing.assert_allclose(moments["s"], 0.001 * g1**2, rtol=1e-12)
+    second = Adam(3, backend64, beta1=0.8, beta2=0.99)
+    second.resume(moments, first.t)
+    theta = _steps(second, [g2], alpha=0.01)
+    v, s = 0.8 * 0.1 * g1 + 0.2 * g2, 0.99 * 0.001 * g1**2 + 0.01 * g2**2
+    v_hat, s_hat = v / (1 - 0.8**2), s / (1 - 0.99**2)
+    np.testing.assert_allclose(theta, THETA - 0.01 * v_hat / (np.sqrt(s_hat) + 1e-8), rtol=1e-12)
+    assert second.t == 2 and Momentum(3, backend64).moments()["v"].tolist() == [0, 0, 0]

@@ -8,7 +8,8 @@ from collections import deque
 from mlflow.tracking import MlflowClient
 
 from sweeper.records import TrialRecord
-from sweeper.tracking.recorder import BATCH, LINGER_S, Finished, Recorder, is_due, pop_batch
+from sweeper.tracking.events import Finished
+from sweeper.tracking.recorder import BATCH, LINGER_S, Recorder, is_due, pop_batch
 
 
 def record(number: int, state: str = "COMPLETE") -> TrialRecord:
@@ -45,7 +46,7 @@ def test_a_batch_is_the_finished_trials_at_the_head_up_to_the_limit():
     jobs = deque(
         [*(Finished(record(i)) for i in range(3)), ("close stage", job), Finished(record(3))]
     )
-    assert [r.number for r in pop_batch(jobs)] == [0, 1, 2]
+    assert [e.record.number for e in pop_batch(jobs)] == [0, 1, 2]
     assert jobs[0] == ("close stage", job) and len(jobs) == 2
     assert pop_batch(jobs) == []  # a job heads the queue: it goes first, alone
     many = deque(Finished(record(i)) for i in range(BATCH + 5))

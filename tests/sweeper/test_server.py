@@ -66,9 +66,9 @@ def test_ask_report_tell_record_each_outcome_in_optuna_and_mlflow(server, storag
     assert [n for n, _ in asked] == list(range(6))
     for _, params in asked:
         assert 1e-4 <= params["learning_rate"] <= 1.0 and 0.9 <= params["beta"] <= 0.999
-    assert server.report(0, 0, 1, 0.5) is False  # too early for the median pruner
+    assert server.report(0, 0, 1, {"dev_accuracy": 0.5}) is False  # too early for the median pruner
     request_prune(tmp_path, "coarse", 4)
-    assert server.report(0, 4, 1, 0.5) is True  # asked to stop by `sweeper prune`
+    assert server.report(0, 4, 1, {"dev_accuracy": 0.5}) is True  # asked to stop by `sweeper prune`
 
     told = [
         server.tell(0, 0, done(0.9)),
@@ -129,7 +129,7 @@ def test_the_next_stage_opens_zoomed_and_warm_started_and_ctrl_c_requeues(server
     assert fine[number].user_attrs["reason"] == "interrupted"
     waiting = [t for t in fine.values() if t.state == TrialState.WAITING]
     assert [t.user_attrs["retry_of"] for t in waiting] == [number]
-    assert server.report(1, number, 1, 0.5) is True  # its task is told to stop
+    assert server.report(1, number, 1, {"dev_accuracy": 0.5}) is True  # its task is told to stop
 
     server.open_stage(1)  # opened again on resume: no second set of warm-start copies
     again = [t for t in trials(storage, "fine") if "warm_start_from" in t.user_attrs]

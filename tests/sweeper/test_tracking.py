@@ -1,4 +1,5 @@
-"""Trial runs written in bulk into MLflow's tables read back as the client's own runs do."""
+"""Trial runs written in bulk into MLflow's tables read back as the client's own runs do, and
+runs written live (RUNNING at the start, epochs while training) end as runs written in one go."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeper.records import TrialRecord
+from sweeper.tracking.events import Epoch, Finished, Started
+from sweeper.tracking.live import LiveRuns
 from sweeper.tracking.tracker import Tracker, check_store, create_sqlite_store
 
 START = 1_700_000_000_000
@@ -61,15 +64,17 @@ RECORDS = [
 ]
 
 
-def written(uri: str, artifacts: Path, bulk: bool) -> dict[str, Any]:
-    """RECORDS as runs of a new experiment, read back through MlflowClient."""
+def written(uri: str, artifacts: Path, bulk: bool, live: bool = False) -> dict[str, Any]:
+    """RECORDS as runs of a new experiment (`live`: as a sweep writes them while they train),
+    read back through MlflowClient."""
     tracker = Tracker(uri, artifacts.name, artifacts)
     if bulk:
         assert tracker.database is not None  # a database store takes the bulk path
     else:
         tracker.database = None  # the reference: MlflowClient's create/log_batch/terminate
     parent = tracker.stage_run("coarse", {"trials": 4}, int(time.time() * 1000))
-    run_ids = [*tracker.log_trials(parent, RECORDS), tracker.log_trial(None, RECORDS[0], "panda")]
+    trial_ids = write_live(tracker, parent) if live else tracker.log_trials(parent, RECORDS)
+    run_ids = [*trial_ids, tracker.log_trial(None, RECORDS[0], "panda")]
     client = MlflowClient(uri)
     runs = {}
     for run_id in run_ids:
@@ -103,6 +108,42 @@ def written(uri: str, artifacts: Path, bulk: bool) -> dict[str, Any]:
     return runs
 
 
+def write_live(tracker: Tracker, parent: str) -> list[str]:
+    """RECORDS as the StudyServer sends them while the trials run, in three batches (trial 3
+    starts and ends within the last one); a running run is checked between batches."""
+    live, created = LiveRuns(), {}
+
+    def batch(events: list) -> None:
+        writes = live.plan(events, lambda stage: parent)
+        created.update(tracker.write_trials(writes))
+        live.written(writes, created)
+
+    def epoch(record: TrialRecord, e: int) -> Epoch:  # reported at the time RunContent stamps
+        return Epoch(record.stage, record.number, e, record.history[e - 1], record.start_ms + e)
+
+    def started(record: TrialRecord) -> Started:  # as `ask` knows it
+        return Started(
+            TrialRecord(
+                record.stage, record.number, "RUNNING", None, record.params, {}, [], record.start_ms
+            )
+        )
+
+    first, last = RECORDS[:3], RECORDS[3]
+    batch([*(started(r) for r in first), *(epoch(r, 1) for r in first if r.history)])
+    run = tracker.client.get_run(created[("coarse", 0)])
+    assert (run.info.status, run.info.end_time) == ("RUNNING", None)
+    assert run.data.metrics == RECORDS[0].history[0]
+    assert "sweeper.epochs" not in run.data.tags
+    batch([epoch(RECORDS[0], 2)])
+    history = tracker.client.get_metric_history(created[("coarse", 0)], "dev_accuracy")
+    assert [m.value for m in history] == [r["dev_accuracy"] for r in RECORDS[0].history[:2]]
+    # trial 1 never reports its second epoch (it diverged there): its history fills it in
+    ending = [epoch(RECORDS[0], 3), *(Finished(r) for r in first)]
+    batch([*ending, started(last), *(epoch(last, e) for e in (1, 2, 3)), Finished(last)])
+    assert live.open == {}
+    return [created[("coarse", r.number)] for r in RECORDS]
+
+
 def _nan_safe(value: float) -> float | str:
     return "nan" if math.isnan(value) else value
 
@@ -112,12 +153,19 @@ def test_bulk_runs_read_back_as_client_runs(tmp_path: Path) -> None:
 
 
 def assert_bulk_reads_as_client(uri: Callable[[str], str], tmp_path: Path) -> None:
-    """Runs written by RunTables and by the client (each into its own experiment) read alike."""
-    reference = written(uri("client"), tmp_path / "client", bulk=False)
-    bulk = written(uri("bulk"), tmp_path / "bulk", bulk=True)
-    for run in (*reference.values(), *bulk.values()):
-        run["artifacts"] = Path(run["artifacts"].removeprefix("file://")).parent.name
-    assert bulk == reference
+    """Runs written by RunTables and by the client, in one go or live (each into its own
+    experiment), read alike."""
+
+    def read(name: str, bulk: bool, live: bool) -> dict[str, Any]:
+        runs = written(uri(name), tmp_path / name, bulk, live)
+        for run in runs.values():
+            run["artifacts"] = Path(run["artifacts"].removeprefix("file://")).parent.name
+        return runs
+
+    reference = read("client", bulk=False, live=False)
+    assert read("bulk", bulk=True, live=False) == reference
+    assert read("client-live", bulk=False, live=True) == reference
+    assert read("bulk-live", bulk=True, live=True) == reference
     zero = reference[("trial", "coarse-0")]
     assert zero["info"][0] == "FINISHED"
     assert len(zero["history"]["dev_accuracy"]) == EPOCHS  # the duplicate point kept once
@@ -162,3 +210,47 @@ def test_sqlite_pragmas_apply_to_the_sweeps_store_only(tmp_path: Path) -> None:
     with other.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # SQLite's FULL
+
+
+def test_the_data_is_told_apart_by_its_values_and_logged_as_run_inputs(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from sweeper.data.datasets import load_dataset
+    from sweeper.spec.schema import DataSpec
+
+    table = pa.table({"a": [0.5, 1.5, 2.5, 3.5] * 5, "label": ["x", "y", "y", "x"] * 5})
+    pq.write_table(table, tmp_path / "same.parquet")
+    pcsv.write_csv(table, tmp_path / "same.csv")
+    changed = table.set_column(0, "a", pa.array([0.5, 1.5, 2.5, 3.25] * 5))
+    pq.write_table(changed, tmp_path / "changed.parquet")
+
+    def read(source: str, test: str | None = None):
+        return load_dataset(DataSpec(source=source, target="label", test=test), tmp_path).inputs
+
+    (parquet,), (csv,), (other,) = read("same.parquet"), read("same.csv"), read("changed.parquet")
+    assert parquet.digest == csv.digest  # the same values, whatever the file format
+    assert other.digest != parquet.digest
+    assert parquet.columns == {"a": "double", "label": "string"} and parquet.rows == 20
+    (flower,), (moons,) = read("builtin:flower"), read("builtin:moons")
+    assert flower.digest != moons.digest and flower.source_type == "code"
+    assert [i.context for i in read("same.parquet", test="changed.parquet")] == [
+        "training",
+        "test",
+    ]
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "inputs", tmp_path / "artifacts")
+    runs = [tracker.stage_run(name, {}, START) for name in ("first", "second")]
+    tracker.log_inputs(runs[0], [parquet])
+    tracker.log_inputs(runs[0], [parquet])  # a resumed stage logs it again: still one input
+    tracker.log_inputs(runs[1], [other, flower])
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    logged = [
+        [(i.dataset.name, i.dataset.digest) for i in client.get_run(r).inputs.dataset_inputs]
+        for r in runs
+    ]
+    assert logged[0] == [("same.parquet", parquet.digest)]
+    assert sorted(logged[1]) == sorted(
+        [("changed.parquet", other.digest), ("flower", flower.digest)]
+    )
