@@ -110,10 +110,10 @@ def run_one(
         "dataset": dataset,
         "variant": variant,
         "seed": seed,
-        "epochs_used": sum(r["epochs"] for r in view.rows),
+        "epochs_used": sum(len(r.history) for r in view.rows),
         "wall_s": wall,
-        "best_dev": best["value"],
-        "test_of_best": best["metrics"]["test_accuracy"],
+        "best_dev": best.value,
+        "test_of_best": best.metrics["test_accuracy"],
     }
 
 
