@@ -12,7 +12,11 @@ wall time, best dev accuracy and the test accuracy of that trial, per variant (m
 The flower is the course's generator with --flower-size points (2000: a 400-example dev set,
 0.25 points an example; the course's 400 points leave 80, too coarse to measure 0.5 points).
 
-    python benchmarks/search_quality.py [--trials 40] [--epochs 20] [--seeds 3] [--json FILE]
+    python benchmarks/search_quality.py [--trials 40] [--epochs 20] [--seeds 3] [--pack 1]
+                                        [--json FILE]
+
+With `--pack 16` or `--pack auto` the same runs go in packed trials (issue 20): compare the
+best dev accuracy with a `--pack 1` run of the same seeds.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ def run_one(
         "objective": {"metric": "dev_accuracy", "direction": "maximize"},
         "space": SPACE,
         "stages": stages(variant, args.trials, seed, args.grace, args.pruner),
+        "resources": {"pack": args.pack},
     }
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -105,10 +110,10 @@ def run_one(
         "dataset": dataset,
         "variant": variant,
         "seed": seed,
-        "epochs_used": sum(r["epochs"] for r in view.rows),
+        "epochs_used": sum(len(r.history) for r in view.rows),
         "wall_s": wall,
-        "best_dev": best["value"],
-        "test_of_best": best["metrics"]["test_accuracy"],
+        "best_dev": best.value,
+        "test_of_best": best.metrics["test_accuracy"],
     }
 
 
@@ -136,6 +141,9 @@ def main() -> None:
     parser.add_argument("--grace", type=int, default=2, help="the pruner's first rung, in epochs")
     parser.add_argument("--pruner", choices=("asha", "hyperband"), default="asha")
     parser.add_argument("--flower-size", type=int, default=2000)
+    parser.add_argument(
+        "--pack", type=lambda v: v if v == "auto" else int(v), default=1, help="resources.pack"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 

@@ -15,7 +15,7 @@ Each network k draws from its own generators exactly what `model.train` would dr
 (W^[1..L] in order, then one mask per dropout layer per step; its own permutation each epoch), so
 member k's parameters and per-epoch metrics equal those of `model.train(configs[k])` to floating
 point rounding. A network ends on its own: diverged (dropped at the step its cost is NaN/inf),
-early-stopped, stopped by its callback, or out of epochs; the pack then shrinks to the networks
+early-stopped, stopped by the callback, or out of epochs; the pack then shrinks to the networks
 still training, so an ended one costs nothing more.
 
 (Over 300 lines: the pack's network, its per-member state and its epoch loop share one (K, …)
@@ -25,6 +25,7 @@ layout and shrink together when a member ends; split apart, each would re-derive
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,12 +41,28 @@ from model.train import (
     DIVERGENCE_FACTOR,
     EVAL_CHUNK,
     TRAIN_EVAL_EXAMPLES,
-    EpochCallback,
     Outcome,
     TrainResult,
     architecture,
     encode_targets,
 )
+
+# The options whose values networks of one pack must share (`pack_key`); any other may differ.
+PACK_OPTIONS = (
+    "hidden_units",
+    "num_layers",
+    "batch_size",
+    "optimizer",
+    "activation",
+    "init",
+    "loss",
+    "batch_norm",
+)
+
+
+# After each epoch: the metrics of each network still training, by its index in the configs →
+# the indices of those to stop.
+PackCallback = Callable[[int, dict[int, dict[str, float]]], Collection[int]]
 
 
 def pack_key(config: TrainConfig) -> tuple:
@@ -122,7 +139,7 @@ class _Member:
     """The bookkeeping of one network of the pack: what `model.train` keeps for it alone."""
 
     config: TrainConfig
-    callback: EpochCallback | None
+    index: int  # its place in `train_members`' configs, by which the callback names it
     arch: Architecture
     shuffle_rng: np.random.Generator  # its mini-batch order
     sample: np.ndarray  # its fixed sample of training examples for train_* metrics
@@ -197,40 +214,51 @@ class _Pack:
         return _Pack(members, net, optimizer)
 
 
-def train_members(
+def train_members(configs: list[TrainConfig], *data: Any, **options: Any) -> list[TrainResult]:
+    """`each_trained` (same arguments), waiting for the last network: result k equals
+    `model.train(configs[k], …)`."""
+    trained = dict(each_trained(configs, *data, **options))
+    return [trained[k] for k in range(len(configs))]
+
+
+def each_trained(
     configs: list[TrainConfig],
     X_train: Any,
     y_train: Any,
     X_dev: Any | None = None,
     y_dev: Any | None = None,
     n_classes: int | None = None,
-    callbacks: list[EpochCallback | None] | None = None,
+    callback: PackCallback | None = None,
     backend: Backend | None = None,
-) -> list[TrainResult]:
-    """Train every config together; result k equals `model.train(configs[k], …)`.
+) -> Iterator[tuple[int, TrainResult]]:
+    """Train every config together, yielding (k, result of configs[k]) as each network ends,
+    so that a sweep records a pruned or finished member while the others train on.
 
     The configs must share `pack_key` (layer sizes, batch size, optimizer, activation, init,
-    loss, batch norm); everything else may differ, epochs and early stopping included. Callback k
-    receives network k's (epoch, metrics) and may stop that network alone.
+    loss, batch norm); everything else may differ, epochs and early stopping included. After
+    each epoch the callback receives the metrics of every network still training, keyed by its
+    index in `configs` (one call for the pack: a sweep answers it with one round trip), and
+    returns the indices of those to stop; each is then STOPPED alone, as `model.train`'s
+    callback would stop it.
     """
     if not configs:
-        return []
+        return
     keys = {pack_key(c) for c in configs}
     if len(keys) > 1:
-        raise ValueError(f"networks of one pack must share {_PACK_FIELDS}; got {sorted(keys)}")
+        shared = ", ".join(PACK_OPTIONS)
+        raise ValueError(f"networks of one pack must share {shared}; got {sorted(keys)}")
     backend = backend or get_backend()
     xp, dtype = backend.xp, backend.dtype
-    callbacks = callbacks or [None] * len(configs)
     n_x, m = X_train.shape[0], X_train.shape[1]
     members = [
         _Member(
             config,
-            callback,
+            k,
             architecture(config, n_x, n_classes),
             np.random.default_rng(config.seed),
             np.sort(np.random.default_rng(config.seed).permutation(m)[:TRAIN_EVAL_EXAMPLES]),
         )
-        for config, callback in zip(configs, callbacks, strict=True)
+        for k, config in enumerate(configs)
     ]
     pack = _Pack.start(members, backend)
     loss = pack.net.loss
@@ -244,17 +272,27 @@ def train_members(
         dev_labels = backend.to_host(xp.asarray(y_dev))
         Y_dev = encode_targets(xp, dev_labels, loss.name, n_out, dtype)
         dev = (xp.asarray(X_dev, dtype=dtype), Y_dev, xp.asarray(y_dev))
-    with np.errstate(all="ignore"):  # overflow in a diverging network is reported as DIVERGED
-        _run_epochs(pack, XT, YT, labels, dev, backend)
-    return [member.result for member in members]
-
-
-_PACK_FIELDS = "hidden_units, batch_size, optimizer, activation, init, loss, batch_norm"
+    ended = _run_epochs(pack, XT, YT, labels, dev, backend, callback)
+    while True:
+        # overflow in a diverging network is reported as DIVERGED (the state is not left set
+        # while the caller has a member)
+        with np.errstate(all="ignore"):
+            member = next(ended, None)
+        if member is None:
+            return
+        yield member.index, member.result
 
 
 def _run_epochs(
-    pack: _Pack, XT: Any, YT: Any, labels: Any, dev: tuple | None, backend: Backend
-) -> None:
+    pack: _Pack,
+    XT: Any,
+    YT: Any,
+    labels: Any,
+    dev: tuple | None,
+    backend: Backend,
+    callback: PackCallback | None,
+) -> Iterator[_Member]:
+    """The lock-step epochs; yields each member as it ends."""
     xp = backend.xp
     m, batch = XT.shape[0], pack.members[0].config.batch_size
     for epoch in range(1, max(member.config.epochs for member in pack.members) + 1):
@@ -274,6 +312,7 @@ def _run_epochs(
                 if not math.isfinite(J):  # diverged: it leaves the pack, the others go on
                     member.history.append({"minibatch_cost": math.inf})
                     _end(member, Outcome.DIVERGED, pack.net, k)
+                    yield member
             cost_sum += np.where(finite, cost, 0.0) * X_t.shape[-1]
             pack.net.backward(Y_t, pack.l2)
             pack.optimizer.step(pack.net.theta, pack.net.dtheta, alpha)
@@ -287,11 +326,26 @@ def _run_epochs(
         _evaluate_into(metrics, "train", pack, XT, YT, labels)
         if dev is not None:
             _evaluate_into(metrics, "dev", pack, *dev)
-        keep = [
-            k
+        ended = [
+            _epoch_ends(member, epoch, measured, pack.net, k)
             for k, (member, measured) in enumerate(zip(pack.members, metrics, strict=True))
-            if not _epoch_ends(member, epoch, measured, pack.net, k)
         ]
+        training = {
+            member.index: measured
+            for member, measured, done in zip(pack.members, metrics, ended, strict=True)
+            if not done
+        }
+        stop = set(callback(epoch, training)) if callback is not None and training else set()
+        keep = []
+        for k, (member, done) in enumerate(zip(pack.members, ended, strict=True)):
+            if not done and member.index in stop:
+                done = _end(member, Outcome.STOPPED, pack.net, k)
+            elif not done and epoch == member.config.epochs:
+                done = _end(member, Outcome.COMPLETED, pack.net, k)
+            if done:
+                yield member
+            else:
+                keep.append(k)
         if len(keep) < len(pack.members):
             if not keep:
                 return
@@ -301,7 +355,8 @@ def _run_epochs(
 def _epoch_ends(
     member: _Member, epoch: int, metrics: dict[str, float], net: StackedNetwork, k: int
 ) -> bool:
-    """Record network k's epoch as `model.train` does; True when this network is done."""
+    """Record network k's epoch as `model.train` does, up to its callback; True when it diverged
+    or stopped early."""
     config = member.config
     member.history.append(metrics)
     diverged = not all(math.isfinite(v) for v in metrics.values()) or (
@@ -319,10 +374,6 @@ def _epoch_ends(
             if member.stale >= config.early_stopping:
                 member.kept_epoch = member.best_epoch
                 return _end(member, Outcome.EARLY_STOPPED, net, k, member.best_state)
-    if member.callback is not None and member.callback(epoch, metrics):
-        return _end(member, Outcome.STOPPED, net, k)
-    if epoch == config.epochs:
-        return _end(member, Outcome.COMPLETED, net, k)
     return False
 
 

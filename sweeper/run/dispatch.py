@@ -13,9 +13,11 @@ from ray.exceptions import NodeDiedError, ObjectLostError, OwnerDiedError, Worke
 
 import model
 import sweeper
+from model.config import TrainConfig
 from sweeper.errors import UserError
 from sweeper.records import Outcome, TrialResult, count_key
-from sweeper.run.trial import train_trial
+from sweeper.run.packing import balanced, members_per_task
+from sweeper.run.trial import train_trials
 from sweeper.spec.schema import Resources
 
 LOST = (WorkerCrashedError, NodeDiedError, ObjectLostError, OwnerDiedError)
@@ -85,12 +87,24 @@ class StageProgress:
     last: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Member:
+    """One trial of a task in flight: its number, params and how many times it was lost before."""
+
+    number: int
+    params: dict[str, Any]
+    attempt: int = 0
+
+
 @dataclass
 class StageRun:
-    """One stage's trials, kept `width` in flight until `target` of them are finished.
+    """One stage's trials, kept `width` tasks in flight until `target` of them are finished.
 
-    A task lost with its worker or node is told FAIL (reason=lost) and its params run again,
-    up to `max_retries` times per configuration. Ctrl-C cancels the tasks in flight.
+    A task trains a pack of up to `resources.pack` trials of one structure (see
+    sweeper/run/packing.py), each its own Optuna trial: the task yields each trial's result as
+    it ends, and it is told at once. A task lost with its worker or node is told FAIL
+    (reason=lost) for each member not yet told, and their params run again (together, as one
+    pack), up to `max_retries` times per configuration. Ctrl-C cancels the tasks in flight.
     """
 
     server: Any
@@ -102,23 +116,25 @@ class StageRun:
     resources: Resources
     progress: StageProgress
     on_progress: Callable[[StageProgress], None] | None = None
-    in_flight: dict[Any, tuple[int, dict[str, Any], int]] = field(default_factory=dict)
-    retry: list[tuple[int, int]] = field(default_factory=list)  # (trial number, attempt)
+    data_shape: tuple[int, int | None] = (1, None)  # (n_x, n_classes): what `pack: auto` sizes
+    in_flight: dict[Any, dict[int, Member]] = field(default_factory=dict)  # task → untold
+    retry: list[list[Member]] = field(default_factory=list)  # lost packs, their next attempts
 
     def run(self) -> StageProgress:
-        task = ray.remote(train_trial).options(
+        task = ray.remote(train_trials).options(
             num_cpus=self.resources.cpus_per_trial,
             num_gpus=self.resources.gpus_per_trial,
             max_retries=0,
+            num_returns="streaming",
         )
         width = concurrency(self.resources)
         try:
             while self._unfinished() > 0 or self.in_flight:
-                while len(self.in_flight) < width and self._unfinished() > len(self.in_flight):
-                    self._launch(task, *(self.retry.pop() if self.retry else (None, 0)))
-                self.progress.running = len(self.in_flight)
-                done, _ = ray.wait(list(self.in_flight), num_returns=1)
-                self._record(done[0])
+                while len(self.in_flight) < width and self._unfinished() > self._running():
+                    self._launch(task, width)
+                self.progress.running = self._running()
+                ready, _ = ray.wait(list(self.in_flight), num_returns=1)
+                self._record(ready[0])
         except KeyboardInterrupt:
             for ref in self.in_flight:
                 ray.cancel(ref, force=True)
@@ -129,31 +145,81 @@ class StageRun:
         counts = self.progress.counts
         return self.progress.target - counts["complete"] - counts["pruned"]
 
-    def _launch(self, task: Any, retry_of: int | None, attempt: int) -> None:
-        if retry_of is not None:
-            ray.get(self.server.retry.remote(self.index, retry_of))
-        number, trial_params = ray.get(self.server.ask.remote(self.index))
-        backend = "cupy" if self.resources.gpus_per_trial else "numpy"
-        options = {**self.fixed, **trial_params}
-        ref = task.remote(self.index, number, options, self.dataset_ref, self.server, backend)
-        self.in_flight[ref] = (number, trial_params, attempt)
+    def _running(self) -> int:
+        return sum(len(members) for members in self.in_flight.values())
 
-    def _record(self, ref: Any) -> None:
-        number, params, attempt = self.in_flight.pop(ref)
+    def _launch(self, task: Any, width: int) -> None:
+        open_trials = self._unfinished() - self._running()
+        if self.retry:
+            lost = self.retry.pop()
+            members, rest = lost[:open_trials], lost[open_trials:]
+            if rest:
+                self.retry.append(rest)
+            members = [self._ask_again(member) for member in members]
+        else:
+            number, params = ray.get(self.server.ask.remote(self.index))
+            size = balanced(self._pack_size(params), open_trials, width - len(self.in_flight))
+            followers = ray.get(self.server.ask_like.remote(self.index, number, size - 1))
+            members = [Member(number, params)] + [Member(n, p) for n, p in followers]
+        backend = "cupy" if self.resources.gpus_per_trial else "numpy"
+        ref = task.remote(
+            self.index,
+            [member.number for member in members],
+            [{**self.fixed, **member.params} for member in members],
+            self.dataset_ref,
+            self.server,
+            backend,
+        )
+        self.in_flight[ref] = {member.number: member for member in members}
+
+    def _ask_again(self, lost: Member) -> Member:
+        """A new trial that runs the lost trial's exact params (`StudyServer.retry`)."""
+        ray.get(self.server.retry.remote(self.index, lost.number))
+        number, params = ray.get(self.server.ask.remote(self.index))
+        return Member(number, params, lost.attempt + 1)
+
+    def _pack_size(self, params: dict[str, Any]) -> int:
+        if self.resources.pack == 1:
+            return 1
         try:
-            result: TrialResult = ray.get(ref)
+            config = TrainConfig.from_dict({**self.fixed, **params})
+        except ValueError:  # the task records the refused option as its trial's error
+            return 1
+        return members_per_task(self.resources.pack, config, *self.data_shape)
+
+    def _record(self, task: Any) -> None:
+        """Tell the next trial the task yielded; all it had left, if its worker was lost."""
+        members = self.in_flight[task]
+        try:
+            number, result = ray.get(next(task))
+        except StopIteration:  # ended without a result for some member: a bug, recorded as such
+            del self.in_flight[task]
+            for member in members.values():
+                self._tell(member, TrialResult(Outcome.ERROR, error="its task yielded no result"))
+            return
         except LOST as error:
-            result = TrialResult(Outcome.LOST, error=type(error).__name__)
-            if attempt < self.resources.max_retries:
-                self.retry.append((number, attempt + 1))
-        state = ray.get(self.server.tell.remote(self.index, number, result))
+            del self.in_flight[task]
+            lost = list(members.values())
+            for member in lost:
+                self._tell(member, TrialResult(Outcome.LOST, error=type(error).__name__))
+            again = [m for m in lost if m.attempt < self.resources.max_retries]
+            if again:
+                self.retry.append(again)
+            return
+        member = members.pop(number)
+        if not members:
+            del self.in_flight[task]
+        self._tell(member, result)
+
+    def _tell(self, member: Member, result: TrialResult) -> None:
+        state = ray.get(self.server.tell.remote(self.index, member.number, result))
         progress = self.progress
         progress.counts[count_key(state)] += 1
         value = result.metrics.get(self.objective)
         if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value
-        progress.last = {"number": number, "state": state, "params": params}
-        progress.running = len(self.in_flight)
+        progress.last = {"number": member.number, "state": state, "params": member.params}
+        progress.running = self._running()
         if self.on_progress is not None:
             self.on_progress(progress)
         if result.outcome is Outcome.ERROR:

@@ -1,7 +1,8 @@
 """The StudyServer: the only process that writes a sweep's Optuna studies and MLflow runs.
 
 Ownership rules (why trials never touch a storage):
-- Trial tasks compute and send plain values here: `ask` hands out a trial number and its params,
+- Trial tasks compute and send plain values here: `ask` hands out a trial number and its params
+  (`ask_like`: more trials of the same structure, to train in one task with it),
   `report` takes one epoch's objective value and answers whether to stop (Optuna pruner, or a
   manual prune request), `tell` records the task's `TrialResult`. A worker on another node
   needs no database access, the journal/SQLite files have a single writer, and a dead worker
@@ -38,6 +39,7 @@ from sweeper.results.view import is_warm_start, stage_counts, view
 from sweeper.run import locks
 from sweeper.run.control import PruneRequests
 from sweeper.run.keep import KeptModels
+from sweeper.run.packing import shapes_the_pack
 from sweeper.search.study import (
     make_pruner,
     make_sampler,
@@ -276,6 +278,26 @@ class StudyServer:
         )
         return trial.number, values
 
+    def ask_like(self, index: int, number: int, count: int) -> list[tuple[int, dict[str, Any]]]:
+        """Up to `count` new trials of stage `index` that share running trial `number`'s
+        structure (its params that `packing.shapes_the_pack`), the rest sampled as usual: the
+        followers of a pack. None at all while retries wait in Optuna's queue: `ask` hands those out
+        first, each with its own exact params, so they go one per task."""
+        study = self.studies[index]
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return []
+        leader = self.live[(index, number)].params
+        shared = {
+            key: leader[key]
+            for name, p in self.spaces[index].items()
+            if shapes_the_pack(name) and (key := p.optuna_name(name)) in leader
+        }
+        followers = []
+        for _ in range(count):
+            study.enqueue_trial(shared)
+            followers.append(self.ask(index))
+        return followers
+
     def retry(self, index: int, number: int) -> None:
         """Make the next `ask` of stage `index` run trial `number`'s exact params again."""
         study = self.studies[index]
@@ -297,6 +319,12 @@ class StudyServer:
             trial.set_user_attr("reason", "manual")
             return True
         return trial.should_prune()
+
+    def report_pack(
+        self, index: int, reports: list[tuple[int, int, dict[str, float]]]
+    ) -> list[bool]:
+        """`report` for each (number, epoch, metrics) of a pack's epoch, in one call."""
+        return [self.report(index, number, epoch, metrics) for number, epoch, metrics in reports]
 
     def tell(self, index: int, number: int, result: TrialResult) -> str:
         """Record a finished trial in Optuna (see `records.decide`), then queue its MLflow run.

@@ -192,6 +192,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                     spec.resources,
                     StageProgress(stage.name, stage.trials, opened["counts"]),
                     on_progress,
+                    (plan.dataset.X_train.shape[0], plan.dataset.n_classes),
                 ).run()
                 ray.get(server.close_stage.remote(index))
                 results.append(progress)

@@ -94,10 +94,15 @@ class Stage(Strict):
 
 
 class Resources(Strict):
+    """`concurrency` tasks at once, each with `cpus_per_trial`/`gpus_per_trial`; a task trains
+    up to `pack` trials of one structure together (`auto`: as many as pays for the architecture,
+    see sweeper/run/packing.py)."""
+
     concurrency: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = "auto"
     cpus_per_trial: float = Field(1, gt=0, le=1024)
     gpus_per_trial: float = Field(0, ge=0, le=64)
     max_retries: int = Field(2, ge=0, le=100)
+    pack: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = 1
 
     @model_validator(mode="after")
     def _ray_accepts(self) -> Resources:

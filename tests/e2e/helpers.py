@@ -34,15 +34,23 @@ space:
   batch_size: {{scale: pow2, low: 16, high: 64}}
 stages:
 {stages}
-resources: {{concurrency: 2}}
+resources: {resources}
 """
 KEEP = 3  # models kept per stage by default (spec `models.keep`)
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
-def write_spec(tmp_path: Path, name: str, stages: str, source="builtin:flower", epochs=4) -> Path:
+def write_spec(
+    tmp_path: Path,
+    name: str,
+    stages: str,
+    source="builtin:flower",
+    epochs=4,
+    resources="{concurrency: 2}",
+) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SPEC.format(name=name, source=source, stages=stages, epochs=epochs))
+    spec = SPEC.format(name=name, source=source, stages=stages, epochs=epochs, resources=resources)
+    path.write_text(spec)
     return path
 
 

@@ -77,12 +77,16 @@ def test_losing_a_worker_node_mid_sweep_keeps_exact_counts(cluster, tmp_path):
     folder = tmp_path / "sweeps" / "multi"
 
     def states():
-        return [t.state.name for t in trials(folder, "multi", "only")]
+        return [(t.state.name, len(t.intermediate_values)) for t in trials(folder, "multi", "only")]
 
-    # both one-CPU workers busy (two RUNNING trials, one per node) once a trial has finished: the
-    # node removed next is then training one, whatever the machine's speed
+    def training():  # asked and already reporting epochs: on a node (an asked trial's task may
+        # still wait for the CPU its predecessor is freeing)
+        return [s for s, epochs in states() if s == "RUNNING" and epochs]
+
+    # both one-CPU workers busy (two trials training, one per node) once a trial has finished:
+    # the node removed next is then training one, whatever the machine's speed
     wait_for(
-        lambda: states().count("COMPLETE") >= 1 and states().count("RUNNING") == 2,
+        lambda: any(s == "COMPLETE" for s, _ in states()) and len(training()) == 2,
         400,
         "a finished trial and both worker nodes training",
         seen=states,

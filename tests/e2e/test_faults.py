@@ -111,10 +111,15 @@ def test_second_ctrl_c_exits_at_once_and_the_sweep_still_resumes(tmp_path):
 
 
 def _kill_one_training_worker(killed: list[int]) -> None:
-    """SIGKILL the first Ray worker seen training a trial, once it has trained a moment."""
+    """SIGKILL the first Ray worker seen training a trial, once it has trained a moment: one of
+    this test's own Ray (its descendants), never another Ray running on the machine."""
     while not killed:
-        for process in psutil.process_iter(["cmdline"]):
-            if " ".join(process.info["cmdline"] or []).startswith("ray::train_trial"):
+        for process in psutil.Process().children(recursive=True):
+            try:
+                title = " ".join(process.cmdline())
+            except psutil.NoSuchProcess:
+                continue
+            if title.startswith("ray::train_trials"):
                 time.sleep(0.5)
                 process.kill()
                 killed.append(process.pid)
@@ -122,17 +127,21 @@ def _kill_one_training_worker(killed: list[int]) -> None:
         time.sleep(0.1)
 
 
-def test_killed_worker_trial_is_retried_and_counts_stay_exact(ray_local, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def _sweep_killing_one_worker(tmp_path, name, stages, resources="{concurrency: 2}"):
+    """Run a sweep in this process while a thread kills one training worker; its folder."""
     path = write_spec(
-        tmp_path, "worker", "  - {name: only, trials: 4}", source="builtin:digits", epochs=150
+        tmp_path, name, stages, source="builtin:digits", epochs=150, resources=resources
     )
     killed: list[int] = []
     threading.Thread(target=_kill_one_training_worker, args=(killed,), daemon=True).start()
     sweep.run(sweep.prepare(path))
-
     assert killed
-    folder = tmp_path / "sweeps" / "worker"
+    return tmp_path / "sweeps" / name
+
+
+def test_killed_worker_trial_is_retried_and_counts_stay_exact(ray_local, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = _sweep_killing_one_worker(tmp_path, "worker", "  - {name: only, trials: 4}")
     assert_exact(folder, "worker", {"only": 4})
     own = trials(folder, "worker", "only")
     lost = [t for t in own if t.user_attrs.get("reason") == "lost"]
@@ -194,3 +203,81 @@ def test_prune_from_a_second_terminal_then_delete(tmp_path):
     assert cli("delete", "manual", "--yes", cwd=tmp_path, timeout=60).returncode == 0
     assert not folder.exists()
     assert cli("status", "manual", cwd=tmp_path, timeout=60).returncode == 2
+
+
+# Packs of 3 (see sweeper/run/packing.py): the members of a pack share hidden_units and
+# batch_size, and each is its own trial
+PACKED = "{concurrency: 2, pack: 3}"
+
+
+def _structure(trial) -> tuple:
+    return trial.params["log2_hidden_units"], trial.params["log2_batch_size"]
+
+
+def test_killed_packed_worker_retries_each_member_once(ray_local, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stages = "  - {name: only, trials: 6}"
+    folder = _sweep_killing_one_worker(tmp_path, "packkill", stages, PACKED)
+    assert_exact(folder, "packkill", {"only": 6})
+    own = trials(folder, "packkill", "only")
+    lost = [t for t in own if t.user_attrs.get("reason") == "lost"]
+    assert len(lost) == 3 and len({_structure(t) for t in lost}) == 1  # one whole pack
+    retries = {t.user_attrs["retry_of"]: t.params for t in own if "retry_of" in t.user_attrs}
+    assert retries == {t.number: t.params for t in lost}  # each member ran again, once
+    assert len(own) == 6 + 3
+
+
+def test_pruned_member_leaves_its_pack_training_and_ctrl_c_records_every_member(tmp_path):
+    # one pack of 3 trials that run until stopped, however fast the machine
+    write_spec(
+        tmp_path,
+        "packprune",
+        "  - {name: only, trials: 3}",
+        source="builtin:digits",
+        epochs=1_000_000,
+        resources="{concurrency: 1, pack: 3}",
+    )
+    driver = start_cli("launch", "packprune.yaml", "--quiet", cwd=tmp_path)
+    folder = tmp_path / "sweeps" / "packprune"
+
+    def by_number():
+        return {t.number: t for t in trials(folder, "packprune", "only")}
+
+    def three_running():
+        running = _running(folder, "packprune", "only")
+        return (
+            len(running) == 3 and all(len(t.intermediate_values) >= 3 for t in running) and running
+        )
+
+    def seen():
+        return [(t.number, t.state.name, len(t.intermediate_values)) for t in by_number().values()]
+
+    pruned, *others = wait_for(three_running, 180, "a pack of three, several epochs in", seen)
+    assert len({_structure(t) for t in (pruned, *others)}) == 1
+    assert cli("prune", "packprune", "--trial", str(pruned.number), cwd=tmp_path).returncode == 0
+
+    def others_went_on():
+        now = by_number()
+        stopped = now[pruned.number]
+        return stopped.state == TrialState.PRUNED and all(
+            now[t.number].state == TrialState.RUNNING
+            and len(now[t.number].intermediate_values) >= len(stopped.intermediate_values) + 3
+            for t in others
+        )
+
+    # recorded PRUNED at once, while the rest of its pack trains on
+    wait_for(others_went_on, 120, "the pruned member recorded, the others training", seen)
+    kill_group(driver, signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+
+    own = by_number()
+    assert own[pruned.number].state == TrialState.PRUNED
+    assert own[pruned.number].user_attrs["reason"] == "manual"
+    interrupted = {n for n, t in own.items() if t.user_attrs.get("reason") == "interrupted"}
+    assert interrupted == {t.number for t in others}  # every member still training, recorded
+    assert not [t for t in own.values() if t.state == TrialState.RUNNING]
+    runs, all_runs = mlflow_runs(folder, "packprune")
+    assert not [r for r in all_runs if r.info.status == "RUNNING"]
+    statuses = {int(r.data.tags["sweeper.trial"]): r.info.status for r in runs}
+    assert statuses == {pruned.number: "KILLED"} | {n: "FAILED" for n in interrupted}

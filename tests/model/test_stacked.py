@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model import Outcome, TrainConfig, get_backend, train
-from model.stacked import StackedNetwork, pack_key, train_members
+from model.stacked import StackedNetwork, each_trained, pack_key, train_members
 from model.train import architecture
 from sweeper.data.builtin import digits
 
@@ -137,19 +137,28 @@ def test_a_nan_cost_mid_epoch_drops_only_that_member(data):
 def test_a_callback_stops_one_member_alone(data):
     X_train, y_train, X_dev, y_dev = data
     configs = _members("adam", batch_norm=True, dropout=False)
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, dict[int, dict[str, float]]]] = []
 
-    def stop_at(k: int, last: int):
-        def callback(epoch, metrics):
-            seen.append((k, epoch))
-            return epoch == last
+    def stop_first_after_2(epoch, training):
+        seen.append((epoch, training))
+        return [0] if epoch == 2 else []
 
-        return callback
-
-    callbacks = [stop_at(0, 2), None, stop_at(2, 99)]
-    packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10, callbacks, FLOAT64)
+    packed = train_members(configs, X_train, y_train, X_dev, y_dev, 10, stop_first_after_2, FLOAT64)
     assert packed[0].outcome is Outcome.STOPPED and len(packed[0].history) == 2
-    assert (0, 3) not in seen  # a stopped network reports no more epochs
+    # one call per epoch with every network still training; a stopped one reports no more
+    assert [(epoch, sorted(training)) for epoch, training in seen[:3]] == [
+        (1, [0, 1, 2]),
+        (2, [0, 1, 2]),
+        (3, [1, 2]),
+    ]
+    for epoch, training in seen:
+        for k, metrics in training.items():
+            assert metrics == packed[k].history[epoch - 1]
+    # each network is handed out as it ends, while the others train on: (k, epochs reported)
+    seen.clear()
+    splits = (X_train, y_train, X_dev, y_dev, 10)
+    ended = [(k, len(seen)) for k, _ in each_trained(configs, *splits, stop_first_after_2, FLOAT64)]
+    assert ended == [(0, 2), (1, 3), (2, 4)]
     for config, result in list(zip(configs, packed, strict=True))[1:]:
         _assert_same(result, _alone(config, data), rtol=1e-10)
 

@@ -209,3 +209,30 @@ def test_kept_models_are_the_stage_top_ones_written_as_mlflow_models(tmp_path, s
     frame = pd.DataFrame(X.T, columns=["x0", "x1"])
     expected = np.where(network.predict(X)[0] > 0.5, "yes", "no")
     assert model.predict(frame).tolist() == expected.tolist()
+
+
+def test_ask_like_shares_the_leaders_structure_and_samples_the_rest(storage, tmp_path):
+    space = {
+        "learning_rate": {"scale": "log", "low": 1e-4, "high": 1.0},
+        "hidden_units": {"scale": "pow2", "low": 4, "high": 64},
+        "batch_size": {"scale": "pow2", "low": 16, "high": 256},
+    }
+    spec = SweepSpec.model_validate(SPEC.model_dump() | {"space": space})
+    server = StudyServer(spec.model_dump_json(), str(tmp_path), storage=storage)
+    server.open_stage(0)
+    leader, params = server.ask(0)
+    followers = server.ask_like(0, leader, 3)
+    assert [n for n, _ in followers] == [leader + 1, leader + 2, leader + 3]
+    for _, theirs in followers:
+        assert (theirs["hidden_units"], theirs["batch_size"]) == (
+            params["hidden_units"],
+            params["batch_size"],
+        )
+    rates = {params["learning_rate"], *(theirs["learning_rate"] for _, theirs in followers)}
+    assert len(rates) == 4  # the rest is sampled per trial
+    # a retry waiting in Optuna's queue goes first, alone: no followers meanwhile
+    server.retry(0, leader)
+    assert server.ask_like(0, leader, 3) == []
+    again, retried = server.ask(0)
+    assert retried == params and len(server.ask_like(0, again, 1)) == 1
+    locks.release(server.writer_lock)

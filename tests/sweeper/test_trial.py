@@ -6,7 +6,7 @@ import pytest
 
 from sweeper.data.datasets import load_dataset
 from sweeper.records import Outcome
-from sweeper.run.trial import fit
+from sweeper.run.trial import fit, fit_pack
 from sweeper.spec.schema import DataSpec, Split
 
 OPTIONS = {"epochs": 40, "hidden_units": [16, 8], "learning_rate": 0.05, "early_stopping": 2}
@@ -33,3 +33,34 @@ def test_final_metrics_describe_the_returned_network(no_test_set):
     kept = min(history, key=lambda h: h["dev_loss"])
     assert final["dev_loss"] == pytest.approx(kept["dev_loss"], rel=1e-6)
     assert final["train_loss"] == kept["train_loss"] != history[-1]["train_loss"]
+
+
+def test_a_pack_yields_each_trial_as_fit_would_return_it(no_test_set):
+    """Members of two structures and one refused option: each trains (or fails) on its own,
+    is named by its place in the list, and is stopped alone by the pack callback."""
+    wide = {"epochs": 6, "hidden_units": [16, 8], "learning_rate": 0.05, "seed": 1}
+    options = [
+        wide,
+        {**wide, "learning_rate": -1.0},  # refused by the trainer
+        {**wide, "hidden_units": [4], "seed": 2},  # another structure: a pack of its own
+        {**wide, "learning_rate": 0.01, "seed": 3},
+    ]
+    asked: list[tuple[int, list[int]]] = []
+
+    def stop_last_at_2(epoch, training):
+        asked.append((epoch, sorted(training)))
+        return [3] if epoch == 2 and 3 in training else []
+
+    ended = list(fit_pack(options, no_test_set, stop_last_at_2, "numpy"))
+    assert sorted(k for k, _ in ended) == [0, 1, 2, 3]
+    results = dict(ended)
+    assert results[1].outcome is Outcome.ERROR and "learning_rate" in results[1].error
+    assert results[3].outcome is Outcome.STOPPED and len(results[3].history) == 2
+    assert [k for k, _ in ended].index(3) < [k for k, _ in ended].index(0)  # told as it ended
+    assert (1, [0, 3]) in asked and (1, [2]) in asked  # one pack per structure, in turn
+    for k in (0, 2):
+        alone = fit(options[k], no_test_set, None, "numpy")
+        assert results[k].outcome is alone.outcome is Outcome.COMPLETED
+        assert results[k].checkpoint is not None
+        # float32: packed and alone round differently (tests/model/test_stacked.py)
+        assert results[k].metrics == pytest.approx(alone.metrics, rel=1e-2)

@@ -1,0 +1,58 @@
+"""How many trials one task trains together (`resources.pack`), and which params they share.
+
+A pack is K trials whose networks share `model.stacked.pack_key` (layer sizes, batch size,
+optimizer, activation, init, loss, batch norm), trained in lock-step by `train_members`. The
+driver fills a pack by asking a leader trial as usual and K − 1 followers whose structural params
+are the leader's (see `StudyServer.ask_like`); everything else is sampled per trial.
+
+`auto` chooses K from the leader's size. Measured on one core (benchmarks/packing.py): packing
+pays 2–9× for small networks from K = 4 up, and loses once the pack's parameters, gradients and
+optimizer states outgrow the cache (784→256→10: 0.4–0.8×); a pack of one is slower than
+`model.train` (0.35–0.74×), so the task trains a lone trial with `model.train`. Hence K is the
+number of networks whose θ, dθ and optimizer states fit in `CACHE_BYTES`, at most `AUTO_MAX`,
+and 1 where fewer than `AUTO_MIN` would fit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Literal
+
+import numpy as np
+
+from model.backend import DEFAULT_DTYPE
+from model.config import TrainConfig, per_layer_key
+from model.optimizers import OPTIMIZERS
+from model.stacked import PACK_OPTIONS
+from model.train import architecture
+
+CACHE_BYTES = 1 << 20  # a core's L2, about: where the benchmark's winning packs fit
+AUTO_MIN = 4  # below this many networks a pack did not pay in the benchmark
+AUTO_MAX = 64  # the largest K measured
+
+
+def shapes_the_pack(name: str) -> bool:
+    """Whether trainer option `name` (e.g. `hidden_units_2`) must be equal across a pack."""
+    layer = per_layer_key(name)
+    return (layer[0] if layer else name) in PACK_OPTIONS
+
+
+def members_per_task(
+    pack: int | Literal["auto"], config: TrainConfig, n_x: int, n_classes: int | None
+) -> int:
+    """K for a pack led by `config`: `pack` itself, or for `auto` what fits the cache."""
+    if pack != "auto":
+        return pack
+    dims = architecture(config, n_x, n_classes).layer_dims
+    parameters = sum(n_l * (n_prev + 1) for n_prev, n_l in itertools.pairwise(dims))  # W and b
+    states = OPTIMIZERS[config.optimizer].n_state  # v, s, …
+    network_bytes = parameters * (2 + states) * np.dtype(DEFAULT_DTYPE).itemsize  # θ, dθ, states
+    fits = CACHE_BYTES // network_bytes
+    return min(fits, AUTO_MAX) if fits >= AUTO_MIN else 1
+
+
+def balanced(size: int, open_trials: int, free_tasks: int) -> int:
+    """A pack no larger than its share of the trials still to start, so that the last packs
+    keep every task slot busy rather than one long pack and idle cores."""
+    return max(1, min(size, open_trials, math.ceil(open_trials / max(1, free_tasks))))
