@@ -62,6 +62,22 @@ class TrainResult:
         return self.history[self.kept_epoch - 1] if self.kept_epoch else {}
 
 
+@dataclass(frozen=True)
+class KeepBest:
+    """Return the parameters of the epoch best by `metric` (ties: the earliest), whatever ends
+    training: Keras's ModelCheckpoint(save_best_only=True) reloaded at the end, Ray Tune's best
+    checkpoint by `checkpoint_score_attribute`. Without it the last epoch's (or, after early
+    stopping, the lowest dev_loss epoch's) parameters are returned."""
+
+    metric: str
+    maximize: bool
+
+    def improves(self, value: float, best: float | None) -> bool:
+        if not math.isfinite(value):
+            return False
+        return best is None or (value > best if self.maximize else value < best)
+
+
 EpochCallback = Callable[[int, dict[str, float]], bool]  # (epoch, metrics) → True to stop
 # (epoch, m) → the order in which epoch 1, 2, … visits the m training examples
 EpochShuffle = Callable[[int, int], np.ndarray]
@@ -148,6 +164,7 @@ def train(
     backend: Backend | None = None,
     initial: NetworkState | None = None,
     shuffle: EpochShuffle | None = None,
+    keep_best: KeepBest | None = None,
 ) -> TrainResult:
     """Train a network on X_train (n_x, m) / y_train and report per-epoch metrics.
 
@@ -161,6 +178,10 @@ def train(
     initialization, and `shuffle` the epoch order of `seeded_shuffle(config.seed)`: together they
     replay another implementation's random streams, which is how the course's published runs are
     reproduced digit for digit (tests/model/test_course_assignments.py).
+
+    `keep_best` returns the best epoch's θ and running statistics instead of the last's, however
+    training ends (completed, early-stopped, stopped by the callback); the callback still sees
+    every epoch.
     """
     backend = backend or get_backend()
     xp, dtype = backend.xp, backend.dtype
@@ -188,7 +209,17 @@ def train(
     shuffle = shuffle or seeded_shuffle(config.seed)
     with np.errstate(all="ignore"):  # overflow in a diverging run is reported as DIVERGED
         _run_epochs(
-            config, net, optimizer, shuffle, XT, YT, train_sample, (X_dev, y_dev), callback, result
+            config,
+            net,
+            optimizer,
+            shuffle,
+            XT,
+            YT,
+            train_sample,
+            (X_dev, y_dev),
+            callback,
+            result,
+            keep_best,
         )
     return result
 
@@ -204,12 +235,14 @@ def _run_epochs(
     dev: tuple[Any, Any],
     callback: EpochCallback | None,
     result: TrainResult,
+    keep_best: KeepBest | None = None,
 ) -> None:
     xp = net.backend.xp
     m, batch = XT.shape[0], config.batch_size
     schedule_arguments = config.schedule_arguments()
     best_loss, best_state, stale = math.inf, None, 0
     initial_cost = None  # J of the untrained network on the first mini-batch
+    kept_value, kept_state, kept_epoch = None, None, 0  # the best epoch by `keep_best`
     for epoch in range(1, config.epochs + 1):
         alpha = learning_rate(
             config.learning_rate, epoch, schedule=config.lr_schedule, **schedule_arguments
@@ -240,6 +273,10 @@ def _run_epochs(
             result.outcome = Outcome.DIVERGED
             break
         result.kept_epoch = epoch
+        if keep_best is not None:
+            value = metrics.get(keep_best.metric, math.nan)
+            if keep_best.improves(value, kept_value):
+                kept_value, kept_state, kept_epoch = value, net.state(), epoch
         if config.early_stopping is not None and "dev_loss" in metrics:
             if metrics["dev_loss"] < best_loss:
                 best_loss, best_state, best_epoch, stale = (
@@ -258,3 +295,6 @@ def _run_epochs(
         if callback is not None and callback(epoch, metrics):
             result.outcome = Outcome.STOPPED
             break
+    if kept_state is not None and kept_epoch != result.kept_epoch:
+        net.restore(kept_state)  # θ and the running statistics of the best epoch
+        result.kept_epoch = kept_epoch

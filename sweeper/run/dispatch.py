@@ -16,7 +16,7 @@ import sweeper
 from sweeper.errors import UserError
 from sweeper.records import Outcome, TrialResult, count_key
 from sweeper.run.trial import train_trial
-from sweeper.spec.schema import Resources
+from sweeper.spec.schema import Objective, Resources
 
 LOST = (WorkerCrashedError, NodeDiedError, ObjectLostError, OwnerDiedError)
 
@@ -97,7 +97,7 @@ class StageRun:
     index: int
     fixed: dict[str, Any]
     dataset_ref: Any
-    objective: str
+    objective: Objective
     maximize: bool
     resources: Resources
     progress: StageProgress
@@ -151,7 +151,7 @@ class StageRun:
         state = ray.get(self.server.tell.remote(self.index, number, result))
         progress = self.progress
         progress.counts[count_key(state)] += 1
-        value = result.metrics.get(self.objective)
+        value = result.metrics.get(self.objective.metric)
         if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value
         progress.last = {"number": number, "state": state, "params": params}

@@ -14,11 +14,12 @@ from typing import Any
 import ray
 from threadpoolctl import threadpool_limits
 
-from model import TrainConfig, evaluate, get_backend, train
+from model import KeepBest, TrainConfig, evaluate, get_backend, train
 from model.checkpoint import Checkpoint
 from model.train import EpochCallback
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
+from sweeper.spec.schema import Objective
 
 
 def fit(
@@ -26,9 +27,11 @@ def fit(
     dataset: Dataset,
     callback: EpochCallback | None,
     backend_name: str,
+    keep_best: KeepBest | None = None,
 ) -> TrialResult:
     """Train one configuration; its outcome, per-epoch history and final metrics: dev/test
-    of the returned network, and train_* of the epoch it comes from."""
+    of the returned network (the best epoch's with `keep_best`, see `kept_network`), and
+    train_* of the epoch it comes from."""
     d = dataset
     result = train(
         TrainConfig.from_dict(options),
@@ -39,6 +42,7 @@ def fit(
         d.n_classes,
         callback,
         get_backend(backend_name),
+        keep_best=keep_best,
     )
     metrics: dict[str, float] = {}
     outcome = Outcome(result.outcome.value)
@@ -54,26 +58,38 @@ def fit(
     return TrialResult(outcome, result.history, metrics, checkpoint=checkpoint)
 
 
+def kept_network(objective: Objective) -> KeepBest | None:
+    """`at: best` keeps the epoch best by the objective's metric, and so its value is that
+    epoch's (Keras: ModelCheckpoint(save_best_only=True); Ray Tune: the best checkpoint by
+    `checkpoint_score_attribute`); `at: last` keeps the last epoch's (after early stopping,
+    the lowest dev_loss epoch's, as Keras's EarlyStopping(restore_best_weights=True))."""
+    if objective.at == "last":
+        return None
+    return KeepBest(objective.metric, objective.direction == "maximize")
+
+
 def train_trial(
     index: int,
     number: int,
     options: dict[str, Any],
     dataset: Dataset,
     server: Any,
-    objective: str,
+    objective: Objective,
     backend_name: str,
 ) -> TrialResult:
-    """Train, reporting `objective` after each epoch; return what `StudyServer.tell` needs."""
+    """Train, reporting the objective's metric after each epoch (the pruner sees every epoch);
+    return what `StudyServer.tell` needs, for the model `objective.at` keeps."""
     context = ray.get_runtime_context()
     node_id = context.get_node_id()
     _pin_blas(max(1, int(context.get_assigned_resources().get("CPU", 1))))
 
     def report(epoch: int, metrics: dict[str, float]) -> bool:
-        value = metrics.get(objective, float("nan"))
+        value = metrics.get(objective.metric, float("nan"))
         return ray.get(server.report.remote(index, number, epoch, value))
 
     try:
-        return dataclasses.replace(fit(options, dataset, report, backend_name), node_id=node_id)
+        result = fit(options, dataset, report, backend_name, kept_network(objective))
+        return dataclasses.replace(result, node_id=node_id)
     except Exception:  # a bug or bad option in one trial is recorded as FAIL, not a crashed sweep
         return TrialResult(Outcome.ERROR, node_id=node_id, error=traceback.format_exc())
 

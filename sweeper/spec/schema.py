@@ -68,8 +68,12 @@ class DataSpec(Strict):
 
 
 class Objective(Strict):
+    """The metric a trial is judged by, and the epoch whose model it keeps: `best` (by that
+    metric, the default) or `last`. Pruners see every epoch's value either way."""
+
     metric: str = "dev_accuracy"
     direction: Literal["maximize", "minimize"] = "maximize"
+    at: Literal["best", "last"] = "best"
 
 
 class Pruner(Strict):
