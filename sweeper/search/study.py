@@ -151,7 +151,8 @@ def grid(distributions: dict[str, od.BaseDistribution], points: int = 4) -> dict
 def make_sampler(
     stage: Stage, seed: int | None, distributions: dict[str, od.BaseDistribution]
 ) -> optuna.samplers.BaseSampler:
-    """random | qmc (scrambled Sobol) | tpe | grid (see `grid`)."""
+    """random | qmc (scrambled Sobol) | tpe | gp (a Gaussian process; needs PyTorch) | grid
+    (see `grid`)."""
     if stage.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if stage.sampler == "qmc":
@@ -162,6 +163,8 @@ def make_sampler(
         return optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False
         )
+    if stage.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=5)
     return optuna.samplers.GridSampler(grid(distributions), seed=seed)
 
 

@@ -5,11 +5,16 @@ The malformed-input corpus (file:line: field errors through the CLI) is in test_
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from sweeper.cli.commands import app
 from sweeper.errors import UserError
+from sweeper.run.ownership import Identity, claim
+from sweeper.search.recipe import recipe
 from sweeper.spec import schema as spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +101,35 @@ def test_split_without_a_test_set_loads(tmp_path):
         GOOD.replace("  source: builtin:flower", "  source: builtin:flower\n  split: {test: 0}")
     )
     assert spec.load(path).data.split.test == 0
+
+
+BUDGET = GOOD.replace("train:\n  epochs: 3\n", "").replace(
+    "stages:\n  - {name: coarse, trials: 4}\n", "budget: {trials: 24, epochs: 12}\n"
+)
+
+
+def test_a_budget_expands_into_the_recommended_plan(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(BUDGET)
+    loaded = spec.load(path)
+    assert loaded.train == {"epochs": 12}
+    assert loaded.stages == recipe(24)
+    coarse, fine = loaded.stages
+    assert coarse.trials + fine.trials == 24
+    assert coarse.zoom is None and fine.zoom is not None
+    assert [s.name for s in loaded.stages] == ["coarse", "fine"]
+
+
+def test_status_shows_the_plan_a_budget_expanded_into(tmp_path):
+    folder = tmp_path / "sweeps" / "t"
+    claim(folder, Identity("t", "0"))
+    (folder / "spec.yaml").write_text(BUDGET)
+    shown = CliRunner().invoke(app, ["status", str(folder), "--json"])
+    assert shown.exit_code == 0, shown.output
+    summary = json.loads(shown.output)
+    assert summary["budget"] == {"trials": 24}
+    plans = [(s["name"], s["target"], s["plan"]) for s in summary["stages"]]
+    assert plans == [(s.name, s.trials, s.describe()) for s in recipe(24)]
+    table = CliRunner().invoke(app, ["status", str(folder)]).output
+    assert "budget: 24 trials, the recommended plan" in table
+    assert "plan" in table
