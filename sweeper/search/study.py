@@ -12,9 +12,9 @@ import optuna
 import optuna.distributions as od
 from optuna.storages.journal import BaseJournalBackend
 
-from model.config import TrainConfig
 from sweeper import secrets
 from sweeper.errors import UserError
+from sweeper.spec import schema
 from sweeper.spec.schema import Pruner, Stage, SweepSpec
 
 JOURNAL = "optuna.journal"
@@ -169,7 +169,11 @@ def make_sampler(
 
 
 def make_pruner(pruner: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
-    """none | median | asha (= successive_halving) | hyperband, with resources in epochs."""
+    """none | median | asha (= successive_halving) | hyperband, with resources in epochs.
+
+    In a zoomed stage each compares fresh trials only: the warm-start copies carry no learning
+    curve (see `zoom.next_stage`). They do count toward the median pruner's 3 start-up trials,
+    so it judges a fresh trial from the stage's second one on."""
     if pruner.type == "none":
         return optuna.pruners.NopPruner()
     if pruner.type == "median":
@@ -186,12 +190,8 @@ def make_pruner(pruner: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
 
 
 def max_epochs(spec: SweepSpec) -> int:
-    """The most epochs a trial can run, the resource budget of a Hyperband pruner: the upper
-    bound of `epochs` when it is searched, else its fixed value, else the trainer's default."""
-    searched = spec.space.get("epochs")
-    if searched is not None:
-        return int(max(searched.choices) if searched.scale == "categorical" else searched.high)
-    return int(spec.train.get("epochs", TrainConfig.__dataclass_fields__["epochs"].default))
+    """The most epochs a trial can run, the resource budget of a Hyperband pruner."""
+    return schema.max_epochs(spec.train, spec.space)
 
 
 def study_name(sweep: str, stage: str) -> str:

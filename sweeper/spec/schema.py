@@ -139,14 +139,19 @@ class SweepSpec(Strict):
     @classmethod
     def _epochs_once(cls, train: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         budget = info.data.get("budget")
-        if budget is not None and budget.epochs is not None and "epochs" in train:
-            raise ValueError("epochs is set both here and in budget.epochs: keep one")
+        epochs = budget.epochs if budget is not None else None
+        if epochs is not None and train.get("epochs", epochs) != epochs:
+            raise ValueError(
+                "epochs is set both here and in budget.epochs: keep one"
+            )  # unless equal: a spec read back
         return train
 
     @field_validator("stages")
     @classmethod
     def _stages_or_budget(cls, stages: list[Stage], info: ValidationInfo) -> list[Stage]:
-        if stages and info.data.get("budget") is not None:
+        """Not both, unless `stages` is the plan `budget` expands into (a spec read back)."""
+        budget = info.data.get("budget")
+        if stages and budget is not None and stages != recipe(budget.trials, _epochs(info.data)):
             raise ValueError(
                 "give `stages` (your own plan) or `budget` (the recommended plan), not both"
             )
@@ -156,9 +161,9 @@ class SweepSpec(Strict):
     def _plan(self) -> SweepSpec:
         """Expand `budget` into the recommended stages (what `sweeper status` shows)."""
         if self.budget is not None and not self.stages:
-            self.stages = recipe(self.budget.trials)
             if self.budget.epochs is not None:
                 self.train = self.train | {"epochs": self.budget.epochs}
+            self.stages = recipe(self.budget.trials, _epochs(self.__dict__))
         if not self.stages:
             raise ValueError(
                 "no plan: give `budget: {trials: N}` (the recommended stages) or `stages:`"
@@ -169,6 +174,23 @@ class SweepSpec(Strict):
         """A hash of everything that defines the sweep's results (not where it is stored)."""
         content = self.model_dump(exclude={"dir", "storage", "resources", "models"})
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _epochs(fields: dict[str, Any]) -> int:
+    """The most epochs a trial runs, from the spec's fields as validated so far."""
+    budget = fields.get("budget")
+    if budget is not None and budget.epochs is not None:
+        return budget.epochs
+    return max_epochs(fields.get("train", {}), fields.get("space", {}))
+
+
+def max_epochs(train: dict[str, Any], space: dict[str, Param]) -> int:
+    """The most epochs a trial can run: the upper bound of `epochs` when it is searched, else
+    its fixed value, else the trainer's default."""
+    searched = space.get("epochs")
+    if searched is not None:
+        return int(max(searched.choices) if searched.scale == "categorical" else searched.high)
+    return int(train.get("epochs", TrainConfig.__dataclass_fields__["epochs"].default))
 
 
 def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
