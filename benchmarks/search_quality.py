@@ -402,8 +402,13 @@ def figure(runs: list[Run], path: Path) -> None:
     fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.2), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         for method in dict.fromkeys(r.method for r in runs):
-            mine = [r for r in runs if (r.dataset, r.method, r.budget) == (dataset, method, budget)]
-            if not mine or method in ("raytune", "recipe-sweeper"):
+            mine = [  # runs recorded trial by trial (not Ray Tune's or a merged summary)
+                r
+                for r in runs
+                if (r.dataset, r.method, r.budget) == (dataset, method, budget)
+                and len(r.trials) == budget
+            ]
+            if not mine:
                 continue
             end = statistics.mean(r.trials[-1].seconds for r in mine)
             grid = np.linspace(0, end, 50)
