@@ -355,24 +355,26 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             if a is None or not peers:
                 continue
             top = max(peers, key=lambda r: r["best_dev"])
-            ok = a["best_dev"] >= top["best_dev"] - a["best_dev_se"]
+            # one standard error: the recipe's own (strict), and that of the difference
+            own = a["best_dev_se"]
+            diff = math.hypot(a["best_dev_se"], top["best_dev_se"])
+            gap = a["best_dev"] - top["best_dev"]
             lines.append(
                 f"{budget:3} {d:16} recipe {a['best_dev']:.4f} vs best peer {top['method']} "
-                f"{top['best_dev']:.4f} (−1 s.e. {top['best_dev'] - a['best_dev_se']:.4f}): "
-                f"{'ok' if ok else 'NOT MET'}"
+                f"{top['best_dev']:.4f}: {100 * gap:+.2f} points; within 1 s.e. of the recipe "
+                f"({100 * own:.2f}): {_ok(gap >= -own - 1e-9)}, of the difference "
+                f"({100 * diff:.2f}): {_ok(gap >= -diff - 1e-9)}"
             )
             if (d, "tpe+hb") in at:
                 gains.append(a["best_dev"] - at[(d, "tpe+hb")]["best_dev"])
             if (d, "random") in at:
                 share = a["epochs_used"] / at[(d, "random")]["epochs_used"]
-                lines.append(
-                    f"    epochs vs random: {share:.0%} ({'ok' if share <= 0.5 else 'NOT MET'})"
-                )
+                lines.append(f"    epochs vs random: {share:.0%} ({_ok(share <= 0.5)})")
         if gains:
             mean = statistics.mean(gains)
             lines.append(
                 f"{budget:3} mean over data sets, recipe − tpe+hb: {100 * mean:+.2f} points "
-                f"({'ok' if mean > 0 else 'NOT MET'})"
+                f"({_ok(mean > 0)})"
             )
     for budget in dict.fromkeys(r["budget"] for r in rows):
         at = {(r["dataset"], r["method"]): r for r in rows if r["budget"] == budget}
@@ -384,9 +386,13 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
                 lines.append(
                     f"{budget:3} {d:16} sweeper {a['wall_s']:.1f} s, best {a['best_dev']:.4f}; "
                     f"Ray Tune {e['wall_s']:.1f} s, best {e['best_dev']:.4f}: wall ratio "
-                    f"{ratio:.2f} ({'ok' if ok else 'NOT MET'})"
+                    f"{ratio:.2f} ({_ok(ok)})"
                 )
     return lines
+
+
+def _ok(met: bool) -> str:
+    return "ok" if met else "NOT MET"
 
 
 def figure(runs: list[Run], path: Path) -> None:
