@@ -396,8 +396,8 @@ def _ok(met: bool) -> str:
 
 
 def figure(runs: list[Run], path: Path) -> None:
-    """Best-so-far dev accuracy against wall time per method (mean over seeds), one panel per
-    data set, at the largest budget run."""
+    """Best-so-far dev accuracy against wall time per method (mean over seeds, drawn once every
+    seed has a model), one panel per data set, at the largest budget run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -405,8 +405,12 @@ def figure(runs: list[Run], path: Path) -> None:
 
     budget = max(r.budget for r in runs)
     datasets = list(dict.fromkeys(r.dataset for r in runs))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.2), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    columns = min(3, len(datasets))
+    rows = math.ceil(len(datasets) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(datasets) :]:
+        ax.set_visible(False)
+    for ax, dataset in zip(axes.flat, datasets, strict=False):
         for method in dict.fromkeys(r.method for r in runs):
             mine = [  # runs recorded trial by trial (not Ray Tune's or a merged summary)
                 r
@@ -419,10 +423,11 @@ def figure(runs: list[Run], path: Path) -> None:
             end = statistics.mean(r.trials[-1].seconds for r in mine)
             grid = np.linspace(0, end, 50)
             curves = [best_so_far(r, grid) for r in mine]
-            ax.plot(grid, np.nanmean(curves, axis=0), label=method)
+            ax.plot(grid, np.mean(curves, axis=0), label=method)  # from when every seed has one
         ax.set_title(f"{dataset} ({budget} trials)")
         ax.set_xlabel("wall time (s)")
-    axes[0][0].set_ylabel("best dev accuracy so far")
+    for row in axes:
+        row[0].set_ylabel("best dev accuracy so far")
     axes[0][0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
