@@ -7,12 +7,13 @@ mlflow, so a trial task carries nothing but array code.
 from model.backend import Backend, get_backend
 from model.config import TrainConfig
 from model.network import Architecture, Network, NetworkState
-from model.train import EpochShuffle, Outcome, TrainResult, evaluate, train
+from model.train import EpochShuffle, KeepBest, Outcome, TrainResult, evaluate, train
 
 __all__ = [
     "Architecture",
     "Backend",
     "EpochShuffle",
+    "KeepBest",
     "Network",
     "NetworkState",
     "Outcome",

@@ -74,6 +74,22 @@ class TrainResult:
         return Checkpoint.of(self.network, self.progress)
 
 
+@dataclass(frozen=True)
+class KeepBest:
+    """Return the parameters of the epoch best by `metric` (ties: the earliest), whatever ends
+    training: Keras's ModelCheckpoint(save_best_only=True) reloaded at the end, Ray Tune's best
+    checkpoint by `checkpoint_score_attribute`. Without it the last epoch's (or, after early
+    stopping, the lowest dev_loss epoch's) parameters are returned."""
+
+    metric: str
+    maximize: bool
+
+    def improves(self, value: float, best: float | None) -> bool:
+        if not math.isfinite(value):
+            return False
+        return best is None or (value > best if self.maximize else value < best)
+
+
 EpochCallback = Callable[[int, dict[str, float]], bool]  # (epoch, metrics) → True to stop
 CheckpointCallback = Callable[[Checkpoint, dict[str, float]], None]  # after each epoch
 # (epoch, m) → the order in which epoch 1, 2, … visits the m training examples
@@ -172,6 +188,7 @@ def train(
     shuffle: EpochShuffle | None = None,
     resume: Checkpoint | None = None,
     on_checkpoint: CheckpointCallback | None = None,
+    keep_best: KeepBest | None = None,
 ) -> TrainResult:
     """Train a network on X_train (n_x, m) / y_train and report per-epoch metrics.
 
@@ -191,6 +208,10 @@ def train(
     was trained with in anything but the parameters' shapes. `on_checkpoint` receives the
     network and its progress, with the epoch's metrics, after every completed epoch (panda mode
     keeps them).
+
+    `keep_best` returns the best epoch's θ and running statistics instead of the last's, however
+    training ends (completed, early-stopped, stopped by the callback); the callback still sees
+    every epoch.
     """
     backend = backend or get_backend()
     xp, dtype = backend.xp, backend.dtype
@@ -227,7 +248,9 @@ def train(
     result = TrainResult(net, Outcome.COMPLETED, first_epoch=progress.epoch + 1 if progress else 1)
     loop = _Loop(config, net, optimizer, shuffle, progress.initial_cost if progress else None)
     with np.errstate(all="ignore"):  # overflow in a diverging run is reported as DIVERGED
-        _run_epochs(loop, XT, YT, train_sample, (X_dev, y_dev), callback, on_checkpoint, result)
+        _run_epochs(
+            loop, XT, YT, train_sample, (X_dev, y_dev), callback, on_checkpoint, result, keep_best
+        )
     return result
 
 
@@ -279,12 +302,14 @@ def _run_epochs(
     callback: EpochCallback | None,
     on_checkpoint: CheckpointCallback | None,
     result: TrainResult,
+    keep_best: KeepBest | None = None,
 ) -> None:
     config, net, optimizer, shuffle = loop.config, loop.net, loop.optimizer, loop.shuffle
     xp = net.backend.xp
     m, batch = XT.shape[0], config.batch_size
     schedule_arguments = config.schedule_arguments()
-    best_loss, best_state, best_progress, stale = math.inf, None, None, 0
+    best_loss, best, stale = math.inf, None, 0  # early stopping's lowest dev_loss epoch
+    kept_value, kept = None, None  # the best epoch by `keep_best`
     for epoch in range(result.first_epoch, config.epochs + 1):
         alpha = learning_rate(
             config.learning_rate, epoch, schedule=config.lr_schedule, **schedule_arguments
@@ -318,23 +343,29 @@ def _run_epochs(
         result.kept_epoch = epoch
         if on_checkpoint is not None:
             on_checkpoint(Checkpoint.of(net, loop.progress(epoch)), metrics)
+        if keep_best is not None:
+            value = metrics.get(keep_best.metric, math.nan)
+            if keep_best.improves(value, kept_value):
+                kept_value, kept = value, (net.state(), epoch, loop.progress(epoch))
         if config.early_stopping is not None and "dev_loss" in metrics:
             if metrics["dev_loss"] < best_loss:
-                best_loss, best_state, best_epoch, stale = (
+                best_loss, best, stale = (
                     metrics["dev_loss"],
-                    net.state(),
-                    epoch,
+                    (net.state(), epoch, loop.progress(epoch)),
                     0,
                 )
-                best_progress = loop.progress(epoch)
             else:
                 stale += 1
                 if stale >= config.early_stopping:
-                    net.restore(best_state)  # θ and the running statistics of the best epoch
-                    result.kept_epoch = best_epoch
-                    result.outcome, result.progress = Outcome.EARLY_STOPPED, best_progress
-                    return
+                    result.outcome = Outcome.EARLY_STOPPED
+                    break
         if callback is not None and callback(epoch, metrics):
             result.outcome = Outcome.STOPPED
             break
     result.progress = loop.progress(result.kept_epoch) if result.kept_epoch else None
+    chosen = (
+        kept if keep_best is not None else best if result.outcome is Outcome.EARLY_STOPPED else None
+    )
+    if chosen is not None and chosen[1] != result.kept_epoch:
+        state, result.kept_epoch, result.progress = chosen
+        net.restore(state)  # θ and the running statistics of the epoch kept

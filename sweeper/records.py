@@ -189,13 +189,14 @@ class StageStatus:
     target: int
     counts: dict[str, int]  # COUNT_KEYS → trials, warm-start copies left out
     space: dict[str, Any] | None = None  # parameter name → its scale, low, high (or choices)
+    plan: str = ""  # how it samples, prunes and zooms (`Stage.describe`)
 
     @property
     def finished(self) -> int:
         return self.counts["complete"] + self.counts["pruned"]
 
     def to_json(self) -> dict[str, Any]:
-        out = {"name": self.name, "target": self.target, **self.counts}
+        out = {"name": self.name, "target": self.target, "plan": self.plan, **self.counts}
         return out | ({"space": self.space} if self.space is not None else {})
 
 
@@ -214,9 +215,11 @@ class SweepStatus:
     name: str
     stages: list[StageStatus]
     models: ModelUsage | None = None
+    budget: int | None = None  # the trials of `budget:`, when the stages are its recipe
 
     def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "stages": [s.to_json() for s in self.stages]}
+        out |= {"budget": {"trials": self.budget}} if self.budget is not None else {}
         return out | ({"models": dataclasses.asdict(self.models)} if self.models else {})
 
 

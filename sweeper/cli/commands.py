@@ -181,21 +181,24 @@ def status(
     sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Trial counts per stage, and each stage's search box."""
+    """Trial counts per stage, each stage's plan (what `budget:` expanded into) and search box."""
     from sweeper import api
 
     summary = api.status(sweep).to_json()
     if as_json:
         print(json.dumps(summary))
         return
-    table = Table(title=f"sweep {summary['name']}")
-    for column in ("stage", "target", "complete", "pruned", "failed", "running", "space"):
+    budget = summary.get("budget")
+    caption = f"budget: {budget['trials']} trials, the recommended plan" if budget else None
+    table = Table(title=f"sweep {summary['name']}", caption=caption)
+    for column in ("stage", "target", "plan", "complete", "pruned", "failed", "running", "space"):
         table.add_column(column)
     for s in summary["stages"]:
         box = ", ".join(f"{k}: {_describe(v)}" for k, v in s.get("space", {}).items())
         table.add_row(
             s["name"],
             str(s["target"]),
+            s["plan"],
             str(s["complete"]),
             str(s["pruned"]),
             str(s["failed"]),

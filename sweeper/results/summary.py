@@ -39,10 +39,12 @@ def status(folder: SweepFolder) -> SweepStatus:
             stage.trials,
             stage_counts(study) if study else empty_counts(),
             study.user_attrs.get("space") if study else None,
+            stage.describe(),
         )
         for stage, study in _studies(folder)
     ]
-    return SweepStatus(spec.name, stages, model_usage(folder))
+    budget = spec.budget.trials if spec.budget is not None else None
+    return SweepStatus(spec.name, stages, model_usage(folder), budget)
 
 
 def load_view(folder: SweepFolder) -> SweepView:

@@ -18,7 +18,7 @@ from sweeper.errors import UserError
 from sweeper.records import Outcome, TrialResult, count_key
 from sweeper.run.packing import balanced, members_per_task
 from sweeper.run.trial import train_trials
-from sweeper.spec.schema import Resources
+from sweeper.spec.schema import Objective, Resources
 
 LOST = (WorkerCrashedError, NodeDiedError, ObjectLostError, OwnerDiedError)
 
@@ -111,7 +111,7 @@ class StageRun:
     index: int
     fixed: dict[str, Any]
     dataset_ref: Any
-    objective: str
+    objective: Objective
     maximize: bool
     resources: Resources
     progress: StageProgress
@@ -168,6 +168,7 @@ class StageRun:
             [{**self.fixed, **member.params} for member in members],
             self.dataset_ref,
             self.server,
+            self.objective,
             backend,
         )
         self.in_flight[ref] = {member.number: member for member in members}
@@ -215,7 +216,7 @@ class StageRun:
         state = ray.get(self.server.tell.remote(self.index, member.number, result))
         progress = self.progress
         progress.counts[count_key(state)] += 1
-        value = result.metrics.get(self.objective)
+        value = result.metrics.get(self.objective.metric)
         if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value
         progress.last = {"number": member.number, "state": state, "params": member.params}

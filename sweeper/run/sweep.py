@@ -187,7 +187,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                     index,
                     spec.train,
                     dataset_ref,
-                    spec.objective.metric,
+                    spec.objective,
                     spec.objective.direction == "maximize",
                     spec.resources,
                     StageProgress(stage.name, stage.trials, opened["counts"]),

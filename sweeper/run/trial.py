@@ -16,12 +16,13 @@ from typing import Any
 import ray
 from threadpoolctl import threadpool_limits
 
-from model import TrainConfig, evaluate, get_backend, train
+from model import KeepBest, TrainConfig, evaluate, get_backend, train
 from model.checkpoint import Checkpoint
 from model.stacked import PackCallback, each_trained, pack_key
 from model.train import CheckpointCallback, EpochCallback, TrainResult
 from sweeper.data.datasets import Dataset
 from sweeper.records import Outcome, TrialResult
+from sweeper.spec.schema import Objective
 
 
 def fit(
@@ -29,11 +30,14 @@ def fit(
     dataset: Dataset,
     callback: EpochCallback | None,
     backend_name: str,
+    keep_best: KeepBest | None = None,
     resume: Checkpoint | None = None,
     on_checkpoint: CheckpointCallback | None = None,
 ) -> TrialResult:
-    """Train one configuration; its outcome, per-epoch history and final metrics. `resume` and
-    `on_checkpoint` are train()'s (panda mode continues a checkpoint and keeps each epoch's)."""
+    """Train one configuration; its outcome, per-epoch history and final metrics: dev/test
+    of the returned network (the best epoch's with `keep_best`, see `kept_network`), and
+    train_* of the epoch it comes from. `resume` and `on_checkpoint` are train()'s (panda mode
+    continues a checkpoint and keeps each epoch's)."""
     d = dataset
     trained = train(
         TrainConfig.from_dict(options),
@@ -46,6 +50,7 @@ def fit(
         get_backend(backend_name),
         resume=resume,
         on_checkpoint=on_checkpoint,
+        keep_best=keep_best,
     )
     return _result(trained, dataset)
 
@@ -106,12 +111,23 @@ def _result(trained: TrainResult, dataset: Dataset) -> TrialResult:
     return TrialResult(outcome, trained.history, metrics, checkpoint=checkpoint)
 
 
+def kept_network(objective: Objective) -> KeepBest | None:
+    """`at: best` keeps the epoch best by the objective's metric, and so its value is that
+    epoch's (Keras: ModelCheckpoint(save_best_only=True); Ray Tune: the best checkpoint by
+    `checkpoint_score_attribute`); `at: last` keeps the last epoch's (after early stopping,
+    the lowest dev_loss epoch's, as Keras's EarlyStopping(restore_best_weights=True))."""
+    if objective.at == "last":
+        return None
+    return KeepBest(objective.metric, objective.direction == "maximize")
+
+
 def train_trials(
     index: int,
     numbers: list[int],
     options: list[dict[str, Any]],
     dataset: Dataset,
     server: Any,
+    objective: Objective,
     backend_name: str,
 ) -> Iterator[tuple[int, TrialResult]]:
     """Train trials `numbers` of stage `index` (one alone, several as a pack), each reporting
@@ -135,9 +151,10 @@ def train_trials(
     ended: set[int] = set()
     try:
         if len(numbers) == 1:  # a pack of one is slower than the lone trainer (benchmark)
-            results = iter([(0, fit(options[0], dataset, alone, backend_name))])
+            kept = kept_network(objective)
+            results = iter([(0, fit(options[0], dataset, alone, backend_name, kept))])
         else:
-            results = fit_pack(options, dataset, report, backend_name)
+            results = fit_pack(options, dataset, report, backend_name)  # keep their last epochs
         for k, result in results:
             ended.add(k)
             yield numbers[k], dataclasses.replace(result, node_id=node_id)

@@ -12,9 +12,9 @@ import optuna
 import optuna.distributions as od
 from optuna.storages.journal import BaseJournalBackend
 
-from model.config import TrainConfig
 from sweeper import secrets
 from sweeper.errors import UserError
+from sweeper.spec import schema
 from sweeper.spec.schema import Pruner, Stage, SweepSpec
 
 JOURNAL = "optuna.journal"
@@ -151,7 +151,8 @@ def grid(distributions: dict[str, od.BaseDistribution], points: int = 4) -> dict
 def make_sampler(
     stage: Stage, seed: int | None, distributions: dict[str, od.BaseDistribution]
 ) -> optuna.samplers.BaseSampler:
-    """random | qmc (scrambled Sobol) | tpe | grid (see `grid`)."""
+    """random | qmc (scrambled Sobol) | tpe | gp (a Gaussian process; needs PyTorch) | grid
+    (see `grid`)."""
     if stage.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if stage.sampler == "qmc":
@@ -162,11 +163,17 @@ def make_sampler(
         return optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False
         )
+    if stage.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=5)
     return optuna.samplers.GridSampler(grid(distributions), seed=seed)
 
 
 def make_pruner(pruner: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
-    """none | median | asha (= successive_halving) | hyperband, with resources in epochs."""
+    """none | median | asha (= successive_halving) | hyperband, with resources in epochs.
+
+    In a zoomed stage each compares fresh trials only: the warm-start copies carry no learning
+    curve (see `zoom.next_stage`). They do count toward the median pruner's 3 start-up trials,
+    so it judges a fresh trial from the stage's second one on."""
     if pruner.type == "none":
         return optuna.pruners.NopPruner()
     if pruner.type == "median":
@@ -183,12 +190,8 @@ def make_pruner(pruner: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
 
 
 def max_epochs(spec: SweepSpec) -> int:
-    """The most epochs a trial can run, the resource budget of a Hyperband pruner: the upper
-    bound of `epochs` when it is searched, else its fixed value, else the trainer's default."""
-    searched = spec.space.get("epochs")
-    if searched is not None:
-        return int(max(searched.choices) if searched.scale == "categorical" else searched.high)
-    return int(spec.train.get("epochs", TrainConfig.__dataclass_fields__["epochs"].default))
+    """The most epochs a trial can run, the resource budget of a Hyperband pruner."""
+    return schema.max_epochs(spec.train, spec.space)
 
 
 def study_name(sweep: str, stage: str) -> str:

@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,16 +28,15 @@ from pydantic import (
 from model.config import TrainConfig
 from sweeper.errors import UserError
 from sweeper.run.ownership import name_problem
+from sweeper.search.recipe import recipe
 from sweeper.spec.scales import SCALES, Param
+from sweeper.spec.stages import Pruner, Seed, Stage, Strict, Zoom
+
+__all__ = ["Pruner", "Stage", "Zoom"]  # re-exported: the stage models live in spec/stages.py
 
 TRAINER_OPTIONS = tuple(TrainConfig.__dataclass_fields__)
 MAX_SPEC_BYTES = 1_000_000
 MAX_YAML_NODES = 100_000  # after aliases are expanded: an alias bomb stops here
-Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what NumPy's and Optuna's generators accept
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Split(Strict):
@@ -68,29 +67,12 @@ class DataSpec(Strict):
 
 
 class Objective(Strict):
+    """The metric a trial is judged by, and the epoch whose model it keeps: `best` (by that
+    metric, the default) or `last`. Pruners see every epoch's value either way."""
+
     metric: str = "dev_accuracy"
     direction: Literal["maximize", "minimize"] = "maximize"
-
-
-class Pruner(Strict):
-    type: Literal["none", "median", "asha", "successive_halving", "hyperband"] = "median"
-    min_epochs: int = Field(1, ge=1)
-    warmup_epochs: int = Field(0, ge=0)
-    reduction_factor: int = Field(3, ge=2)
-
-
-class Zoom(Strict):
-    top: float = Field(0.2, gt=0, le=1)
-    margin: float = Field(0.1, ge=0)
-
-
-class Stage(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    trials: int = Field(ge=1, le=1_000_000)
-    sampler: Literal["random", "qmc", "tpe", "grid"] = "random"
-    pruner: Pruner = Pruner(type="none")
-    zoom: Zoom | None = None
-    seed: Seed | None = None
+    at: Literal["best", "last"] = "best"
 
 
 class Resources(Strict):
@@ -128,14 +110,24 @@ class Storage(Strict):
     mlflow: str | None = None
 
 
+class Budget(Strict):
+    """`budget:` in place of `stages:`: the recommended plan for this many trials (see
+    `sweeper.search.recipe` and docs/search.md), each trial up to `epochs` epochs (sets
+    train.epochs)."""
+
+    trials: int = Field(ge=1, le=1_000_000)
+    epochs: int | None = Field(None, ge=1)
+
+
 class SweepSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     dir: str | None = None
     data: DataSpec
-    train: dict[str, Any] = {}
+    budget: Budget | None = None  # before `train` and `stages`: their validators read it
+    train: dict[str, Any] = Field(default_factory=dict)
     objective: Objective = Objective()
     space: dict[str, Param]
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] = Field(default_factory=list)  # the plan; from `budget` when given
     resources: Resources = Resources()
     models: Models = Models()
     storage: Storage = Storage()
@@ -148,10 +140,62 @@ class SweepSpec(Strict):
             raise ValueError(problem)
         return name
 
+    @field_validator("train")
+    @classmethod
+    def _epochs_once(cls, train: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        budget = info.data.get("budget")
+        epochs = budget.epochs if budget is not None else None
+        if epochs is not None and train.get("epochs", epochs) != epochs:
+            raise ValueError(
+                "epochs is set both here and in budget.epochs: keep one"
+            )  # unless equal: a spec read back
+        return train
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_or_budget(cls, stages: list[Stage], info: ValidationInfo) -> list[Stage]:
+        """Not both, unless `stages` is the plan `budget` expands into (a spec read back)."""
+        budget = info.data.get("budget")
+        if stages and budget is not None and stages != recipe(budget.trials, _epochs(info.data)):
+            raise ValueError(
+                "give `stages` (your own plan) or `budget` (the recommended plan), not both"
+            )
+        return stages
+
+    @model_validator(mode="after")
+    def _plan(self) -> SweepSpec:
+        """Expand `budget` into the recommended stages (what `sweeper status` shows)."""
+        if self.budget is not None and not self.stages:
+            if self.budget.epochs is not None:
+                self.train = self.train | {"epochs": self.budget.epochs}
+            self.stages = recipe(self.budget.trials, _epochs(self.__dict__))
+        if not self.stages:
+            raise ValueError(
+                "no plan: give `budget: {trials: N}` (the recommended stages) or `stages:`"
+            )
+        return self
+
     def fingerprint(self) -> str:
         """A hash of everything that defines the sweep's results (not where it is stored)."""
         content = self.model_dump(exclude={"dir", "storage", "resources", "models"})
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _epochs(fields: dict[str, Any]) -> int:
+    """The most epochs a trial runs, from the spec's fields as validated so far."""
+    budget = fields.get("budget")
+    if budget is not None and budget.epochs is not None:
+        return budget.epochs
+    return max_epochs(fields.get("train", {}), fields.get("space", {}))
+
+
+def max_epochs(train: dict[str, Any], space: dict[str, Param]) -> int:
+    """The most epochs a trial can run: the upper bound of `epochs` when it is searched, else
+    its fixed value, else the trainer's default."""
+    searched = space.get("epochs")
+    if searched is not None:
+        return int(max(searched.choices) if searched.scale == "categorical" else searched.high)
+    return int(train.get("epochs", TrainConfig.__dataclass_fields__["epochs"].default))
 
 
 def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
@@ -183,6 +227,10 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
                 problems.append((("space", name), str(error)))
                 break
     problems += _objective_problems(spec.objective)
+    if spec.budget is not None and spec.budget.epochs is not None and "epochs" in spec.space:
+        problems.append(
+            (("budget", "epochs"), "epochs is searched in `space`: budget.epochs cannot fix it")
+        )
     names = [s.name for s in spec.stages]
     if len(set(names)) != len(names):
         problems.append((("stages",), f"stage names must be unique: {names}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import optuna
@@ -15,7 +16,9 @@ from sweeper.errors import UserError
 from sweeper.results.summary import best, load_view, status
 from sweeper.run import folder as folder_module
 from sweeper.run import sweep
+from sweeper.search.recipe import recipe
 from sweeper.search.study import make_storage, study_name
+from sweeper.search.zoom import top_trials, value_by
 from sweeper.spec.scales import Param
 from tests.e2e import helpers
 from tests.e2e.helpers import assert_exact, cli, mlflow_runs, write_spec
@@ -73,8 +76,10 @@ def test_sweep_records_exactly_n_trials_everywhere(ray_local, tmp_path, monkeypa
     assert copies
     for copy in copies:
         origin = trials["coarse"][int(copy.user_attrs["warm_start_from"].split(":")[1])]
-        assert copy.state == origin.state and copy.value == origin.value
-        assert copy.intermediate_values == origin.intermediate_values
+        # COMPLETE, with its best value by the ranking's common epoch and no learning curve
+        common = copy.user_attrs["warm_start_epochs"]
+        assert copy.state.name == "COMPLETE" and not copy.intermediate_values
+        assert copy.value == value_by(origin, math.inf if common is None else common, True)
         assert copy.params["learning_rate"] == pytest.approx(origin.params["learning_rate"])
 
     # an ASHA-pruned trial's run is KILLED and holds its metrics up to the epoch it stopped at
@@ -146,3 +151,28 @@ def test_second_driver_is_refused_while_one_holds_the_lock(tmp_path):
         folder_module.sweep_lock(folder),
     ):
         pass
+
+
+def test_a_budget_runs_the_recommended_plan_with_warm_copies_the_pruner_ignores(
+    ray_local, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    path = write_spec(tmp_path, "budget", "", epochs=6)
+    path.write_text(path.read_text().replace("stages:\n\n", "budget: {trials: 10}\n"))
+    plan = sweep.prepare(path)
+    sweep.run(plan)
+
+    stages = recipe(10, 6)
+    assert [s.name for s in plan.spec.stages] == [s.name for s in stages]
+    assert_exact(plan.folder.path, "budget", {s.name: s.trials for s in stages})
+    coarse, fine = (helpers.trials(plan.folder.path, "budget", s.name) for s in stages)
+    storage = make_storage(None, plan.folder.path)
+    study = optuna.load_study(study_name=study_name("budget", "fine"), storage=storage)
+    copies = [t for t in study.trials if "warm_start_from" in t.user_attrs]
+    top, _ = top_trials(coarse, stages[1].zoom.top, maximize=True)
+    assert [c.user_attrs["warm_start_from"] for c in copies] == [f"coarse:{t.number}" for t in top]
+    assert all(c.state.name == "COMPLETE" and not c.intermediate_values for c in copies)
+    assert len(fine) == stages[1].trials  # the copies are not counted as the stage's trials
+    summary = status(plan.folder).to_json()
+    assert summary["budget"] == {"trials": 10}
+    assert [s["plan"] for s in summary["stages"]] == [s.describe() for s in stages]

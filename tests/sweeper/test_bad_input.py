@@ -101,7 +101,25 @@ CORPUS = {
         1,
         "data: Field required",
     ),
-    "missing stages": (GOOD.split("stages:")[0], CSV, 1, "stages: Field required"),
+    "missing stages": (GOOD.split("stages:")[0], CSV, 1, "no plan: give `budget: {trials: N}`"),
+    "budget and stages": (
+        _spec("stages:", "budget: {trials: 8}\nstages:"),
+        CSV,
+        11,
+        "stages: give `stages` (your own plan) or `budget` (the recommended plan), not both",
+    ),
+    "budget epochs and train epochs": (
+        _spec("stages:\n  - {name: coarse, trials: 4}\n", "budget: {trials: 8, epochs: 5}\n"),
+        CSV,
+        5,
+        "train: epochs is set both here and in budget.epochs",
+    ),
+    "budget of no trials": (
+        _spec("stages:\n  - {name: coarse, trials: 4}\n", "budget: {trials: 0}\n"),
+        CSV,
+        10,
+        "budget.trials: Input should be greater than or equal to 1",
+    ),
     # scales and bounds
     "low > high": (
         _spec("low: 1.0e-3, high: 1.0e-1", "low: 0.5, high: 0.1"),

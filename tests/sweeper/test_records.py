@@ -89,11 +89,14 @@ def test_a_zoomed_stage_starts_with_copies_of_the_top_trials_in_its_box():
     space, warm = next_stage(SPACE, trials, Zoom(top=0.5, margin=0.1), True, "coarse", set())
     assert space["x"].low < 0.40 and space["x"].high > 0.50
     assert not space["x"].contains(0.10) and not space["x"].contains(0.90)
-    assert [(t.user_attrs["warm_start_from"], t.state) for t in warm] == [
-        ("coarse:0", TrialState.COMPLETE),
-        ("coarse:1", TrialState.PRUNED),  # a pruned one stays pruned
+    # each copy is COMPLETE with its value at the common budget (epoch 1) and no curve, so the
+    # zoomed stage's pruner compares its own trials only (tests/sweeper/test_zoom.py)
+    assert [(t.user_attrs["warm_start_from"], t.state, t.value) for t in warm] == [
+        ("coarse:0", TrialState.COMPLETE, 0.9),
+        ("coarse:1", TrialState.COMPLETE, 0.8),
     ]
-    assert warm[0].params == scales.encode(space, {"x": 0.40}) and warm[0].value == 0.9
+    assert not any(t.intermediate_values for t in warm)
+    assert warm[0].params == scales.encode(space, {"x": 0.40})
     _, again = next_stage(SPACE, trials, Zoom(top=0.5, margin=0.1), True, "coarse", {"coarse:0"})
     assert [t.user_attrs["warm_start_from"] for t in again] == ["coarse:1"]
 

@@ -5,12 +5,18 @@ The malformed-input corpus (file:line: field errors through the CLI) is in test_
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from sweeper.cli.commands import app
 from sweeper.errors import UserError
+from sweeper.run.ownership import Identity, claim
+from sweeper.search.recipe import recipe
 from sweeper.spec import schema as spec
+from sweeper.spec.stages import Pruner, Stage, Zoom
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """\
@@ -96,3 +102,63 @@ def test_split_without_a_test_set_loads(tmp_path):
         GOOD.replace("  source: builtin:flower", "  source: builtin:flower\n  split: {test: 0}")
     )
     assert spec.load(path).data.split.test == 0
+
+
+BUDGET = GOOD.replace("train:\n  epochs: 3\n", "").replace(
+    "stages:\n  - {name: coarse, trials: 4}\n", "budget: {trials: 24, epochs: 12}\n"
+)
+
+
+def test_a_budget_expands_into_the_recommended_plan(tmp_path):
+    """24 trials of 12 epochs: 10 quasi-random trials with ASHA from epoch 3 (a fifth), then 14
+    TPE trials zoomed on the top quarter, median-pruned after epoch 3 (a quarter)."""
+    path = tmp_path / "space.yaml"
+    path.write_text(BUDGET)
+    loaded = spec.load(path)
+    assert loaded.train == {"epochs": 12}
+    assert loaded.stages == [
+        Stage(
+            name="coarse",
+            trials=10,
+            sampler="qmc",
+            pruner=Pruner(type="asha", min_epochs=3, reduction_factor=3),
+        ),
+        Stage(
+            name="fine",
+            trials=14,
+            sampler="tpe",
+            pruner=Pruner(type="median", warmup_epochs=3),
+            zoom=Zoom(top=0.25, margin=0.15),
+        ),
+    ]
+    # without budget.epochs, the trainer's epochs set the rungs: 30 → ASHA from 6, median after 8
+    path.write_text(
+        BUDGET.replace(", epochs: 12}", "}").replace("data:", "train: {epochs: 30}\ndata:")
+    )
+    coarse, fine = spec.load(path).stages
+    assert (coarse.pruner.min_epochs, fine.pruner.warmup_epochs) == (6, 8)
+    assert [s.name for s in recipe(1, 10)] == ["coarse"]  # one trial: nothing to zoom into
+
+
+def test_status_shows_the_plan_a_budget_expanded_into(tmp_path):
+    folder = tmp_path / "sweeps" / "t"
+    claim(folder, Identity("t", "0"))
+    (folder / "spec.yaml").write_text(BUDGET)
+    shown = CliRunner().invoke(app, ["status", str(folder), "--json"])
+    assert shown.exit_code == 0, shown.output
+    summary = json.loads(shown.output)
+    assert summary["budget"] == {"trials": 24}
+    plans = [(s["name"], s["target"], s["plan"]) for s in summary["stages"]]
+    assert plans == [(s.name, s.trials, s.describe()) for s in recipe(24, 12)]
+    table = CliRunner().invoke(app, ["status", str(folder)]).output
+    assert "budget: 24 trials, the recommended plan" in table
+    assert "plan" in table
+
+
+def test_an_expanded_budget_spec_reads_back_as_itself(tmp_path):
+    """The StudyServer and the sweep folder read the spec back from its JSON/YAML dump."""
+    path = tmp_path / "space.yaml"
+    path.write_text(BUDGET)
+    loaded = spec.load(path)
+    again = spec.SweepSpec.model_validate_json(loaded.model_dump_json())
+    assert again == loaded and again.fingerprint() == loaded.fingerprint()

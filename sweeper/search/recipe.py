@@ -1,0 +1,35 @@
+"""The recommended plan for a budget: what `budget: {trials: N}` in a space.yaml runs.
+
+A quasi-random coarse stage over the whole space, pruned by ASHA, then a TPE stage on the box
+around the coarse stage's best quarter (ranked at a common budget, see `zoom.top_trials`),
+warm-started with those trials and pruned by a median pruner that compares its own trials only.
+The choices and the measurements behind them are in docs/search.md
+(benchmarks/search_quality.py against Optuna's TPE + Hyperband, GPSampler, random search and
+Ray Tune + ASHA).
+"""
+
+from __future__ import annotations
+
+import math
+
+from sweeper.spec.stages import Pruner, Stage, Zoom
+
+COARSE_SHARE = 0.4  # of the trials; the rest zoom in
+FINE_ZOOM = Zoom(top=0.25, margin=0.15)
+
+
+def recipe(trials: int, epochs: int) -> list[Stage]:
+    """The stages for `trials` trials of up to `epochs` epochs each.
+
+    Early epochs rank final ones poorly on hard problems (on five interleaved spirals every
+    network is at chance for its first epochs), so the coarse stage's first rung is a fifth of
+    the epochs, not one, and the fine stage prunes only after a quarter of them."""
+    coarse = max(1, math.ceil(COARSE_SHARE * trials))
+    asha = Pruner(type="asha", min_epochs=max(1, math.ceil(epochs / 5)), reduction_factor=3)
+    plan = [Stage(name="coarse", trials=coarse, sampler="qmc", pruner=asha)]
+    if trials > coarse:
+        median = Pruner(type="median", warmup_epochs=math.ceil(epochs / 4))
+        plan.append(
+            Stage(name="fine", trials=trials - coarse, sampler="tpe", pruner=median, zoom=FINE_ZOOM)
+        )
+    return plan
