@@ -123,22 +123,18 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
         display.live.start()
     try:
         result = api.run_plan(plan, address, display.update if display else None)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         errors.print(
             "interrupted: running trials recorded as interrupted; resume with: "
             f"sweeper resume {name}",
             soft_wrap=True,
         )
+        _warn_of_mlflow_errors(getattr(stopped, "mlflow_errors", []), name)
         raise typer.Exit(130) from None
     finally:
         if display:
             display.live.stop()
-    if result.mlflow_errors:
-        errors.print(
-            f"warning: {len(result.mlflow_errors)} MLflow writes failed (Optuna holds the trials; "
-            f"`sweeper resume {name}` rewrites their runs); first: {mask(result.mlflow_errors[0])}",
-            soft_wrap=True,
-        )
+    _warn_of_mlflow_errors(result.mlflow_errors, name)
     found = result.best
     if found:
         console.print(
@@ -146,6 +142,15 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
             f"{spec.objective.metric}={found.value:.4f} params={found.params}"
         )
     console.print(f"results: sweeper status {name}  |  sweeper ui {name}  |  sweeper report {name}")
+
+
+def _warn_of_mlflow_errors(mlflow_errors: list[str], name: str) -> None:
+    if mlflow_errors:
+        errors.print(
+            f"warning: {len(mlflow_errors)} MLflow writes failed (Optuna holds the trials; "
+            f"`sweeper resume {name}` rewrites their runs); first: {mask(mlflow_errors[0])}",
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -54,6 +54,15 @@ class SweepResult:
     best: Best | None = None  # filled in by sweeper.api.run_plan
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the sweep after the running trials were recorded; `mlflow_errors`: the
+    MLflow writes that failed meanwhile (as `SweepResult.mlflow_errors`)."""
+
+    def __init__(self, mlflow_errors: list[str]):
+        super().__init__()
+        self.mlflow_errors = mlflow_errors
+
+
 @dataclass(frozen=True)
 class Plan:
     """A checked sweep, ready to run: nothing has been written for it yet."""
@@ -197,9 +206,11 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                 ray.get(server.close_stage.remote(index))
                 results.append(progress)
             ray.get(server.finish_sweep.remote())
-        except BaseException:  # Ctrl-C, or a stage that failed: record what was running
+        except BaseException as stopped:  # Ctrl-C, or a stage that failed: record what ran
             with contextlib.suppress(RayActorError):
                 ray.get(server.interrupt.remote())
+            if isinstance(stopped, KeyboardInterrupt):
+                raise Interrupted(ray.get(server.flush.remote())) from None
             raise
         finally:
             mlflow_errors = ray.get(server.flush.remote())

@@ -139,9 +139,12 @@ def test_the_mlflow_ui_opens_on_the_training_runs_and_shows_the_running_trials(s
 def test_ctrl_c_ends_every_live_run_and_keeps_its_epochs_once(sweep):
     running = wait_for(sweep.running_runs, 180, "a RUNNING trial run")
     kill_group(sweep.driver, signal.SIGINT)
-    sweep.driver.communicate(timeout=180)
+    out, err = sweep.driver.communicate(timeout=180)
+    assert sweep.driver.returncode == 130, out + err
+    assert "MLflow writes failed" not in err, err
     runs, all_runs = mlflow_runs(sweep.folder, NAME)
-    assert not [r.info.run_name for r in all_runs if r.info.status == "RUNNING"]
+    still_running = [r.info.run_name for r in all_runs if r.info.status == "RUNNING"]
+    assert not still_running, out + err
     assert len(runs) == len({r.data.tags["sweeper.trial"] for r in runs})  # one run a trial
     interrupted = [r for r in runs if r.data.tags.get("sweeper.reason") == "interrupted"]
     assert interrupted and all(r.info.status == "FAILED" for r in interrupted)
