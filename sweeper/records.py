@@ -215,11 +215,11 @@ class SweepStatus:
     name: str
     stages: list[StageStatus]
     models: ModelUsage | None = None
-    budget: int | None = None  # the trials of `budget:`, when the stages are its recipe
+    budget: dict[str, float] | None = None  # `budget:` (trials, epochs, hours), when it planned
 
     def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "stages": [s.to_json() for s in self.stages]}
-        out |= {"budget": {"trials": self.budget}} if self.budget is not None else {}
+        out |= {"budget": self.budget} if self.budget is not None else {}
         return out | ({"models": dataclasses.asdict(self.models)} if self.models else {})
 
 

@@ -135,6 +135,13 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
         if display:
             display.live.stop()
     _warn_of_mlflow_errors(result.mlflow_errors, name)
+    finished = sum(p.counts["complete"] + p.counts["pruned"] for p in result.stages)
+    planned = sum(stage.trials for stage in spec.stages)
+    if finished < planned and spec.budget is not None and spec.budget.hours is not None:
+        console.print(
+            f"time budget of {spec.budget.hours:g} h spent: {finished} of {planned} trials "
+            f"finished; `sweeper resume {name}` runs the rest"
+        )
     found = result.best
     if found:
         console.print(
@@ -194,7 +201,10 @@ def status(
         print(json.dumps(summary))
         return
     budget = summary.get("budget")
-    caption = f"budget: {budget['trials']} trials, the recommended plan" if budget else None
+    caption = None
+    if budget:
+        limit = f", at most {budget['hours']:g} h a launch" if "hours" in budget else ""
+        caption = f"budget: {budget['trials']} trials{limit}, the recommended plan"
     table = Table(title=f"sweep {summary['name']}", caption=caption)
     for column in ("stage", "target", "plan", "complete", "pruned", "failed", "running", "space"):
         table.add_column(column)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,7 @@ class StageRun:
     progress: StageProgress
     on_progress: Callable[[StageProgress], None] | None = None
     data_shape: tuple[int, int | None] = (1, None)  # (n_x, n_classes): what `pack: auto` sizes
+    stop_starting_at: float | None = None  # time.monotonic() after which no trial starts
     in_flight: dict[Any, dict[int, Member]] = field(default_factory=dict)  # task → untold
     retry: list[list[Member]] = field(default_factory=list)  # lost packs, their next attempts
 
@@ -129,9 +131,11 @@ class StageRun:
         )
         width = concurrency(self.resources)
         try:
-            while self._unfinished() > 0 or self.in_flight:
-                while len(self.in_flight) < width and self._unfinished() > self._running():
+            while self._may_start() or self.in_flight:
+                while len(self.in_flight) < width and self._may_start():
                     self._launch(task, width)
+                if not self.in_flight:  # out of time with nothing running
+                    break
                 self.progress.running = self._running()
                 ready, _ = ray.wait(list(self.in_flight), num_returns=1)
                 self._record(ready[0])
@@ -144,6 +148,12 @@ class StageRun:
     def _unfinished(self) -> int:
         counts = self.progress.counts
         return self.progress.target - counts["complete"] - counts["pruned"]
+
+    def _may_start(self) -> bool:
+        """Trials remain to start (beyond those running), and there is time to start them."""
+        if self.stop_starting_at is not None and time.monotonic() >= self.stop_starting_at:
+            return False
+        return self._unfinished() > self._running()
 
     def _running(self) -> int:
         return sum(len(members) for members in self.in_flight.values())

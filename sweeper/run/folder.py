@@ -28,7 +28,7 @@ class SweepFolder:
         return self.path / SPEC_COPY
 
     def load_spec(self) -> specs.SweepSpec:
-        return specs.load(self.spec_copy)
+        return specs.load(self.spec_copy, planned=True)
 
     def tracking_uri(self, spec: specs.SweepSpec) -> str:
         return spec.storage.mlflow or default_tracking_uri(self.path)
@@ -106,6 +106,12 @@ def check_same_spec(folder: SweepFolder, spec: specs.SweepSpec) -> None:
         for k in after
         if k not in ("dir", "storage", "resources") and before.get(k) != after.get(k)
     ]
+    if changed == ["stages"] and old.budget is not None and spec.budget is not None:
+        raise UserError(
+            f"sweep {spec.name!r} at {folder.path} was planned for its budget by an earlier "
+            f"version's recipe: continue it with `sweeper resume {spec.name}` (it keeps its "
+            "plan), or use a new name"
+        )
     raise UserError(
         f"sweep {spec.name!r} exists at {folder.path} with a different spec "
         f"(changed: {', '.join(changed)}); use a new name, or `sweeper delete {spec.name}` first"

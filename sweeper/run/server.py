@@ -52,7 +52,7 @@ from sweeper.search.study import (
 )
 from sweeper.search.zoom import next_stage
 from sweeper.spec import scales
-from sweeper.spec.schema import SweepSpec
+from sweeper.spec.schema import read_back
 from sweeper.tracking.recorder import Recorder, default_tracking_uri
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class StudyServer:
         `inputs`: the data it was read from, each stage run's MLflow input datasets."""
         os.environ.update(credentials or {})  # this actor's own process
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # this process: the actor's
-        self.spec = SweepSpec.model_validate_json(spec_json)
+        self.spec = read_back(spec_json)
         self.sweep_dir = Path(sweep_dir)
         self.writer_lock = locks.acquire(self.sweep_dir / "writer.lock", WRITER_WAIT_S)
         if self.writer_lock is None:

@@ -23,6 +23,7 @@ from sweeper import secrets
 from sweeper.data.datasets import Dataset, load_dataset
 from sweeper.errors import DataError, UserError
 from sweeper.run import ownership
+from sweeper.run.deadline import Deadline
 from sweeper.run.folder import (
     SweepFolder,
     check_same_spec,
@@ -79,7 +80,8 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
     Every input problem is raised here, before Ray starts or anything is written; a data problem
     points at the space.yaml key that names the data. The cheap checks come first.
     """
-    spec = specs.load(spec_path)
+    own_copy = folder is not None and spec_path.resolve() == folder.spec_copy.resolve()
+    spec = specs.load(spec_path, planned=own_copy)
     for key, url in spec.storage.model_dump().items():
         problem = secrets.url_problem(url)
         if problem:
@@ -188,9 +190,15 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
             )
         )
         results = []
+        hours = spec.budget.hours if spec.budget is not None else None
+        deadline = Deadline.after(hours) if hours is not None else None
         try:
             for index, stage in enumerate(spec.stages):
+                if deadline is not None and deadline.passed():
+                    break  # the later stages wait for `sweeper resume`
                 opened: dict[str, Any] = ray.get(server.open_stage.remote(index))
+                left = stage.trials - opened["counts"]["complete"] - opened["counts"]["pruned"]
+                later = sum(s.trials for s in spec.stages[index + 1 :])
                 progress = StageRun(
                     server,
                     index,
@@ -202,6 +210,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                     StageProgress(stage.name, stage.trials, opened["counts"]),
                     on_progress,
                     (plan.dataset.X_train.shape[0], plan.dataset.n_classes),
+                    deadline.stage_end(left, left + later) if deadline is not None else None,
                 ).run()
                 ray.get(server.close_stage.remote(index))
                 results.append(progress)

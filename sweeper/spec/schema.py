@@ -113,10 +113,11 @@ class Storage(Strict):
 class Budget(Strict):
     """`budget:` in place of `stages:`: the recommended plan for this many trials (see
     `sweeper.search.recipe` and docs/search.md), each trial up to `epochs` epochs (sets
-    train.epochs)."""
+    train.epochs), within `hours` of wall time per launch or resume when given."""
 
     trials: int = Field(ge=1, le=1_000_000)
     epochs: int | None = Field(None, ge=1)
+    hours: float | None = Field(None, gt=0)  # per launch or resume; see sweeper/run/deadline.py
 
 
 class SweepSpec(Strict):
@@ -154,9 +155,16 @@ class SweepSpec(Strict):
     @field_validator("stages")
     @classmethod
     def _stages_or_budget(cls, stages: list[Stage], info: ValidationInfo) -> list[Stage]:
-        """Not both, unless `stages` is the plan `budget` expands into (a spec read back)."""
+        """Not both, unless `stages` is the plan `budget` expanded into: in a sweep's own copy
+        (`planned` context, see `load`) whatever recipe made it, else the current recipe's."""
         budget = info.data.get("budget")
-        if stages and budget is not None and stages != recipe(budget.trials, _epochs(info.data)):
+        planned = (info.context or {}).get("planned", False)
+        if (
+            stages
+            and budget is not None
+            and not planned
+            and stages != recipe(budget.trials, _epochs(info.data))
+        ):
             raise ValueError(
                 "give `stages` (your own plan) or `budget` (the recommended plan), not both"
             )
@@ -177,7 +185,10 @@ class SweepSpec(Strict):
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the sweep's results (not where it is stored)."""
-        content = self.model_dump(exclude={"dir", "storage", "resources", "models"})
+        content = self.model_dump(
+            exclude={"dir": True, "storage": True, "resources": True, "models": True}
+            | ({"budget": {"hours"}} if self.budget is not None else {})
+        )
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -295,8 +306,14 @@ def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[t
     return out
 
 
-def load(path: str | Path) -> SweepSpec:
-    """Read and validate a space.yaml; raise UserError listing every problem with its line."""
+def read_back(spec_json: str) -> SweepSpec:
+    """A spec the driver checked and sent as JSON: its stages are its plan, whatever made them."""
+    return SweepSpec.model_validate_json(spec_json, context={"planned": True})
+
+
+def load(path: str | Path, planned: bool = False) -> SweepSpec:
+    """Read and validate a space.yaml; raise UserError listing every problem with its line.
+    `planned`: the file is a sweep's own copy, whose stages are its plan whatever made them."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_SPEC_BYTES:
@@ -321,7 +338,7 @@ def load(path: str | Path) -> SweepSpec:
     except ValueError as error:
         raise UserError(f"{path}:{error}") from None
     try:
-        spec = SweepSpec.model_validate(raw)
+        spec = SweepSpec.model_validate(raw, context={"planned": planned})
     except ValidationError as error:
         raise UserError(_format(path, error, lines)) from None
     problems = _problems(spec)

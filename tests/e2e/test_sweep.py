@@ -153,6 +153,36 @@ def test_second_driver_is_refused_while_one_holds_the_lock(tmp_path):
         pass
 
 
+EPOCHS_TIMED = 1000  # ~2 s a trial: the first one outlasts the coarse stage's share
+
+
+def test_a_time_budget_stops_starting_trials_and_a_launch_without_it_runs_the_rest(
+    ray_local, tmp_path, monkeypatch
+):
+    """budget.hours: 1.8 s for 4 trials, one at a time, so the coarse stage's share (its 2 of
+    the 4 trials' time, 0.9 s) ends while its first trial trains: it finishes, no other starts,
+    the fine stage does not open. The same spec without `hours` (the same sweep: hours is not
+    part of it) runs the rest."""
+    monkeypatch.chdir(tmp_path)
+    path = write_spec(tmp_path, "timed", "", epochs=EPOCHS_TIMED, resources="{concurrency: 1}")
+    text = path.read_text().replace("stages:\n\n", "budget: {trials: 4, hours: 0.0005}\n")
+    path.write_text(text)
+    plan = sweep.prepare(path)
+    result = sweep.run(plan)
+
+    coarse, fine = recipe(4, EPOCHS_TIMED)
+    assert [p.stage for p in result.stages] == ["coarse"]
+    ran = helpers.finished(plan.folder.path, "timed", "coarse")
+    assert ran < coarse.trials  # 0 when opening the stage took its whole share (heavy load)
+    if ran:
+        assert_exact(plan.folder.path, "timed", {"coarse": ran})
+
+    path.write_text(text.replace(", hours: 0.0005", ""))
+    sweep.run(sweep.prepare(path))
+    assert_exact(plan.folder.path, "timed", {"coarse": coarse.trials, "fine": fine.trials})
+    assert best(plan.folder) is not None
+
+
 def test_a_budget_runs_the_recommended_plan_with_warm_copies_the_pruner_ignores(
     ray_local, tmp_path, monkeypatch
 ):
@@ -174,5 +204,5 @@ def test_a_budget_runs_the_recommended_plan_with_warm_copies_the_pruner_ignores(
     assert all(c.state.name == "COMPLETE" and not c.intermediate_values for c in copies)
     assert len(fine) == stages[1].trials  # the copies are not counted as the stage's trials
     summary = status(plan.folder).to_json()
-    assert summary["budget"] == {"trials": 10}
+    assert summary["budget"] == {"trials": 10}  # epochs come from train:
     assert [s["plan"] for s in summary["stages"]] == [s.describe() for s in stages]

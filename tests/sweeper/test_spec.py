@@ -9,10 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from sweeper.cli.commands import app
 from sweeper.errors import UserError
+from sweeper.run.folder import SweepFolder, check_same_spec
 from sweeper.run.ownership import Identity, claim
 from sweeper.search.recipe import recipe
 from sweeper.spec import schema as spec
@@ -147,7 +149,7 @@ def test_status_shows_the_plan_a_budget_expanded_into(tmp_path):
     shown = CliRunner().invoke(app, ["status", str(folder), "--json"])
     assert shown.exit_code == 0, shown.output
     summary = json.loads(shown.output)
-    assert summary["budget"] == {"trials": 24}
+    assert summary["budget"] == {"trials": 24, "epochs": 12}
     plans = [(s["name"], s["target"], s["plan"]) for s in summary["stages"]]
     assert plans == [(s.name, s.trials, s.describe()) for s in recipe(24, 12)]
     table = CliRunner().invoke(app, ["status", str(folder)]).output
@@ -162,3 +164,39 @@ def test_an_expanded_budget_spec_reads_back_as_itself(tmp_path):
     loaded = spec.load(path)
     again = spec.SweepSpec.model_validate_json(loaded.model_dump_json())
     assert again == loaded and again.fingerprint() == loaded.fingerprint()
+
+
+def test_hours_limit_a_launch_and_are_not_part_of_the_sweep(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(BUDGET)
+    without = spec.load(path)
+    path.write_text(BUDGET.replace("epochs: 12}", "epochs: 12, hours: 1.5}"))
+    timed = spec.load(path)
+    assert timed.budget.hours == 1.5 and timed.stages == without.stages
+    assert timed.fingerprint() == without.fingerprint()  # a launch may change its time limit
+    folder = tmp_path / "sweeps" / "t"
+    claim(folder, Identity("t", "0"))
+    (folder / "spec.yaml").write_text(path.read_text())
+    table = CliRunner().invoke(app, ["status", str(folder)]).output
+    assert "budget: 24 trials, at most 1.5 h a launch, the recommended plan" in table
+
+
+def test_a_sweep_planned_by_an_earlier_recipe_keeps_its_plan(tmp_path):
+    """The sweep's own copy holds the stages an earlier version's recipe made: it still loads
+    (resume keeps the plan), and launching the budget again says what happened."""
+    earlier = [
+        s.model_copy(update={"trials": t}) for s, t in zip(recipe(24, 12), (8, 16), strict=True)
+    ]
+    path = tmp_path / "space.yaml"
+    path.write_text(BUDGET)
+    planned = spec.load(path).model_copy(update={"stages": earlier})
+    folder = tmp_path / "sweeps" / "budget-sweep"
+    claim(folder, Identity(planned.name, planned.fingerprint()))
+    dumped = planned.model_dump(mode="json", exclude_none=True)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(dumped, sort_keys=False))
+    assert SweepFolder(folder).load_spec().stages == earlier
+    assert spec.read_back(planned.model_dump_json()).stages == earlier  # as the StudyServer
+    with pytest.raises(UserError, match=r"give `stages` .* or `budget` .*, not both"):
+        spec.load(folder / "spec.yaml")  # as a user's space.yaml: both is ambiguous
+    with pytest.raises(UserError, match="planned for its budget by an earlier version's recipe"):
+        check_same_spec(SweepFolder(folder), spec.load(path))
