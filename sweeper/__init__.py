@@ -15,6 +15,7 @@ API = (
     "list_sweeps",
     "panda_history",
     "panda_run",
+    "predict",
     "prepare",
     "prune",
     "report",
