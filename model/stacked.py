@@ -41,6 +41,7 @@ from model.train import (
     DIVERGENCE_FACTOR,
     EVAL_CHUNK,
     TRAIN_EVAL_EXAMPLES,
+    KeepBest,
     Outcome,
     TrainResult,
     architecture,
@@ -147,7 +148,10 @@ class _Member:
     outcome: Outcome = Outcome.COMPLETED
     kept_epoch: int = 0
     initial_cost: float | None = None  # J of the untrained network on its first mini-batch
-    best_loss: float = math.inf
+    keep_best: KeepBest | None = None  # as `model.train`'s
+    kept_value: float | None = None  # the best epoch by `keep_best`: its value, state, epoch
+    kept: tuple[NetworkState, int] | None = None
+    best_loss: float = math.inf  # early stopping's lowest dev_loss epoch
     best_state: NetworkState | None = None
     best_epoch: int = 0
     stale: int = 0
@@ -230,6 +234,7 @@ def each_trained(
     n_classes: int | None = None,
     callback: PackCallback | None = None,
     backend: Backend | None = None,
+    keep_best: KeepBest | None = None,
 ) -> Iterator[tuple[int, TrainResult]]:
     """Train every config together, yielding (k, result of configs[k]) as each network ends,
     so that a sweep records a pruned or finished member while the others train on.
@@ -239,7 +244,7 @@ def each_trained(
     each epoch the callback receives the metrics of every network still training, keyed by its
     index in `configs` (one call for the pack: a sweep answers it with one round trip), and
     returns the indices of those to stop; each is then STOPPED alone, as `model.train`'s
-    callback would stop it.
+    callback would stop it. `keep_best` is `model.train`'s, for every network.
     """
     if not configs:
         return
@@ -257,6 +262,7 @@ def each_trained(
             architecture(config, n_x, n_classes),
             np.random.default_rng(config.seed),
             np.sort(np.random.default_rng(config.seed).permutation(m)[:TRAIN_EVAL_EXAMPLES]),
+            keep_best=keep_best,
         )
         for k, config in enumerate(configs)
     ]
@@ -365,6 +371,10 @@ def _epoch_ends(
     if diverged:
         return _end(member, Outcome.DIVERGED, net, k)
     member.kept_epoch = epoch
+    if member.keep_best is not None:
+        value = metrics.get(member.keep_best.metric, math.nan)
+        if member.keep_best.improves(value, member.kept_value):
+            member.kept_value, member.kept = value, (net.member_state(k), epoch)
     if config.early_stopping is not None and "dev_loss" in metrics:
         if metrics["dev_loss"] < member.best_loss:
             member.best_loss, member.best_epoch, member.stale = metrics["dev_loss"], epoch, 0
@@ -372,21 +382,23 @@ def _epoch_ends(
         else:
             member.stale += 1
             if member.stale >= config.early_stopping:
-                member.kept_epoch = member.best_epoch
-                return _end(member, Outcome.EARLY_STOPPED, net, k, member.best_state)
+                return _end(member, Outcome.EARLY_STOPPED, net, k)
     return False
 
 
-def _end(
-    member: _Member,
-    outcome: Outcome,
-    net: StackedNetwork,
-    k: int,
-    state: NetworkState | None = None,
-) -> bool:
-    """Network k is done: its result holds a single `Network` with its kept parameters."""
+def _end(member: _Member, outcome: Outcome, net: StackedNetwork, k: int) -> bool:
+    """Network k is done: its result holds a single `Network` with the parameters `model.train`
+    would return: the best epoch's by `keep_best`, else after early stopping the lowest
+    dev_loss epoch's, else (and always when it diverged) the last's."""
+    chosen = None
+    if outcome is not Outcome.DIVERGED:
+        early = (member.best_state, member.best_epoch) if outcome is Outcome.EARLY_STOPPED else None
+        chosen = member.kept if member.keep_best is not None else early
+    state = net.member_state(k)
+    if chosen is not None:
+        state, member.kept_epoch = chosen
     alone = Network(member.arch, net.backend, seed=member.config.seed)
-    alone.restore(state or net.member_state(k))
+    alone.restore(state)
     member.outcome = outcome
     member.result = TrainResult(alone, outcome, member.history, member.kept_epoch)
     return True

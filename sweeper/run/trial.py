@@ -60,6 +60,7 @@ def fit_pack(
     dataset: Dataset,
     callback: PackCallback,
     backend_name: str,
+    keep_best: KeepBest | None = None,
 ) -> Iterator[tuple[int, TrialResult]]:
     """Train configurations of one `pack_key` together (`model.stacked.each_trained`),
     yielding (k, result of options[k]) as each ends, the result as `fit` would return it. The
@@ -79,7 +80,8 @@ def fit_pack(
     for pack in packs.values():
         members, configs = list(pack), list(pack.values())
         renumbered = _renumbered(callback, members)
-        for j, trained in each_trained(configs, *splits, renumbered, get_backend(backend_name)):
+        backend = get_backend(backend_name)
+        for j, trained in each_trained(configs, *splits, renumbered, backend, keep_best):
             yield members[j], _result(trained, dataset)
 
 
@@ -150,11 +152,11 @@ def train_trials(
 
     ended: set[int] = set()
     try:
+        kept = kept_network(objective)
         if len(numbers) == 1:  # a pack of one is slower than the lone trainer (benchmark)
-            kept = kept_network(objective)
             results = iter([(0, fit(options[0], dataset, alone, backend_name, kept))])
         else:
-            results = fit_pack(options, dataset, report, backend_name)  # keep their last epochs
+            results = fit_pack(options, dataset, report, backend_name, kept)
         for k, result in results:
             ended.add(k)
             yield numbers[k], dataclasses.replace(result, node_id=node_id)

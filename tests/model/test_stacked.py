@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from model import Outcome, TrainConfig, get_backend, train
+from model import KeepBest, Outcome, TrainConfig, get_backend, train
 from model.stacked import StackedNetwork, each_trained, pack_key, train_members
 from model.train import architecture
 from sweeper.data.builtin import digits
@@ -213,3 +213,21 @@ def test_an_early_stopped_member_keeps_its_best_epoch(data, optimizer, batch_nor
     assert packed[2].kept_epoch < len(packed[2].history)
     for config, result in zip(configs, packed, strict=True):
         _assert_same(result, _alone(config, data), rtol=1e-10)
+
+
+@pytest.mark.parametrize("metric, maximize", [("dev_accuracy", True), ("dev_loss", False)])
+def test_members_keep_their_best_epoch_as_training_alone_does(data, metric, maximize):
+    """`keep_best` (objective.at: best) in a pack: each member returns the epoch model.train
+    would, early-stopped or not; at α = 0.3 the best epoch is an early one (4 by dev accuracy,
+    6 by dev loss, of 8)."""
+    X_train, y_train, X_dev, y_dev = data
+    configs = _members("adam", True, dropout=True)
+    configs[0] = TrainConfig(**{**configs[0].to_dict(), "learning_rate": 0.3, "epochs": 8})
+    keep = KeepBest(metric, maximize)
+    packed = train_members(
+        configs, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64, keep_best=keep
+    )
+    assert packed[0].kept_epoch < len(packed[0].history)  # not the last epoch's network
+    for config, result in zip(configs, packed, strict=True):
+        alone = train(config, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64, keep_best=keep)
+        _assert_same(result, alone, rtol=1e-10)

@@ -97,6 +97,12 @@ def test_objective_at_best_keeps_the_best_epochs_model_and_at_last_the_last(
     kept = evaluate(best.checkpoint.network(), flower.X_test, flower.y_test)
     assert best.metrics["test_loss"] == pytest.approx(kept["loss"])
     assert best.metrics["test_loss"] != last.metrics["test_loss"]
+    # packed members keep their best epoch too (model.stacked's keep_best)
+    objective = Objective(metric=metric, direction=direction)
+    pack = [NOISY, {**NOISY, "seed": 2}]
+    for _, member in fit_pack(pack, flower, lambda e, t: [], "numpy", kept_network(objective)):
+        own = [h[metric] for h in member.history]
+        assert member.metrics[metric] == pytest.approx(pick(own), rel=1e-6)
 
 
 def test_objective_at_best_is_the_default_and_the_pruner_still_sees_every_epoch(flower):
