@@ -47,6 +47,7 @@ from sweeper.search.study import (
     max_epochs,
     repair_torn_journal,
     running_trial,
+    stage_seed,
     study_name,
     sync,
 )
@@ -113,7 +114,7 @@ class StudyServer:
         """Create or load stage `index`'s study; recover what a crash left; return its state."""
         stage = self.spec.stages[index]
         name = study_name(self.spec.name, stage.name)
-        seed = stage.seed if stage.seed is not None else index
+        seed = stage_seed(stage, index)
         study = optuna.create_study(
             study_name=name,
             storage=self.storage,

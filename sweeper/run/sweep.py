@@ -37,6 +37,7 @@ from sweeper.search.study import (
     make_sampler,
     make_storage,
     max_epochs,
+    stage_seed,
     study_name,
 )
 from sweeper.spec import schema as specs
@@ -130,7 +131,7 @@ def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
                     f"{stage.pruner.min_epochs} >= {epochs}"
                 )
             make_pruner(stage.pruner, epochs)
-            make_sampler(stage, stage.seed, distributions(spec.space))
+            make_sampler(stage, stage_seed(stage, index), distributions(spec.space))
         except ValueError as error:
             line = specs.line_of(spec_path, f"stages.{index}")
             raise UserError(f"{spec_path}:{line}: stages.{index}: {error}") from None

@@ -148,6 +148,12 @@ def grid(distributions: dict[str, od.BaseDistribution], points: int = 4) -> dict
     return out
 
 
+def stage_seed(stage: Stage, index: int) -> int:
+    """A stage's sampler seed: its own, else its place in the plan (so that reruns and resumes
+    sample alike)."""
+    return stage.seed if stage.seed is not None else index
+
+
 def make_sampler(
     stage: Stage, seed: int | None, distributions: dict[str, od.BaseDistribution]
 ) -> optuna.samplers.BaseSampler:
