@@ -167,13 +167,16 @@ def test_a_time_budget_stops_starting_trials_and_a_launch_without_it_runs_the_re
     path = write_spec(tmp_path, "timed", "", epochs=EPOCHS_TIMED, resources="{concurrency: 1}")
     text = path.read_text().replace("stages:\n\n", "budget: {trials: 4, hours: 0.0005}\n")
     path.write_text(text)
-    plan = sweep.prepare(path)
-    result = sweep.run(plan)
+    launched = cli("launch", path.name, "--quiet", cwd=tmp_path)
+    assert launched.returncode == 0, launched.stderr
 
     coarse, fine = recipe(4, EPOCHS_TIMED)
-    assert [p.stage for p in result.stages] == ["coarse"]
+    plan = sweep.prepare(path)
     ran = helpers.finished(plan.folder.path, "timed", "coarse")
     assert ran < coarse.trials  # 0 when opening the stage took its whole share (heavy load)
+    assert f"time budget of 0.0005 h spent: {ran} of 4 trials finished" in launched.stdout
+    assert "sweeper resume timed" in launched.stdout
+    assert status(plan.folder).to_json()["stages"][1]["complete"] == 0  # fine never opened
     if ran:
         assert_exact(plan.folder.path, "timed", {"coarse": ran})
 
