@@ -31,9 +31,15 @@ def cluster():
             "include_dashboard": True,
             "dashboard_host": "127.0.0.1",
             "dashboard_port": dashboard,
+            # not Ray's fixed default (52365), which another Ray on this machine may hold: the
+            # job agent then never starts and jobs wait for it
+            "dashboard_agent_listen_port": free_port("0.0.0.0"),
         },
     )
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    workers = [
+        cluster.add_node(num_cpus=1, dashboard_agent_listen_port=free_port("0.0.0.0"))
+        for _ in range(2)
+    ]
     cluster.wait_for_nodes()
     cluster.dashboard_url = f"http://127.0.0.1:{dashboard}"
     yield cluster, workers
