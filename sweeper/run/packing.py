@@ -11,6 +11,12 @@ optimizer states outgrow the cache (784→256→10: 0.4–0.8×); a pack of one 
 `model.train` (0.35–0.74×), so the task trains a lone trial with `model.train`. Hence K is the
 number of networks whose θ, dθ and optimizer states fit in `CACHE_BYTES`, at most `AUTO_MAX`,
 and 1 where fewer than `AUTO_MIN` would fit.
+
+Followers share their leader's structure, so a stage of N trials in packs of K samples only
+about N / K structures. Where the stage searches a param that shapes the pack, `auto` therefore
+also keeps K ≤ N / `MIN_STRUCTURES`, so the stage still tries at least that many structures
+(benchmarks/search_quality.py --pack: packs of 8–12, i.e. 2–3 structures per stage, lost 0.3–1.4
+points of best dev on digits). A number K is taken as given: the user chose that trade.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from model.train import architecture
 CACHE_BYTES = 1 << 20  # a core's L2, about: where the benchmark's winning packs fit
 AUTO_MIN = 4  # below this many networks a pack did not pay in the benchmark
 AUTO_MAX = 64  # the largest K measured
+MIN_STRUCTURES = 8  # structures a stage that searches one samples at least, under `auto`
 
 
 def shapes_the_pack(name: str) -> bool:
@@ -39,9 +46,14 @@ def shapes_the_pack(name: str) -> bool:
 
 
 def members_per_task(
-    pack: int | Literal["auto"], config: TrainConfig, n_x: int, n_classes: int | None
+    pack: int | Literal["auto"],
+    config: TrainConfig,
+    n_x: int,
+    n_classes: int | None,
+    structures_of: int | None = None,
 ) -> int:
-    """K for a pack led by `config`: `pack` itself, or for `auto` what fits the cache."""
+    """K for a pack led by `config`: `pack` itself, or for `auto` what fits the cache and, where
+    the stage of `structures_of` trials searches the structure, leaves it `MIN_STRUCTURES`."""
     if pack != "auto":
         return pack
     dims = architecture(config, n_x, n_classes).layer_dims
@@ -49,6 +61,8 @@ def members_per_task(
     states = OPTIMIZERS[config.optimizer].n_state  # v, s, …
     network_bytes = parameters * (2 + states) * np.dtype(DEFAULT_DTYPE).itemsize  # θ, dθ, states
     fits = CACHE_BYTES // network_bytes
+    if structures_of is not None:
+        fits = min(fits, structures_of // MIN_STRUCTURES)
     return min(fits, AUTO_MAX) if fits >= AUTO_MIN else 1
 
 

@@ -6,7 +6,13 @@ import pytest
 
 from model import TrainConfig
 from model.stacked import pack_key
-from sweeper.run.packing import AUTO_MAX, balanced, members_per_task, shapes_the_pack
+from sweeper.run.packing import (
+    AUTO_MAX,
+    MIN_STRUCTURES,
+    balanced,
+    members_per_task,
+    shapes_the_pack,
+)
 from sweeper.spec.schema import Resources
 
 
@@ -65,3 +71,45 @@ def test_pack_is_one_by_default_and_a_number_or_auto():
     for bad in (0, "many", 1.5):
         with pytest.raises(ValueError):
             Resources(pack=bad)
+
+
+def _auto_k(stage_trials: int, params: dict, fixed: dict | None = None) -> int:
+    """K the driver picks for a leader with `params` in a stage of `stage_trials` (digits)."""
+    from sweeper.run.dispatch import StageProgress, StageRun
+    from sweeper.spec.schema import Objective
+
+    stage = StageRun(
+        server=None,  # _pack_size asks nothing of the server
+        index=0,
+        fixed={"optimizer": "adam", "num_layers": 1, **(fixed or {})},
+        dataset_ref=None,
+        objective=Objective(metric="dev_accuracy", direction="maximize"),
+        maximize=True,
+        resources=Resources(pack="auto"),
+        progress=StageProgress("s", stage_trials, {}),
+        data_shape=(64, 10),
+    )
+    return stage._pack_size(params)
+
+
+def test_auto_leaves_a_stage_that_searches_the_structure_at_least_eight_structures():
+    assert MIN_STRUCTURES == 8
+    # 64→32→10 adam: 27 fit the cache (above); searched width: 64 trials → ≤ 8 per pack
+    assert _auto_k(64, {"hidden_units": 32, "learning_rate": 0.1}) == 8
+    assert _auto_k(40, {"hidden_units": 32, "learning_rate": 0.1}) == 5
+    assert _auto_k(1000, {"hidden_units": 32, "learning_rate": 0.1}) == 27  # the cache decides
+    # 24 trials would allow packs of 3: fewer than AUTO_MIN pay, so one per task
+    assert _auto_k(24, {"hidden_units": 32, "learning_rate": 0.1}) == 1
+    # any pack-shaping param counts: batch size, depth, a per-layer width
+    assert _auto_k(64, {"batch_size": 64}, {"hidden_units": [32]}) == 8
+    assert _auto_k(64, {"hidden_units_1": 32}, {"hidden_units": [32]}) == 8
+    # nothing structural searched: every pack is the same structure, no cap
+    assert _auto_k(24, {"learning_rate": 0.1, "l2": 0.01}, {"hidden_units": [32]}) == 27
+
+
+def test_a_number_is_taken_as_given_whatever_the_stage_searches():
+    config = TrainConfig(hidden_units=[32], optimizer="adam")
+    assert members_per_task(16, config, 64, 10, structures_of=24) == 16
+    assert members_per_task("auto", config, 64, 10, structures_of=24) == 1
+    assert members_per_task("auto", config, 64, 10, structures_of=32) == 4
+    assert members_per_task("auto", config, 64, 10, structures_of=None) == 27
