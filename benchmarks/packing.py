@@ -245,6 +245,7 @@ def profiled_server(folder: Path) -> type:
         def __init__(self, *args: Any, **kwargs: Any):
             self.profiles: dict[str, cProfile.Profile] = {}
             self.cpu: dict[str, float] = {}
+            self.calls: dict[str, int] = {}
             self.started_cpu = time.process_time()
 
             def start(*_: Any) -> None:  # the first event of each new thread
@@ -271,9 +272,19 @@ def profiled_server(folder: Path) -> type:
                 return what, timed
 
             self.recorder._next_job = next_job  # type: ignore[method-assign]
+            writer_drop_model = self.recorder.drop_model
+
+            def drop_model(stage: str, number: int) -> None:
+                waiting = getattr(self.recorder, "_waiting_saves", {}).get((stage, number))
+                if waiting is not None and waiting[0] in self.recorder._jobs:
+                    self._count("saves never written (pushed out first)", time.thread_time())
+                writer_drop_model(stage, number)
+
+            self.recorder.drop_model = drop_model  # type: ignore[method-assign]
 
         def _count(self, kind: str, since: float) -> None:
             self.cpu[kind] = self.cpu.get(kind, 0.0) + time.thread_time() - since
+            self.calls[kind] = self.calls.get(kind, 0) + 1
 
         def _profile(self, name: str) -> None:
             profile = self.profiles[name] = cProfile.Profile()
@@ -292,10 +303,12 @@ def profiled_server(folder: Path) -> type:
             }
             process = psutil.Process().cpu_times()
             accounts = {
+                "code": sys.modules[StudyServer.__module__].__file__,
                 "process CPU s (all threads, since start)": process.user + process.system,
                 "process CPU s since __init__": time.process_time() - self.started_cpu,
                 "by thread": threads,
                 "by method and writer job": self.cpu,
+                "calls": self.calls,
             }
             (folder / "cpu.json").write_text(json.dumps(accounts, indent=1))
             return errors
@@ -322,11 +335,16 @@ def print_profile(folder: Path) -> None:
     accounts = json.loads((folder / "cpu.json").read_text())
     print(f"  StudyServer {folder.name}:", end="")
     for key, value in accounts.items():
-        if isinstance(value, dict):
+        if isinstance(value, str):
+            print(f"\n    {key}: {value}", end="")
+        elif isinstance(value, dict):
             parts = sorted(value.items(), key=lambda kv: -kv[1])
-            print(
-                f"\n    {key}: " + ", ".join(f"{k} {v:.2f}" for k, v in parts if v >= 0.01), end=""
-            )
+            shown = [
+                f"{k} {v}" if isinstance(v, int) else f"{k} {v:.2f}"
+                for k, v in parts
+                if isinstance(v, int) or v >= 0.005  # idle threads left out
+            ]
+            print(f"\n    {key}: " + ", ".join(shown), end="")
         else:
             print(f"\n    {key}: {value:.2f}", end="")
     print()
