@@ -11,7 +11,8 @@
 2. Sweeps. The same sweep through the real sweeper (Ray tasks, StudyServer, Optuna journal,
    MLflow) with `resources.pack` 1, 16 and auto: built-in digits, `--trials` small trials (the
    learning rate, β, L2 and dropout searched, with the width and batch size), `--epochs`
-   epochs, concurrency 2. Per seed the variants run back to back; printed: wall time,
+   epochs, concurrency 2 (--fixed-structure: width and batch size 32, not searched). Per seed
+   the variants run back to back; printed: wall time,
    trials/hour, best dev accuracy and exact counts, then the mean over seeds and the ratios.
 
    With --profile-server DIR, the StudyServer actor accounts its CPU seconds by method, by
@@ -21,7 +22,7 @@
     python benchmarks/packing.py [--ks 1 4 16 64] [--epochs 2] [--repeats 3]
                                  [--sweep-trials 64] [--sweep-epochs 20] [--seeds 3]
                                  [--skip-shapes] [--skip-sweeps] [--json FILE]
-                                 [--profile-server DIR]
+                                 [--profile-server DIR] [--fixed-structure]
 """
 
 from __future__ import annotations
@@ -136,8 +137,16 @@ def shapes(args: argparse.Namespace) -> list[ShapeRow]:
 
 
 def sweep_spec(
-    root: Path, dataset: str, pack: int | str, seed: int, trials: int, epochs: int
+    root: Path,
+    dataset: str,
+    pack: int | str,
+    seed: int,
+    trials: int,
+    epochs: int,
+    fixed_structure: bool = False,
 ) -> Path:
+    """The benchmark sweep; `fixed_structure`: width 32 and batch size 32 fixed, not searched
+    (so `pack: auto` is not capped by its coverage rule: see sweeper/run/packing.py)."""
     name = f"{dataset}-pack{pack}-{seed}"
     spec = {
         "name": name,
@@ -156,6 +165,10 @@ def sweep_spec(
         "stages": [{"name": "all", "trials": trials, "sampler": "random", "seed": seed}],
         "resources": {"concurrency": 2, "pack": pack},
     }
+    if fixed_structure:
+        for option in ("hidden_units", "batch_size"):
+            del spec["space"][option]
+            spec["train"][option] = 32
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -401,7 +414,13 @@ def sweeps(args: argparse.Namespace) -> list[dict[str, Any]]:
         for seed in range(args.seeds):
             for pack in PACKS:
                 path = sweep_spec(
-                    root, args.dataset, pack, seed, args.sweep_trials, args.sweep_epochs
+                    root,
+                    args.dataset,
+                    pack,
+                    seed,
+                    args.sweep_trials,
+                    args.sweep_epochs,
+                    args.fixed_structure,
                 )
                 profile = args.profile_server and args.profile_server / f"pack{pack}-{seed}"
                 run = {"pack": pack, "seed": seed} | run_sweep(path, profile)
@@ -448,6 +467,9 @@ def main() -> None:
     parser.add_argument("--sweep-epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--dataset", default="digits", help="a built-in dataset for the sweeps")
+    parser.add_argument(
+        "--fixed-structure", action="store_true", help="sweeps: width and batch size not searched"
+    )
     parser.add_argument("--skip-shapes", action="store_true")
     parser.add_argument("--skip-sweeps", action="store_true")
     parser.add_argument("--json", type=Path, help="also write every row to this file")
