@@ -12,10 +12,11 @@ the best epoch's model kept: `objective.at: best`), search space and epochs run 
 scheduling. With --pack K…, (a) also runs through the real sweeper once per `resources.pack`
 value (method `pack=K`), the values back to back for each seed, to show what packing does to the
 best model at equal trial count and to the wall time (`objective.at: last` there, as a packed
-member keeps its last epoch; `--methods` with no name runs only these). With --raytune, (e) runs
-through Ray Tune and (a) again through the real sweeper (`sweeper.run.sweep`: Ray tasks,
-StudyServer, Optuna journal, MLflow), both with the same concurrency, for the wall-time
-comparison.
+member keeps its last epoch; `--methods` with no name runs only these; `--fixed-structure`:
+depth, width and batch size fixed there (two layers of 64, batch 64), as where `pack: auto`
+packs). With --raytune, (e) runs through Ray Tune and (a) again through the real sweeper
+(`sweeper.run.sweep`: Ray tasks, StudyServer, Optuna journal, MLflow), both with the same
+concurrency, for the wall-time comparison.
 
 The best model of (a)-(d) is the best COMPLETE trial's (a pruned trial keeps no model); of (e),
 Ray Tune's best result over every reported epoch (scope "all": its most generous reading), its
@@ -300,7 +301,8 @@ def sweeper_run(
     from sweeper.results.summary import load_view
     from sweeper.run import sweep
 
-    name = f"{dataset}-{budget}-{seed}-{pack or 'tune'}"
+    fixed = FIXED_STRUCTURE if pack is not None else None
+    name = f"{dataset}-{budget}-{seed}-{pack or 'tune'}{'-fixed' if fixed else ''}"
     resources: dict[str, Any] = {"concurrency": CONCURRENCY}
     objective = OBJECTIVE.model_dump()
     if pack is not None:
@@ -310,9 +312,9 @@ def sweeper_run(
         "name": name,
         "dir": str(ROOT / name),
         "data": data,
-        "train": run_args_fixed(epochs, seed),
+        "train": run_args_fixed(epochs, seed) | (fixed or {}),
         "objective": objective,
-        "space": SPACE,
+        "space": {k: v for k, v in SPACE.items() if not fixed or k not in STRUCTURE},
         "budget": {"trials": budget},
         "resources": resources,
     }
@@ -332,6 +334,8 @@ def sweeper_run(
 
 ROOT = Path()
 CONCURRENCY = 2
+STRUCTURE = ("num_layers", "hidden_units", "batch_size")  # the params of SPACE a pack shares
+FIXED_STRUCTURE: dict[str, Any] | None = None  # --fixed-structure: their values in `pack=` runs
 
 
 def table(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -488,7 +492,7 @@ def best_so_far(run: Run, grid: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    global CONCURRENCY
+    global CONCURRENCY, FIXED_STRUCTURE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=[24, 64])
     parser.add_argument("--seeds", type=int, default=5)
@@ -500,6 +504,9 @@ def main() -> None:
     parser.add_argument(
         "--pack", nargs="+", default=[], help="also (a) as a sweep with each resources.pack"
     )
+    parser.add_argument(
+        "--fixed-structure", action="store_true", help="--pack runs: depth, width, batch fixed"
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="trials at a time in (e)")
     parser.add_argument("--json", type=Path, help="write every run, trial by trial, and the table")
     parser.add_argument("--figure", type=Path, help="best-so-far vs wall time (PNG)")
@@ -509,6 +516,8 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     CONCURRENCY = args.concurrency
+    if args.fixed_structure:
+        FIXED_STRUCTURE = {"hidden_units": [64, 64], "batch_size": 64}
     if args.merge:
         runs = [
             Run(**(r | {"trials": [Trial(**t) for t in r["trials"]]}))

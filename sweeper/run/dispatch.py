@@ -186,9 +186,8 @@ class StageRun:
             config = TrainConfig.from_dict({**self.fixed, **params})
         except ValueError:  # the task records the refused option as its trial's error
             return 1
-        searched = any(shapes_the_pack(name) for name in params)  # a structure sampled per pack
-        structures_of = self.progress.target if searched else None
-        return members_per_task(self.resources.pack, config, *self.data_shape, structures_of)
+        searched = any(shapes_the_pack(name) for name in params)  # its followers would share it
+        return members_per_task(self.resources.pack, config, *self.data_shape, searched)
 
     def _record(self, task: Any) -> None:
         """Tell the next trial the task yielded; all it had left, if its worker was lost."""

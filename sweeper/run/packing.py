@@ -14,12 +14,12 @@ and 1 where fewer than `AUTO_MIN` would fit.
 
 Followers share their leader's structure, so a stage of N trials in packs of K samples only
 about N / K structures. Where the stage searches a param that shapes the pack, `auto` therefore
-also keeps K ≤ N / `MIN_STRUCTURES`, so the stage still tries at least that many structures.
-From benchmarks/search_quality.py --pack (the recipe through the sweeper, best dev against
-pack 1, paired seeds): no cap (pack 16) lost 0.3–0.6 points on digits and 10–22 on five
-spirals; at least 8 structures still lost on spirals (64 trials, 5 seeds: −14 ± 9 points);
-at least 16 lost nothing measurable (digits, 128 trials, 5 seeds: +0.00 ± 0.09).
-A number K is taken as given: the user chose that trade.
+trains one trial per task: benchmarks/search_quality.py --pack (the recipe through the
+sweeper, best dev against pack 1, paired seeds) lost on five interleaved spirals, where the
+architecture matters most, with every cap tried: pack 16 −10 to −22 points, at least 8
+structures per stage −14 ± 9 (64 trials, 5 seeds), at least 16 −5.5 ± 1.8 (128 trials, 3
+seeds), while packing with the structure fixed lost nothing (+1.0 points). A number K shares
+the structure as asked: the user chose that trade.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from model.train import architecture
 CACHE_BYTES = 1 << 20  # a core's L2, about: where the benchmark's winning packs fit
 AUTO_MIN = 4  # below this many networks a pack did not pay in the benchmark
 AUTO_MAX = 64  # the largest K measured
-MIN_STRUCTURES = 16  # structures a stage that searches one samples at least, under `auto`
 
 
 def shapes_the_pack(name: str) -> bool:
@@ -53,19 +52,19 @@ def members_per_task(
     config: TrainConfig,
     n_x: int,
     n_classes: int | None,
-    structures_of: int | None = None,
+    structure_searched: bool = False,
 ) -> int:
-    """K for a pack led by `config`: `pack` itself, or for `auto` what fits the cache and, where
-    the stage of `structures_of` trials searches the structure, leaves it `MIN_STRUCTURES`."""
+    """K for a pack led by `config`: `pack` itself, or for `auto` what fits the cache, and 1
+    where the stage searches the structure (its followers would share it)."""
     if pack != "auto":
         return pack
+    if structure_searched:
+        return 1
     dims = architecture(config, n_x, n_classes).layer_dims
     parameters = sum(n_l * (n_prev + 1) for n_prev, n_l in itertools.pairwise(dims))  # W and b
     states = OPTIMIZERS[config.optimizer].n_state  # v, s, …
     network_bytes = parameters * (2 + states) * np.dtype(DEFAULT_DTYPE).itemsize  # θ, dθ, states
     fits = CACHE_BYTES // network_bytes
-    if structures_of is not None:
-        fits = min(fits, structures_of // MIN_STRUCTURES)
     return min(fits, AUTO_MAX) if fits >= AUTO_MIN else 1
 
 

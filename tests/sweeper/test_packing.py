@@ -8,7 +8,6 @@ from model import TrainConfig
 from model.stacked import pack_key
 from sweeper.run.packing import (
     AUTO_MAX,
-    MIN_STRUCTURES,
     balanced,
     members_per_task,
     shapes_the_pack,
@@ -92,25 +91,20 @@ def _auto_k(stage_trials: int, params: dict, fixed: dict | None = None) -> int:
     return stage._pack_size(params)
 
 
-def test_auto_leaves_a_stage_that_searches_the_structure_at_least_sixteen_structures():
-    assert MIN_STRUCTURES == 16
-    # 64→32→10 adam: 27 fit the cache (above); searched width: 128 trials → ≤ 8 per pack
-    assert _auto_k(128, {"hidden_units": 32, "learning_rate": 0.1}) == 8
-    assert _auto_k(76, {"hidden_units": 32, "learning_rate": 0.1}) == 4  # recipe(128)'s fine
-    assert _auto_k(1000, {"hidden_units": 32, "learning_rate": 0.1}) == 27  # the cache decides
-    # 52 trials would allow packs of 3: fewer than AUTO_MIN pay, so one per task
-    assert _auto_k(52, {"hidden_units": 32, "learning_rate": 0.1}) == 1
-    # any pack-shaping param counts: batch size, depth, a per-layer width
-    assert _auto_k(128, {"batch_size": 64}, {"hidden_units": [32]}) == 8
-    assert _auto_k(128, {"num_layers": 1}, {"hidden_units": [32]}) == 8
-    assert _auto_k(128, {"hidden_units_1": 32}, {"hidden_units": [32]}) == 8
-    # nothing structural searched: every pack is the same structure, no cap
+def test_auto_trains_one_trial_per_task_where_the_stage_searches_the_structure():
+    # 64→32→10 adam: 27 fit the cache (above), whatever the stage's size
+    assert _auto_k(1000, {"learning_rate": 0.1, "l2": 0.01}, {"hidden_units": [32]}) == 27
     assert _auto_k(24, {"learning_rate": 0.1, "l2": 0.01}, {"hidden_units": [32]}) == 27
+    # any pack-shaping param searched: the followers would share it, so one per task
+    assert _auto_k(1000, {"hidden_units": 32, "learning_rate": 0.1}) == 1
+    assert _auto_k(1000, {"batch_size": 64}, {"hidden_units": [32]}) == 1
+    assert _auto_k(1000, {"num_layers": 1}, {"hidden_units": [32]}) == 1
+    assert _auto_k(1000, {"hidden_units_1": 32}, {"hidden_units": [32]}) == 1
+    assert _auto_k(1000, {"optimizer": "adam"}, {"hidden_units": [32]}) == 1
 
 
 def test_a_number_is_taken_as_given_whatever_the_stage_searches():
     config = TrainConfig(hidden_units=[32], optimizer="adam")
-    assert members_per_task(16, config, 64, 10, structures_of=24) == 16
-    assert members_per_task("auto", config, 64, 10, structures_of=63) == 1  # 3 < AUTO_MIN
-    assert members_per_task("auto", config, 64, 10, structures_of=64) == 4
-    assert members_per_task("auto", config, 64, 10, structures_of=None) == 27
+    assert members_per_task(16, config, 64, 10, structure_searched=True) == 16
+    assert members_per_task("auto", config, 64, 10, structure_searched=True) == 1
+    assert members_per_task("auto", config, 64, 10, structure_searched=False) == 27
