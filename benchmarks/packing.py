@@ -146,7 +146,7 @@ def sweep_spec(
     fixed_structure: bool = False,
 ) -> Path:
     """The benchmark sweep; `fixed_structure`: width 32 and batch size 32 fixed, not searched
-    (so `pack: auto` is not capped by its coverage rule: see sweeper/run/packing.py)."""
+    (where `pack: auto` packs: a stage that searches them runs one trial per task)."""
     name = f"{dataset}-pack{pack}-{seed}"
     spec = {
         "name": name,
