@@ -18,8 +18,9 @@ trains one trial per task: benchmarks/search_quality.py --pack (the recipe throu
 sweeper, best dev against pack 1, paired seeds) lost on five interleaved spirals, where the
 architecture matters most, with every cap tried: pack 16 −10 to −22 points, at least 8
 structures per stage −14 ± 9 (64 trials, 5 seeds), at least 16 −5.5 ± 1.8 (128 trials, 3
-seeds), while packing with the structure fixed lost nothing (+1.0 points). A number K shares
-the structure as asked: the user chose that trade.
+seeds), while packing with the structure fixed lost nothing beyond noise (digits +0.19 ± 0.09,
+spirals −1.0 ± 1.5 over 6 seeds). A number K shares the structure as asked: the user chose
+that trade.
 """
 
 from __future__ import annotations
