@@ -11,12 +11,18 @@
 2. Sweeps. The same sweep through the real sweeper (Ray tasks, StudyServer, Optuna journal,
    MLflow) with `resources.pack` 1, 16 and auto: built-in digits, `--trials` small trials (the
    learning rate, β, L2 and dropout searched, with the width and batch size), `--epochs`
-   epochs, concurrency 2. Per seed the variants run back to back; printed: wall time,
+   epochs, concurrency 2 (--fixed-structure: width and batch size 32, not searched). Per seed
+   the variants run back to back; printed: wall time,
    trials/hour, best dev accuracy and exact counts, then the mean over seeds and the ratios.
+
+   With --profile-server DIR, the StudyServer actor accounts its CPU seconds by method, by
+   MLflow writer job and by thread (printed, and DIR/<sweep>/cpu.json), and profiles each of
+   its threads with cProfile (DIR/<sweep>/<thread>.prof, for pstats or snakeviz).
 
     python benchmarks/packing.py [--ks 1 4 16 64] [--epochs 2] [--repeats 3]
                                  [--sweep-trials 64] [--sweep-epochs 20] [--seeds 3]
                                  [--skip-shapes] [--skip-sweeps] [--json FILE]
+                                 [--profile-server DIR] [--fixed-structure]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 import threading
@@ -130,8 +137,16 @@ def shapes(args: argparse.Namespace) -> list[ShapeRow]:
 
 
 def sweep_spec(
-    root: Path, dataset: str, pack: int | str, seed: int, trials: int, epochs: int
+    root: Path,
+    dataset: str,
+    pack: int | str,
+    seed: int,
+    trials: int,
+    epochs: int,
+    fixed_structure: bool = False,
 ) -> Path:
+    """The benchmark sweep; `fixed_structure`: width 32 and batch size 32 fixed, not searched
+    (where `pack: auto` packs: a stage that searches them runs one trial per task)."""
     name = f"{dataset}-pack{pack}-{seed}"
     spec = {
         "name": name,
@@ -150,6 +165,10 @@ def sweep_spec(
         "stages": [{"name": "all", "trials": trials, "sampler": "random", "seed": seed}],
         "resources": {"concurrency": 2, "pack": pack},
     }
+    if fixed_structure:
+        for option in ("hidden_units", "batch_size"):
+            del spec["space"][option]
+            spec["train"][option] = 32
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -157,7 +176,11 @@ def sweep_spec(
 
 # the kind of each of the sweep's processes, by its title; a Ray worker is "ray::IDLE" until its
 # first task or actor names it; any other descendant is Ray's own (raylet, GCS, agents)
-PROCESS_KINDS = {"ray::train_trials": "trainers", "ray::StudyServer": "server"}
+PROCESS_KINDS = {
+    "ray::train_trials": "trainers",
+    "ray::StudyServer": "server",
+    "ray::ProfiledServer": "server",
+}
 
 
 class CpuMeter:
@@ -210,16 +233,154 @@ class CpuMeter:
         return used
 
 
-def run_sweep(path: Path) -> dict[str, Any]:
-    from sweeper.results.summary import load_view
-    from sweeper.run import sweep
+SERVER_METHODS = ("open_stage", "ask", "ask_like", "report_pack", "tell", "close_stage",
+                  "finish_sweep", "flush")  # fmt: skip
 
+
+def job_kind(what: str) -> str:
+    """A writer job's kind from its description (`Recorder`): trial numbers left out."""
+    if what.startswith("trials "):
+        return "trial runs"
+    return re.sub(r"^.*trial \d+: ", "", re.sub(r" stage .*$", " stage", what))
+
+
+def profiled_server(folder: Path) -> type:
+    """A StudyServer that accounts its CPU time: per method (its thread's CPU time around each
+    call), per MLflow writer job (the same, in the writer's thread), per thread (psutil), and
+    profiles each thread with cProfile (wall clock, for where the time goes within them).
+    Everything is written to `folder` at each `flush`, the driver's last call to the actor."""
+    import cProfile
+    import sys
+
+    from sweeper.run.server import StudyServer
+
+    class ProfiledServer(StudyServer):
+        def __init__(self, *args: Any, **kwargs: Any):
+            self.profiles: dict[str, cProfile.Profile] = {}
+            self.cpu: dict[str, float] = {}
+            self.calls: dict[str, int] = {}
+            self.started_cpu = time.process_time()
+
+            def start(*_: Any) -> None:  # the first event of each new thread
+                sys.setprofile(None)
+                self._profile(threading.current_thread().name)
+
+            threading.setprofile(start)
+            self._profile("methods")
+            t = time.thread_time()
+            super().__init__(*args, **kwargs)
+            self._count("method __init__", t)
+            writer_next_job = self.recorder._next_job
+
+            def next_job() -> tuple[str, Callable[[Any], None]]:
+                what, job = writer_next_job()
+
+                def timed(tracker: Any) -> None:
+                    t = time.thread_time()
+                    try:
+                        job(tracker)
+                    finally:
+                        self._count("writer " + job_kind(what), t)
+
+                return what, timed
+
+            self.recorder._next_job = next_job  # type: ignore[method-assign]
+            writer_drop_model = self.recorder.drop_model
+
+            def drop_model(stage: str, number: int) -> None:
+                waiting = getattr(self.recorder, "_waiting_saves", {}).get((stage, number))
+                if waiting is not None and waiting[0] in self.recorder._jobs:
+                    self._count("saves never written (pushed out first)", time.thread_time())
+                writer_drop_model(stage, number)
+
+            self.recorder.drop_model = drop_model  # type: ignore[method-assign]
+
+        def _count(self, kind: str, since: float) -> None:
+            self.cpu[kind] = self.cpu.get(kind, 0.0) + time.thread_time() - since
+            self.calls[kind] = self.calls.get(kind, 0) + 1
+
+        def _profile(self, name: str) -> None:
+            profile = self.profiles[name] = cProfile.Profile()
+            profile.enable()
+
+        def flush(self) -> list[str]:
+            errors = super().flush()
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, profile in self.profiles.items():
+                profile.create_stats()
+                profile.dump_stats(folder / f"{name}.prof")
+            names = {t.native_id: t.name for t in threading.enumerate()}
+            threads = {
+                names.get(t.id, f"thread {t.id}"): t.user_time + t.system_time
+                for t in psutil.Process().threads()
+            }
+            process = psutil.Process().cpu_times()
+            accounts = {
+                "code": sys.modules[StudyServer.__module__].__file__,
+                "process CPU s (all threads, since start)": process.user + process.system,
+                "process CPU s since __init__": time.process_time() - self.started_cpu,
+                "by thread": threads,
+                "by method and writer job": self.cpu,
+                "calls": self.calls,
+            }
+            (folder / "cpu.json").write_text(json.dumps(accounts, indent=1))
+            return errors
+
+    def timed(name: str) -> Callable[..., Any]:
+        method = getattr(ProfiledServer, name)
+
+        def timed_method(self: ProfiledServer, *args: Any, **kwargs: Any) -> Any:
+            t = time.thread_time()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._count("method " + name, t)
+
+        return timed_method
+
+    for name in SERVER_METHODS:  # on the class: Ray calls an actor's methods through it
+        setattr(ProfiledServer, name, timed(name))
+    return ProfiledServer
+
+
+def print_profile(folder: Path) -> None:
+    """The StudyServer's CPU seconds: by thread, and by method and writer job."""
+    accounts = json.loads((folder / "cpu.json").read_text())
+    print(f"  StudyServer {folder.name}:", end="")
+    for key, value in accounts.items():
+        if isinstance(value, str):
+            print(f"\n    {key}: {value}", end="")
+        elif isinstance(value, dict):
+            parts = sorted(value.items(), key=lambda kv: -kv[1])
+            shown = [
+                f"{k} {v}" if isinstance(v, int) else f"{k} {v:.2f}"
+                for k, v in parts
+                if isinstance(v, int) or v >= 0.005  # idle threads left out
+            ]
+            print(f"\n    {key}: " + ", ".join(shown), end="")
+        else:
+            print(f"\n    {key}: {value:.2f}", end="")
+    print()
+
+
+def run_sweep(path: Path, profile: Path | None = None) -> dict[str, Any]:
+    from sweeper.results.summary import load_view
+    from sweeper.run import server, sweep
+
+    if profile is not None:
+        original, server.StudyServer = server.StudyServer, profiled_server(profile)
     plan = sweep.prepare(path)
     meter = CpuMeter()
     started = time.perf_counter()
-    result = sweep.run(plan)
+    try:
+        result = sweep.run(plan)
+    finally:
+        if profile is not None:
+            server.StudyServer = original
     wall = time.perf_counter() - started
     cpu = meter.stop()
+    if profile is not None:
+        print_profile(profile)
     counts = result.stages[0].counts
     view = load_view(plan.folder)
     best = view.ranked()[0]
@@ -253,9 +414,16 @@ def sweeps(args: argparse.Namespace) -> list[dict[str, Any]]:
         for seed in range(args.seeds):
             for pack in PACKS:
                 path = sweep_spec(
-                    root, args.dataset, pack, seed, args.sweep_trials, args.sweep_epochs
+                    root,
+                    args.dataset,
+                    pack,
+                    seed,
+                    args.sweep_trials,
+                    args.sweep_epochs,
+                    args.fixed_structure,
                 )
-                run = {"pack": pack, "seed": seed} | run_sweep(path)
+                profile = args.profile_server and args.profile_server / f"pack{pack}-{seed}"
+                run = {"pack": pack, "seed": seed} | run_sweep(path, profile)
                 runs.append(run)
                 by_kind = " ".join(f"{k} {v:.1f}" for k, v in sorted(run["cpu_s"].items()))
                 print(
@@ -299,9 +467,13 @@ def main() -> None:
     parser.add_argument("--sweep-epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--dataset", default="digits", help="a built-in dataset for the sweeps")
+    parser.add_argument(
+        "--fixed-structure", action="store_true", help="sweeps: width and batch size not searched"
+    )
     parser.add_argument("--skip-shapes", action="store_true")
     parser.add_argument("--skip-sweeps", action="store_true")
     parser.add_argument("--json", type=Path, help="also write every row to this file")
+    parser.add_argument("--profile-server", type=Path, help="cProfile the StudyServer into DIR")
     args = parser.parse_args()
     found: dict[str, Any] = {}
     if not args.skip_shapes:

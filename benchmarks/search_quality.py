@@ -9,7 +9,12 @@ the best epoch's model kept: `objective.at: best`), search space and epochs run 
   (d) random     RandomSampler, no pruning
   (e) raytune    Ray Tune + OptunaSearch(TPE) + ASHA driving the same `fit` (--raytune)
 (a)-(d) run in this process, one trial at a time, so wall times compare search cost, not
-scheduling. With --raytune, (e) runs through Ray Tune and (a) again through the real sweeper
+scheduling. With --pack K…, (a) also runs through the real sweeper once per `resources.pack`
+value (method `pack=K`), the values back to back for each seed, to show what packing does to the
+best model at equal trial count and to the wall time (`objective.at: last` there, as a packed
+member keeps its last epoch; `--methods` with no name runs only these; `--fixed-structure`:
+depth, width and batch size fixed there (two layers of 64, batch 64), as where `pack: auto`
+packs). With --raytune, (e) runs through Ray Tune and (a) again through the real sweeper
 (`sweeper.run.sweep`: Ray tasks, StudyServer, Optuna journal, MLflow), both with the same
 concurrency, for the wall-time comparison.
 
@@ -21,13 +26,14 @@ far from 100%): 20 classes with 20% label noise, five interleaved spirals, and 2
 which 40 are weakly informative.
 
     python benchmarks/search_quality.py [--budgets 24 64] [--seeds 5] [--epochs 15]
-        [--datasets ...] [--methods recipe tpe+hb gp random] [--raytune] [--json FILE]
-        [--figure FILE.png]
+        [--datasets ...] [--methods recipe tpe+hb gp random] [--raytune] [--pack 1 auto]
+        [--json FILE] [--figure FILE.png]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -285,23 +291,32 @@ def raytune_run(dataset: str, data: dict[str, Any], budget: int, epochs: int, se
     return run
 
 
-def sweeper_run(dataset: str, data: dict[str, Any], budget: int, epochs: int, seed: int) -> Run:
-    """(a) through the real sweeper, from a space.yaml with `budget:` (wall time vs Ray Tune)."""
+def sweeper_run(
+    dataset: str, data: dict[str, Any], budget: int, epochs: int, seed: int, pack: str | None = None
+) -> Run:
+    """(a) through the real sweeper, from a space.yaml with `budget:` (wall time vs Ray Tune;
+    with `pack`, that `resources.pack` and the last epoch kept, as a packed member keeps it)."""
     import yaml
 
     from sweeper.results.summary import load_view
     from sweeper.run import sweep
 
-    name = f"{dataset}-{budget}-{seed}"
+    fixed = FIXED_STRUCTURE if pack is not None else None
+    name = f"{dataset}-{budget}-{seed}-{pack or 'tune'}{'-fixed' if fixed else ''}"
+    resources: dict[str, Any] = {"concurrency": CONCURRENCY}
+    objective = OBJECTIVE.model_dump()
+    if pack is not None:
+        resources["pack"] = pack if pack == "auto" else int(pack)
+        objective["at"] = "last"
     spec = {
         "name": name,
         "dir": str(ROOT / name),
         "data": data,
-        "train": run_args_fixed(epochs, seed),
-        "objective": OBJECTIVE.model_dump(),
-        "space": SPACE,
+        "train": run_args_fixed(epochs, seed) | (fixed or {}),
+        "objective": objective,
+        "space": {k: v for k, v in SPACE.items() if not fixed or k not in STRUCTURE},
         "budget": {"trials": budget},
-        "resources": {"concurrency": CONCURRENCY},
+        "resources": resources,
     }
     path = ROOT / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -311,7 +326,7 @@ def sweeper_run(dataset: str, data: dict[str, Any], budget: int, epochs: int, se
     wall = time.perf_counter() - started
     view = load_view(plan.folder)
     best = view.ranked()[0]
-    run = Run(dataset, "recipe-sweeper", budget, seed)
+    run = Run(dataset, f"pack={pack}" if pack else "recipe-sweeper", budget, seed)
     epochs_used = sum(len(r.history) for r in view.rows)
     run.trials.append(Trial(wall, epochs_used, True, best.value, best.metrics["test_accuracy"]))
     return run
@@ -319,6 +334,8 @@ def sweeper_run(dataset: str, data: dict[str, Any], budget: int, epochs: int, se
 
 ROOT = Path()
 CONCURRENCY = 2
+STRUCTURE = ("num_layers", "hidden_units", "batch_size")  # the params of SPACE a pack shares
+FIXED_STRUCTURE: dict[str, Any] | None = None  # --fixed-structure: their values in `pack=` runs
 
 
 def table(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -391,6 +408,36 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def pack_lines(summaries: list[dict[str, Any]]) -> list[str]:
+    """Each `pack=K` run against `pack=1` of the same data set, budget and seed: the best dev
+    difference (mean ± s.e. over seeds, paired) and the wall-time ratio (pack 1 ÷ pack K)."""
+    lines = []
+    alone = {
+        (s["dataset"], s["budget"], s["seed"]): s for s in summaries if s["method"] == "pack=1"
+    }
+    packed = [s for s in summaries if s["method"].startswith("pack=") and s["method"] != "pack=1"]
+    for key in dict.fromkeys((s["dataset"], s["budget"], s["method"]) for s in packed):
+        pairs = [
+            (s, alone[(s["dataset"], s["budget"], s["seed"])])
+            for s in packed
+            if (s["dataset"], s["budget"], s["method"]) == key
+            and (s["dataset"], s["budget"], s["seed"]) in alone
+        ]
+        if not pairs:
+            continue
+        gaps = [p["best_dev"] - a["best_dev"] for p, a in pairs]
+        speeds = [a["wall_s"] / p["wall_s"] for p, a in pairs]
+        se = statistics.stdev(gaps) / math.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
+        dataset, budget, method = key
+        lines.append(
+            f"{budget:3} {dataset:16} {method} − pack=1, best dev: "
+            f"{100 * statistics.mean(gaps):+.2f} ± {100 * se:.2f} points ({len(pairs)} seeds); "
+            f"wall ×{statistics.mean(speeds):.2f} (per seed "
+            f"{', '.join(f'{x:.2f}' for x in speeds)})"
+        )
+    return lines
+
+
 def _ok(met: bool) -> str:
     return "ok" if met else "NOT MET"
 
@@ -445,15 +492,21 @@ def best_so_far(run: Run, grid: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    global CONCURRENCY
+    global CONCURRENCY, FIXED_STRUCTURE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=[24, 64])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--methods", nargs="+", default=["recipe", *PEERS])
+    parser.add_argument("--methods", nargs="*", default=["recipe", *PEERS])
     parser.add_argument("--raytune", action="store_true", help="also (e) and (a) as a sweep")
+    parser.add_argument(
+        "--pack", nargs="+", default=[], help="also (a) as a sweep with each resources.pack"
+    )
+    parser.add_argument(
+        "--fixed-structure", action="store_true", help="--pack runs: depth, width, batch fixed"
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="trials at a time in (e)")
     parser.add_argument("--json", type=Path, help="write every run, trial by trial, and the table")
     parser.add_argument("--figure", type=Path, help="best-so-far vs wall time (PNG)")
@@ -463,6 +516,8 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     CONCURRENCY = args.concurrency
+    if args.fixed_structure:
+        FIXED_STRUCTURE = {"hidden_units": [64, 64], "batch_size": 64}
     if args.merge:
         runs = [
             Run(**(r | {"trials": [Trial(**t) for t in r["trials"]]}))
@@ -481,7 +536,7 @@ def main() -> None:
             f"{r['test_of_best_se']:.4f} {r['epochs_used']:6.0f} ± {r['epochs_used_se']:3.0f} "
             f"{r['wall_s']:7.1f} ± {r['wall_s_se']:4.1f}"
         )
-    for line in verdicts(rows):
+    for line in verdicts(rows) + pack_lines([r.summary() for r in runs]):
         print(line)
     if args.json:
         runs_json = [asdict(r) for r in runs]
@@ -510,16 +565,18 @@ def measure(args: argparse.Namespace) -> list[Run]:
                     for method in args.methods:
                         runs.append(run_method(method, space, budget, args.epochs, seed, dataset))
                         print(json.dumps(runs[-1].summary()), flush=True)
-        if args.raytune:
+        if args.raytune or args.pack:
             from sweeper.run.dispatch import start_ray
 
             start_ray(None)
-            for budget in args.budgets:
-                for dataset in args.datasets:
-                    for seed in seeds:
-                        for driver in (sweeper_run, raytune_run):
-                            runs.append(driver(dataset, specs[dataset], budget, args.epochs, seed))
-                            print(json.dumps(runs[-1].summary()), flush=True)
+        for budget in args.budgets:
+            for dataset in args.datasets:
+                for seed in seeds:
+                    drivers = [sweeper_run, raytune_run] if args.raytune else []
+                    drivers += [functools.partial(sweeper_run, pack=pack) for pack in args.pack]
+                    for driver in drivers:
+                        runs.append(driver(dataset, specs[dataset], budget, args.epochs, seed))
+                        print(json.dumps(runs[-1].summary()), flush=True)
     return runs
 
 

@@ -17,7 +17,7 @@ import sweeper
 from model.config import TrainConfig
 from sweeper.errors import UserError
 from sweeper.records import Outcome, TrialResult, count_key
-from sweeper.run.packing import balanced, members_per_task
+from sweeper.run.packing import balanced, members_per_task, shapes_the_pack
 from sweeper.run.trial import train_trials
 from sweeper.spec.schema import Objective, Resources
 
@@ -196,7 +196,8 @@ class StageRun:
             config = TrainConfig.from_dict({**self.fixed, **params})
         except ValueError:  # the task records the refused option as its trial's error
             return 1
-        return members_per_task(self.resources.pack, config, *self.data_shape)
+        searched = any(shapes_the_pack(name) for name in params)  # its followers would share it
+        return members_per_task(self.resources.pack, config, *self.data_shape, searched)
 
     def _record(self, task: Any) -> None:
         """Tell the next trial the task yielded; all it had left, if its worker was lost."""

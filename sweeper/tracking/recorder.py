@@ -90,6 +90,8 @@ class Recorder:
         self._busy = False
         self._flushing = 0  # callers of flush(): trials are written without lingering
         self._changed = threading.Condition()
+        # kept models queued, not yet being written: (stage, trial) → (its job, staged folder)
+        self._waiting_saves: dict[tuple[str, int], tuple[tuple[str, Job], Path]] = {}
         threading.Thread(
             target=self._work, args=(tracking_uri, experiment, artifact_dir), daemon=True
         ).start()
@@ -228,8 +230,18 @@ class Recorder:
         """Write the checkpoint staged in `staged` as the trial run's MLflow Model, then remove
         it (a crash in between writes the same files again on resume: no second model)."""
 
-        what = f"{stage} trial {number}: model"
-        self._put((what, lambda tracker: self._save(tracker, stage, number, staged)))
+        job = (f"{stage} trial {number}: model", self._saving(stage, number, staged))
+        with self._changed:
+            self._waiting_saves[(stage, number)] = (job, staged)
+        self._put(job)
+
+    def _saving(self, stage: str, number: int, staged: Path) -> Job:
+        def job(tracker: Tracker) -> None:
+            with self._changed:
+                self._waiting_saves.pop((stage, number), None)
+            self._save(tracker, stage, number, staged)
+
+        return job
 
     def _save(self, tracker: Tracker, stage: str, number: int, staged: Path) -> None:
         from model.checkpoint import Checkpoint
@@ -243,7 +255,19 @@ class Recorder:
         shutil.rmtree(staged)
 
     def drop_model(self, stage: str, number: int) -> None:
-        """Delete the model of a trial pushed out of its stage's kept ones."""
+        """Delete the model of a trial pushed out of its stage's kept ones. One still waiting in
+        the queue is not written at all (its staged checkpoint removed now): when trials end
+        faster than models are written (a pack's members end together), most kept models are
+        pushed out again before their turn, and writing one costs ~0.1–0.2 CPU s."""
+        with self._changed:
+            waiting = self._waiting_saves.pop((stage, number), None)
+            if waiting is not None and waiting[0] in self._jobs:  # not yet taken by the writer
+                self._jobs.remove(waiting[0])
+            else:
+                waiting = None
+        if waiting is not None:
+            shutil.rmtree(waiting[1])
+            return
 
         def job(tracker: Tracker) -> None:
             tracker.drop_model(self._trial_run(tracker, stage, number))

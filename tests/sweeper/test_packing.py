@@ -6,7 +6,12 @@ import pytest
 
 from model import TrainConfig
 from model.stacked import pack_key
-from sweeper.run.packing import AUTO_MAX, balanced, members_per_task, shapes_the_pack
+from sweeper.run.packing import (
+    AUTO_MAX,
+    balanced,
+    members_per_task,
+    shapes_the_pack,
+)
 from sweeper.spec.schema import Resources
 
 
@@ -65,3 +70,41 @@ def test_pack_is_one_by_default_and_a_number_or_auto():
     for bad in (0, "many", 1.5):
         with pytest.raises(ValueError):
             Resources(pack=bad)
+
+
+def _auto_k(stage_trials: int, params: dict, fixed: dict | None = None) -> int:
+    """K the driver picks for a leader with `params` in a stage of `stage_trials` (digits)."""
+    from sweeper.run.dispatch import StageProgress, StageRun
+    from sweeper.spec.schema import Objective
+
+    stage = StageRun(
+        server=None,  # _pack_size asks nothing of the server
+        index=0,
+        fixed={"optimizer": "adam", "num_layers": 1, **(fixed or {})},
+        dataset_ref=None,
+        objective=Objective(metric="dev_accuracy", direction="maximize"),
+        maximize=True,
+        resources=Resources(pack="auto"),
+        progress=StageProgress("s", stage_trials, {}),
+        data_shape=(64, 10),
+    )
+    return stage._pack_size(params)
+
+
+def test_auto_trains_one_trial_per_task_where_the_stage_searches_the_structure():
+    # 64→32→10 adam: 27 fit the cache (above), whatever the stage's size
+    assert _auto_k(1000, {"learning_rate": 0.1, "l2": 0.01}, {"hidden_units": [32]}) == 27
+    assert _auto_k(24, {"learning_rate": 0.1, "l2": 0.01}, {"hidden_units": [32]}) == 27
+    # any pack-shaping param searched: the followers would share it, so one per task
+    assert _auto_k(1000, {"hidden_units": 32, "learning_rate": 0.1}) == 1
+    assert _auto_k(1000, {"batch_size": 64}, {"hidden_units": [32]}) == 1
+    assert _auto_k(1000, {"num_layers": 1}, {"hidden_units": [32]}) == 1
+    assert _auto_k(1000, {"hidden_units_1": 32}, {"hidden_units": [32]}) == 1
+    assert _auto_k(1000, {"optimizer": "adam"}, {"hidden_units": [32]}) == 1
+
+
+def test_a_number_is_taken_as_given_whatever_the_stage_searches():
+    config = TrainConfig(hidden_units=[32], optimizer="adam")
+    assert members_per_task(16, config, 64, 10, structure_searched=True) == 16
+    assert members_per_task("auto", config, 64, 10, structure_searched=True) == 1
+    assert members_per_task("auto", config, 64, 10, structure_searched=False) == 27

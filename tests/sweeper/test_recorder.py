@@ -73,3 +73,41 @@ def test_the_recorder_writes_every_trial_queued_while_mlflow_starts(tmp_path):
     assert all(r.data.tags["mlflow.parentRunId"] == stage[0].info.run_id for r in trials.values())
     assert trials[1].info.status == "KILLED" and trials[10].info.status == "FAILED"
     assert trials[39].data.metrics == {"dev_accuracy": 0.5}
+
+
+def test_a_kept_model_pushed_out_before_its_turn_is_never_written(tmp_path):
+    import threading
+
+    import numpy as np
+
+    from model import TrainConfig, train
+    from model.checkpoint import Checkpoint
+    from sweeper.data.datasets import Preprocessing
+    from sweeper.tracking.tracker import kept_models
+
+    X = np.random.default_rng(0).normal(size=(2, 40)).astype(np.float32)
+    network = train(TrainConfig(epochs=1, hidden_units=3), X, (X[0] > 0) * 1, n_classes=2).network
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"]).to_json()
+    recorder = Recorder(uri, "kept", tmp_path / "artifacts", preprocessing)
+    recorder.open_stage("coarse", {}, [record(n) for n in range(3)])
+    recorder.open_stage("busy", {}, [])
+    recorder.flush()
+    staged = {n: tmp_path / "staged" / str(n) for n in range(3)}
+    for folder in staged.values():
+        Checkpoint.of(network).save(folder)
+    writer_free = threading.Event()
+    recorder.close_stage("busy", {}, lambda: writer_free.wait(60) and {})  # holds the writer
+    recorder.save_model("coarse", 0, staged[0])
+    recorder.save_model("coarse", 1, staged[1])
+    recorder.drop_model("coarse", 0)  # pushed out while its save still waits
+    assert not staged[0].exists() and staged[1].exists()  # removed now, never written
+    writer_free.set()
+    recorder.flush()
+    recorder.save_model("coarse", 2, staged[2])
+    recorder.flush()
+    recorder.drop_model("coarse", 2)  # already written: deleted from MLflow, as before
+    recorder.flush()
+    assert recorder.errors == []
+    assert sorted(kept_models(uri, "kept")) == [("coarse", 1)]
+    assert not any(folder.exists() for folder in staged.values())
