@@ -11,8 +11,8 @@ the best epoch's model kept: `objective.at: best`), search space and epochs run 
 (a)-(d) run in this process, one trial at a time, so wall times compare search cost, not
 scheduling. With --pack K…, (a) also runs through the real sweeper once per `resources.pack`
 value (method `pack=K`), the values back to back for each seed, to show what packing does to the
-best model at equal trial count and to the wall time (`objective.at: last` there, as a packed
-member keeps its last epoch; `--methods` with no name runs only these; `--fixed-structure`:
+best model at equal trial count and to the wall time (`--methods` with no name runs only these;
+`--fixed-structure`:
 depth, width and batch size fixed there (two layers of 64, batch 64), as where `pack: auto`
 packs). With --raytune, (e) runs through Ray Tune and (a) again through the real sweeper
 (`sweeper.run.sweep`: Ray tasks, StudyServer, Optuna journal, MLflow), both with the same
@@ -295,7 +295,7 @@ def sweeper_run(
     dataset: str, data: dict[str, Any], budget: int, epochs: int, seed: int, pack: str | None = None
 ) -> Run:
     """(a) through the real sweeper, from a space.yaml with `budget:` (wall time vs Ray Tune;
-    with `pack`, that `resources.pack` and the last epoch kept, as a packed member keeps it)."""
+    with `pack`, that `resources.pack`)."""
     import yaml
 
     from sweeper.results.summary import load_view
@@ -304,16 +304,14 @@ def sweeper_run(
     fixed = FIXED_STRUCTURE if pack is not None else None
     name = f"{dataset}-{budget}-{seed}-{pack or 'tune'}{'-fixed' if fixed else ''}"
     resources: dict[str, Any] = {"concurrency": CONCURRENCY}
-    objective = OBJECTIVE.model_dump()
     if pack is not None:
         resources["pack"] = pack if pack == "auto" else int(pack)
-        objective["at"] = "last"
     spec = {
         "name": name,
         "dir": str(ROOT / name),
         "data": data,
         "train": run_args_fixed(epochs, seed) | (fixed or {}),
-        "objective": objective,
+        "objective": OBJECTIVE.model_dump(),
         "space": {k: v for k, v in SPACE.items() if not fixed or k not in STRUCTURE},
         "budget": {"trials": budget},
         "resources": resources,
