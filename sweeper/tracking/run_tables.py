@@ -179,7 +179,8 @@ class RunTables:
                 rows[SqlTag].append({"key": key, "value": value, "run_uuid": run_id})
             before = self.latest.get(run_id, {})
             points = self._metric_rows(run_id, update.metrics, before, rows)
-            replaced[SqlLatestMetric] += [{"run": run_id, "key": key} for key in points]
+            for key in points:  # (never an empty list: a delete needs its `run` and `key`)
+                replaced[SqlLatestMetric].append({"run": run_id, "key": key})
             if update.status is None:
                 latest[run_id] = before | points
             else:

@@ -254,3 +254,31 @@ def test_the_data_is_told_apart_by_its_values_and_logged_as_run_inputs(tmp_path:
     assert sorted(logged[1]) == sorted(
         [("changed.parquet", other.digest), ("flower", flower.digest)]
     )
+
+
+def test_a_running_run_ends_when_its_end_brings_no_new_metric(tmp_path: Path) -> None:
+    """Ctrl-C FAILs a running trial with no final metrics, every epoch already written live:
+    the batch that ends its run adds no metric point and must still go in (it once failed on an
+    empty delete of latest metrics, so the run stayed RUNNING and the batch's other runs too)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "interrupted", tmp_path / "artifacts")
+    parent = tracker.stage_run("coarse", {"trials": 1}, START)
+    live, created = LiveRuns(), {}
+
+    def batch(events: list) -> None:
+        writes = live.plan(events, lambda stage: parent)
+        created.update(tracker.write_trials(writes))
+        live.written(writes, created)
+
+    history = [{"dev_accuracy": 0.5, "cost": 1.0}]
+    running = TrialRecord("coarse", 0, "RUNNING", None, RECORDS[0].params, {}, [], START)
+    batch([Started(running), Epoch("coarse", 0, 1, history[0], START + 1)])
+    interrupted = TrialRecord(
+        "coarse", 0, "FAIL", None, RECORDS[0].params, {}, history, START, START + 2
+    )
+    batch([Finished(interrupted), Started(RECORDS[3]), Finished(RECORDS[3])])
+    run = tracker.client.get_run(created[("coarse", 0)])
+    assert (run.info.status, run.info.end_time) == ("FAILED", START + 2)
+    assert run.data.metrics == history[0]
+    assert tracker.client.get_run(created[("coarse", 3)]).info.status == "FINISHED"
+    assert live.open == {}
