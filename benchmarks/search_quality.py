@@ -249,14 +249,20 @@ def raytune_run(dataset: str, data: dict[str, Any], budget: int, epochs: int, se
     def trainable(config: dict[str, Any]) -> None:
         values = {name: p.decode(config[p.optuna_name(name)]) for name, p in space.items()}
 
+        def scored(metrics: dict[str, float]) -> dict[str, float]:
+            """A diverged epoch has no dev metrics: Ray Tune needs the objective in every
+            report, so it scores as the worst possible."""
+            return {OBJECTIVE.metric: -math.inf} | metrics
+
         def report(epoch: int, metrics: dict[str, float]) -> bool:
             if epoch < epochs:  # the last epoch reports the kept model's metrics, test included
-                tune.report(metrics)
+                tune.report(scored(metrics))
             return False
 
         with threadpool_limits(limits=1):
             options, data = run_args_fixed(epochs, seed) | values, ray.get(dataset_ref)
-            tune.report(fit(options, data, report, "numpy", kept_network(OBJECTIVE)).metrics)
+            result = fit(options, data, report, "numpy", kept_network(OBJECTIVE))
+            tune.report(scored(result.metrics))
 
     tune_space = {}
     for name, p in space.items():
