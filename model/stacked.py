@@ -394,9 +394,7 @@ def _end(member: _Member, outcome: Outcome, net: StackedNetwork, k: int) -> bool
     if outcome is not Outcome.DIVERGED:
         early = (member.best_state, member.best_epoch) if outcome is Outcome.EARLY_STOPPED else None
         chosen = member.kept if member.keep_best is not None else early
-    state = net.member_state(k)
-    if chosen is not None:
-        state, member.kept_epoch = chosen
+    state, member.kept_epoch = chosen or (net.member_state(k), member.kept_epoch)
     alone = Network(member.arch, net.backend, seed=member.config.seed)
     alone.restore(state)
     member.outcome = outcome

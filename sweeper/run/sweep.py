@@ -190,7 +190,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                 inputs=plan.dataset.inputs,
             )
         )
-        results = []
+        results, interrupted = [], False
         hours = spec.budget.hours if spec.budget is not None else None
         deadline = Deadline.after(hours) if hours is not None else None
         try:
@@ -219,12 +219,14 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
         except BaseException as stopped:  # Ctrl-C, or a stage that failed: record what ran
             with contextlib.suppress(RayActorError):
                 ray.get(server.interrupt.remote())
-            if isinstance(stopped, KeyboardInterrupt):
-                raise Interrupted(ray.get(server.flush.remote())) from None
-            raise
+            interrupted = isinstance(stopped, KeyboardInterrupt)
+            if not interrupted:
+                raise
         finally:
             mlflow_errors = ray.get(server.flush.remote())
             ray.kill(server)
+        if interrupted:  # raised once MLflow is up to date, with the writes that failed
+            raise Interrupted(mlflow_errors)
     return SweepResult(folder.path, results, mlflow_errors)
 
 

@@ -77,10 +77,10 @@ def fit_pack(
         packs.setdefault(pack_key(config), {})[k] = config
     d = dataset
     splits = (d.X_train, d.y_train, d.X_dev, d.y_dev, d.n_classes)
+    backend = get_backend(backend_name)
     for pack in packs.values():
         members, configs = list(pack), list(pack.values())
         renumbered = _renumbered(callback, members)
-        backend = get_backend(backend_name)
         for j, trained in each_trained(configs, *splits, renumbered, backend, keep_best):
             yield members[j], _result(trained, dataset)
 
