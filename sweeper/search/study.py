@@ -14,6 +14,7 @@ from optuna.storages.journal import BaseJournalBackend
 
 from sweeper import secrets
 from sweeper.errors import UserError
+from sweeper.search.median import EarlierTrialsMedianPruner
 from sweeper.spec import schema
 from sweeper.spec.schema import Pruner, Stage, SweepSpec
 
@@ -179,11 +180,13 @@ def make_pruner(pruner: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
 
     In a zoomed stage each compares fresh trials only: the warm-start copies carry no learning
     curve (see `zoom.next_stage`). They do count toward the median pruner's 3 start-up trials,
-    so it judges a fresh trial from the stage's second one on."""
+    so it judges a fresh trial from the stage's second one on. The median is taken over the
+    trials that started earlier, running ones included, so that a pack's members, which train
+    in lock-step, are judged as trials run one after another are (`search.median`)."""
     if pruner.type == "none":
         return optuna.pruners.NopPruner()
     if pruner.type == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=pruner.warmup_epochs)
+        return EarlierTrialsMedianPruner(startup=3, warmup=pruner.warmup_epochs)
     if pruner.type in ("asha", "successive_halving"):
         return optuna.pruners.SuccessiveHalvingPruner(
             min_resource=pruner.min_epochs, reduction_factor=pruner.reduction_factor

@@ -236,3 +236,15 @@ def test_ask_like_shares_the_leaders_structure_and_samples_the_rest(storage, tmp
     again, retried = server.ask(0)
     assert retried == params and len(server.ask_like(0, again, 1)) == 1
     locks.release(server.writer_lock)
+
+
+def test_a_packs_members_are_median_pruned_against_those_asked_before_them(server, storage):
+    """The coarse stage's median pruner (3 start-up trials, no warmup) judges a pack's epoch:
+    members 0-2 have too few earlier trials; 3 (0.55) is below the median of 0-2 (0.6), 4 (0.7)
+    is not, 5 (0.5) is below that of 0-4 (0.6)."""
+    server.open_stage(0)
+    leader, _ = server.ask(0)
+    pack = [leader] + [number for number, _ in server.ask_like(0, leader, 5)]
+    accuracy = [0.4, 0.6, 0.8, 0.55, 0.7, 0.5]
+    reports = [(n, 1, {"dev_accuracy": a}) for n, a in zip(pack, accuracy, strict=True)]
+    assert server.report_pack(0, reports) == [False, False, False, True, False, True]
