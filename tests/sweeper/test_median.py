@@ -32,7 +32,8 @@ def study_with(pruner: optuna.pruners.BasePruner, direction: str, warm: int) -> 
 
 def one_at_a_time(pruner: optuna.pruners.BasePruner, direction: str, warm: int) -> list:
     """(trial, epoch) of each stop, the trials run one after another."""
-    study, sign, stops = study_with(pruner, direction, warm), 1 if direction == "maximize" else -1, []
+    study, stops = study_with(pruner, direction, warm), []
+    sign = 1 if direction == "maximize" else -1
     for k, curve in enumerate(CURVES):
         trial = study.ask()
         for epoch, value in enumerate(curve, start=1):
