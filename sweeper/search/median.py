@@ -43,4 +43,3 @@ class EarlierTrialsMedianPruner(optuna.pruners.BasePruner):
         if study.direction == optuna.study.StudyDirection.MAXIMIZE:
             return bool(np.nanmax(own) < np.nanmedian(at_epoch))
         return bool(np.nanmin(own) > np.nanmedian(at_epoch))
-
