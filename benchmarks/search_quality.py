@@ -18,9 +18,10 @@ packs). With --raytune, (e) runs through Ray Tune and (a) again through the real
 (`sweeper.run.sweep`: Ray tasks, StudyServer, Optuna journal, MLflow), both with the same
 concurrency, for the wall-time comparison.
 
-The best model of (a)-(d) is the best COMPLETE trial's (a pruned trial keeps no model); of (e),
-Ray Tune's best result over every reported epoch (scope "all": its most generous reading), its
-test accuracy that of the trial's best epoch (known where the trial ran to the end).
+The best model of (a)-(d) is the best COMPLETE trial's (a pruned trial keeps no model; one that a
+stage's `patience` ended is complete and keeps its own); of (e), Ray Tune's best result over
+every reported epoch (scope "all": its most generous reading), its test accuracy that of the
+trial's best epoch (known where the trial ran to the end). Epochs count what each trial trained.
 Data sets are generated in code, a few thousand examples each; three are hard (the best MLP is
 far from 100%): 20 classes with 20% label noise, five interleaved spirals, and 200 features of
 which 40 are weakly informative.
