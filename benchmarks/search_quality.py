@@ -18,9 +18,10 @@ packs). With --raytune, (e) runs through Ray Tune and (a) again through the real
 (`sweeper.run.sweep`: Ray tasks, StudyServer, Optuna journal, MLflow), both with the same
 concurrency, for the wall-time comparison.
 
-The best model of (a)-(d) is the best COMPLETE trial's (a pruned trial keeps no model); of (e),
-Ray Tune's best result over every reported epoch (scope "all": its most generous reading), its
-test accuracy that of the trial's best epoch (known where the trial ran to the end).
+The best model of (a)-(d) is the best COMPLETE trial's (a pruned trial keeps no model; one that a
+stage's `patience` ended is complete and keeps its own); of (e), Ray Tune's best result over
+every reported epoch (scope "all": its most generous reading), its test accuracy that of the
+trial's best epoch (known where the trial ran to the end). Epochs count what each trial trained.
 Data sets are generated in code, a few thousand examples each; three are hard (the best MLP is
 far from 100%): 20 classes with 20% label noise, five interleaved spirals, and 200 features of
 which 40 are weakly informative.
@@ -54,6 +55,7 @@ from sweeper.data.builtin import digits, flower, moons
 from sweeper.data.datasets import Dataset, load_dataset
 from sweeper.records import decide
 from sweeper.run.trial import fit, kept_network
+from sweeper.search.patience import STALLED, Patience
 from sweeper.search.recipe import recipe
 from sweeper.search.study import make_pruner, make_sampler
 from sweeper.search.zoom import next_stage
@@ -157,22 +159,40 @@ class Run:
 
 
 def run_stage(
-    study: optuna.Study, space: scales.Space, n: int, fixed: dict[str, Any], data: Dataset, run: Run
+    study: optuna.Study,
+    space: scales.Space,
+    n: int,
+    fixed: dict[str, Any],
+    data: Dataset,
+    run: Run,
+    patience: int | None = None,
 ) -> None:
-    """`n` trials of one study, one at a time, as the StudyServer would record them."""
+    """`n` trials of one study, one at a time, as the StudyServer would record them (a trial
+    that `patience` epochs without improvement stopped is COMPLETE, see `StudyServer.report`)."""
     started = time.perf_counter() - (run.trials[-1].seconds if run.trials else 0.0)
     for _ in range(n):
         trial = study.ask()
         values = scales.sample(trial, space)
+        stall = Patience(patience, maximize=True) if patience is not None else None
+        reason: list[str] = []
 
-        def report(epoch: int, metrics: dict[str, float], trial: optuna.Trial = trial) -> bool:
+        def report(
+            epoch: int,
+            metrics: dict[str, float],
+            trial: optuna.Trial = trial,
+            stall: Patience | None = stall,
+            reason: list[str] = reason,
+        ) -> bool:
             value = metrics.get(OBJECTIVE.metric, math.nan)
             if math.isfinite(value):
                 trial.report(value, step=epoch)
+            if stall is not None and stall.stalled(value):
+                reason.append(STALLED)
+                return True
             return trial.should_prune()
 
         result = fit(fixed | values, data, report, "numpy", kept_network(OBJECTIVE))
-        verdict = decide(result, OBJECTIVE.metric, None)
+        verdict = decide(result, OBJECTIVE.metric, reason[0] if reason else None)
         study.tell(trial, verdict.value, state=verdict.state)
         complete = verdict.state == optuna.trial.TrialState.COMPLETE
         run.trials.append(
@@ -201,7 +221,7 @@ def run_recipe(stages: list[Stage], space: scales.Space, epochs: int, run: Run) 
             study.add_trials(warm)
         study.sampler = make_sampler(stage, seed + index, scales.distributions(stage_space))
         study.pruner = make_pruner(stage.pruner, epochs)
-        run_stage(study, stage_space, stage.trials, fixed, data, run)
+        run_stage(study, stage_space, stage.trials, fixed, data, run, stage.patience)
         previous = (stage_space, study)
     return run
 

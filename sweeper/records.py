@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from model.checkpoint import Checkpoint
+from sweeper.search.patience import STALLED
 from sweeper.spec import scales
 
 METRICS_ATTR = "final"  # the user attribute holding a trial's final metrics (stored sweeps)
@@ -81,14 +82,15 @@ def decide(result: TrialResult, objective: str, stop_reason: str | None) -> Verd
     """The Optuna state of a finished trial. `stop_reason` is why the server asked it to stop
     (`manual`), if it gave one. Only COMPLETE and PRUNED trials count toward a stage's target, so
     a trial that may run again (lost, error, no finite objective) is FAIL, and a diverged one is
-    PRUNED: its configuration is bad, running it again would diverge again."""
+    PRUNED: its configuration is bad, running it again would diverge again. A trial stopped
+    because its objective stalled (a stage's `patience`) is COMPLETE, its kept model's value."""
     if result.outcome is Outcome.LOST:
         return Verdict(TrialState.FAIL, reason="lost")
     if result.outcome is Outcome.ERROR:
         return Verdict(TrialState.FAIL, reason="error")
     if result.outcome is Outcome.DIVERGED:
         return Verdict(TrialState.PRUNED, reason="diverged")
-    if result.outcome is Outcome.STOPPED:
+    if result.outcome is Outcome.STOPPED and stop_reason != STALLED:
         return Verdict(TrialState.PRUNED, reason=stop_reason or "pruned")
     value = result.metrics.get(objective)
     if value is None or not math.isfinite(value):

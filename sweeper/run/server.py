@@ -40,6 +40,7 @@ from sweeper.run import locks
 from sweeper.run.control import PruneRequests
 from sweeper.run.keep import KeptModels
 from sweeper.run.packing import shapes_the_pack
+from sweeper.search.patience import STALLED, Patience
 from sweeper.search.study import (
     make_pruner,
     make_sampler,
@@ -98,6 +99,7 @@ class StudyServer:
         self.studies: dict[int, optuna.Study] = {}
         self.spaces: dict[int, scales.Space] = {}
         self.live: dict[tuple[int, int], optuna.Trial] = {}
+        self.patience: dict[tuple[int, int], Patience] = {}  # of live trials, where stages set it
         self.prune_requests = PruneRequests(self.sweep_dir)
         self.closed: set[int] = set()
         self.kept: dict[int, KeptModels] = {}
@@ -207,6 +209,7 @@ class StudyServer:
         for (index, _), trial in live:
             self._fail_and_retry(index, trial, "interrupted")
         self.live.clear()
+        self.patience.clear()
         sync(self.storage)
         for index in self.studies.keys() - self.closed:
             self.recorder.close_stage(self.spec.stages[index].name, {}, None, status="KILLED")
@@ -319,7 +322,19 @@ class StudyServer:
         if (stage, number) in self.prune_requests:
             trial.set_user_attr("reason", "manual")
             return True
+        if self._stalled(index, number, value):
+            trial.set_user_attr("reason", STALLED)
+            return True
         return trial.should_prune()
+
+    def _stalled(self, index: int, number: int, value: float) -> bool:
+        """Whether the stage's `patience` ends trial `number` now (counted afresh in a resumed
+        driver, as the trainer's early stopping is in a continued call)."""
+        epochs = self.spec.stages[index].patience
+        if epochs is None:
+            return False
+        patience = self.patience.setdefault((index, number), Patience(epochs, self.maximize))
+        return patience.stalled(value)
 
     def report_pack(
         self, index: int, reports: list[tuple[int, int, dict[str, float]]]
@@ -332,6 +347,7 @@ class StudyServer:
         Returns the Optuna state's name."""
         study = self.studies[index]
         trial = self.live.pop((index, number))
+        self.patience.pop((index, number), None)
         verdict = decide(result, self.spec.objective.metric, trial.user_attrs.get("reason"))
         attrs: dict[str, Any] = {
             "history": result.history,

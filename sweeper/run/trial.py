@@ -97,11 +97,12 @@ def _renumbered(callback: PackCallback, members: list[int]) -> PackCallback:
 
 def _result(trained: TrainResult, dataset: Dataset) -> TrialResult:
     """What the StudyServer records of a trained network: dev/test metrics of the returned
-    network, train_* of the epoch it comes from, and its checkpoint if it ran to its end."""
+    network, train_* of the epoch it comes from, and its checkpoint unless it diverged (a
+    stopped trial's too: the server keeps it if it records the trial COMPLETE, as when a
+    stage's `patience` stopped it)."""
     d = dataset
     metrics: dict[str, float] = {}
     outcome = Outcome(trained.outcome.value)
-    ran_to_end = outcome in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)
     if outcome is not Outcome.DIVERGED:
         for split, X, y in (("dev", d.X_dev, d.y_dev), ("test", d.X_test, d.y_test)):
             if X.shape[1]:  # split.test: 0 leaves no test set, and so no test metrics
@@ -109,7 +110,7 @@ def _result(trained: TrainResult, dataset: Dataset) -> TrialResult:
                 metrics.update({f"{split}_{k}": v for k, v in evaluated.items()})
         metrics.update({k: v for k, v in trained.kept.items() if k.startswith("train_")})
     # the network goes back as arrays (kept ones are written by the StudyServer, never here)
-    checkpoint = trained.checkpoint() if ran_to_end else None
+    checkpoint = trained.checkpoint() if outcome is not Outcome.DIVERGED else None
     return TrialResult(outcome, trained.history, metrics, checkpoint=checkpoint)
 
 

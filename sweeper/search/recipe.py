@@ -2,7 +2,8 @@
 
 A quasi-random coarse stage over the whole space, pruned by ASHA, then a TPE stage on the box
 around the coarse stage's best quarter (ranked at a common budget, see `zoom.top_trials`),
-warm-started with those trials and pruned by a median pruner that compares its own trials only.
+warm-started with those trials, pruned by a median pruner that compares its own trials only,
+and ending (COMPLETE) any trial whose objective has stalled (`patience`).
 The choices and the measurements behind them are in docs/search.md
 (benchmarks/search_quality.py against Optuna's TPE + Hyperband, GPSampler, random search and
 Ray Tune + ASHA).
@@ -23,13 +24,23 @@ def recipe(trials: int, epochs: int) -> list[Stage]:
 
     Early epochs rank final ones poorly on hard problems (on five interleaved spirals every
     network is at chance for its first epochs), so the coarse stage's first rung is a fifth of
-    the epochs, not one, and the fine stage prunes only after a quarter of them."""
+    the epochs, not one, and the fine stage prunes only after a third of them. In the fine
+    region most networks reach their best early and plateau: a fine trial ends after a fifth of
+    the epochs without improving, complete, its best epoch kept."""
     coarse = max(1, math.ceil(COARSE_SHARE * trials))
-    asha = Pruner(type="asha", min_epochs=max(1, math.ceil(epochs / 5)), reduction_factor=3)
+    fifth = max(1, math.ceil(epochs / 5))
+    asha = Pruner(type="asha", min_epochs=fifth, reduction_factor=3)
     plan = [Stage(name="coarse", trials=coarse, sampler="qmc", pruner=asha)]
     if trials > coarse:
-        median = Pruner(type="median", warmup_epochs=math.ceil(epochs / 4))
+        median = Pruner(type="median", warmup_epochs=math.ceil(epochs / 3))
         plan.append(
-            Stage(name="fine", trials=trials - coarse, sampler="tpe", pruner=median, zoom=FINE_ZOOM)
+            Stage(
+                name="fine",
+                trials=trials - coarse,
+                sampler="tpe",
+                pruner=median,
+                zoom=FINE_ZOOM,
+                patience=fifth,
+            )
         )
     return plan

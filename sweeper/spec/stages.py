@@ -31,6 +31,9 @@ class Stage(Strict):
     sampler: Literal["random", "qmc", "tpe", "gp", "grid"] = "random"
     pruner: Pruner = Pruner(type="none")
     zoom: Zoom | None = None
+    # a trial whose objective has not improved for this many epochs ends, COMPLETE, its best
+    # epoch kept (sweeper.search.patience); None: trials run until done or pruned
+    patience: int | None = Field(None, ge=1)
     seed: Seed | None = None
 
     def describe(self) -> str:
@@ -41,6 +44,8 @@ class Stage(Strict):
             parts.append(f"median pruner after {p.warmup_epochs} epochs")
         elif p.type != "none":
             parts.append(f"{p.type} pruner from epoch {p.min_epochs}, η={p.reduction_factor}")
+        if self.patience is not None:
+            parts.append(f"a trial ends after {self.patience} epochs without improving")
         if self.zoom is not None:
             parts.append(
                 f"zoomed on the top {self.zoom.top:.0%} of the previous stage "

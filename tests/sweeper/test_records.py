@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeper.records import Outcome, TrialResult, Verdict, decide
+from sweeper.search.patience import Patience
 from sweeper.search.study import make_pruner, max_epochs
 from sweeper.search.zoom import next_stage
 from sweeper.spec import scales
@@ -26,6 +27,7 @@ V, TS = Verdict, TrialState
         (TrialResult(Outcome.EARLY_STOPPED, metrics=OK), None, V(TS.COMPLETE, 0.8)),
         (TrialResult(Outcome.STOPPED, metrics=OK), None, V(TS.PRUNED, None, "pruned")),
         (TrialResult(Outcome.STOPPED), "manual", V(TS.PRUNED, None, "manual")),
+        (TrialResult(Outcome.STOPPED, metrics=OK), "stalled", V(TS.COMPLETE, 0.8)),
         (TrialResult(Outcome.DIVERGED), None, V(TS.PRUNED, None, "diverged")),
         (TrialResult(Outcome.ERROR, error="boom"), None, V(TS.FAIL, None, "error")),
         (TrialResult(Outcome.LOST, error="NodeDiedError"), None, V(TS.FAIL, None, "lost")),
@@ -39,6 +41,20 @@ V, TS = Verdict, TrialState
 )
 def test_decide_maps_each_outcome_to_one_state(result, stop_reason, verdict):
     assert decide(result, "dev_accuracy", stop_reason) == verdict
+
+
+@pytest.mark.parametrize(
+    ("maximize", "curve", "stops"),
+    [
+        # the best (0.7 at epoch 2) is not beaten for 2 epochs: stop at epoch 4; ties don't count
+        (True, [0.5, 0.7, 0.7, 0.6, 0.9], [False, False, False, True, False]),
+        (False, [0.9, 0.5, 0.6, 0.4, 0.45, 0.41], [False, False, False, False, False, True]),
+        (True, [math.nan, math.nan, 0.3], [False, True, False]),  # no value is no improvement
+    ],
+)
+def test_patience_stops_after_that_many_epochs_without_improvement(maximize, curve, stops):
+    patience = Patience(2, maximize)
+    assert [patience.stalled(value) for value in curve] == stops
 
 
 def spec(train: dict, space: dict) -> SweepSpec:

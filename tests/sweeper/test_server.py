@@ -19,6 +19,7 @@ from sweeper.run.control import request_prune
 from sweeper.run.server import StudyServer, orphans
 from sweeper.search.study import study_name
 from sweeper.spec.schema import SweepSpec
+from sweeper.spec.stages import Pruner
 from sweeper.tracking.tracker import kept_models
 
 SPEC = SweepSpec.model_validate(
@@ -209,6 +210,41 @@ def test_kept_models_are_the_stage_top_ones_written_as_mlflow_models(tmp_path, s
     frame = pd.DataFrame(X.T, columns=["x0", "x1"])
     expected = np.where(network.predict(X)[0] > 0.5, "yes", "no")
     assert model.predict(frame).tolist() == expected.tolist()
+
+
+def test_a_stage_with_patience_ends_a_stalled_trial_complete_with_its_model_kept(tmp_path, storage):
+    """`patience: 2`: two epochs without a better dev accuracy stop the trial, which is then
+    COMPLETE at its kept (best) epoch's value, its network kept as a model, not PRUNED."""
+    from model import TrainConfig, train
+    from model.checkpoint import Checkpoint
+    from sweeper.data.datasets import Preprocessing
+
+    X = np.random.default_rng(0).normal(size=(2, 40)).astype(np.float32)
+    network = train(TrainConfig(epochs=1, hidden_units=3), X, (X[0] > 0) * 1, n_classes=2).network
+    coarse = SPEC.stages[0].model_copy(update={"patience": 2, "pruner": Pruner(type="none")})
+    spec = SPEC.model_copy(update={"stages": [coarse, SPEC.stages[1]]})
+    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"]).to_json()
+    server = StudyServer(
+        spec.model_dump_json(), str(tmp_path), storage=storage, preprocessing=preprocessing
+    )
+    try:
+        server.open_stage(0)
+        number, _ = server.ask(0)
+        curve = [0.5, 0.7, 0.7, 0.6]
+        stops = [server.report(0, number, e, {"dev_accuracy": v}) for e, v in enumerate(curve, 1)]
+        assert stops == [False, False, False, True]
+        history = [{"dev_accuracy": v} for v in curve]
+        stopped = TrialResult(Outcome.STOPPED, history, {"dev_accuracy": 0.7}, "node-a")
+        assert (
+            server.tell(0, number, dataclasses.replace(stopped, checkpoint=Checkpoint.of(network)))
+            == "COMPLETE"
+        )
+        assert server.flush() == []
+    finally:
+        locks.release(server.writer_lock)
+    trial = trials(storage, "coarse")[0]
+    assert (trial.value, trial.user_attrs["reason"]) == (0.7, "stalled")
+    assert list(kept_models(f"sqlite:///{tmp_path / 'mlflow.db'}", "proto")) == [("coarse", 0)]
 
 
 def test_ask_like_shares_the_leaders_structure_and_samples_the_rest(storage, tmp_path):

@@ -113,7 +113,8 @@ BUDGET = GOOD.replace("train:\n  epochs: 3\n", "").replace(
 
 def test_a_budget_expands_into_the_recommended_plan(tmp_path):
     """24 trials of 12 epochs: 10 quasi-random trials with ASHA from epoch 3 (a fifth), then 14
-    TPE trials zoomed on the top quarter, median-pruned after epoch 3 (a quarter)."""
+    TPE trials zoomed on the top quarter, median-pruned after epoch 4 (a third), each ending
+    after 3 epochs (a fifth) without improving."""
     path = tmp_path / "space.yaml"
     path.write_text(BUDGET)
     loaded = spec.load(path)
@@ -129,16 +130,19 @@ def test_a_budget_expands_into_the_recommended_plan(tmp_path):
             name="fine",
             trials=14,
             sampler="tpe",
-            pruner=Pruner(type="median", warmup_epochs=3),
+            pruner=Pruner(type="median", warmup_epochs=4),
             zoom=Zoom(top=0.25, margin=0.15),
+            patience=3,
         ),
     ]
-    # without budget.epochs, the trainer's epochs set the rungs: 30 → ASHA from 6, median after 8
+    # without budget.epochs, the trainer's epochs set them: 30 → ASHA from 6, median after 10,
+    # patience 6
     path.write_text(
         BUDGET.replace(", epochs: 12}", "}").replace("data:", "train: {epochs: 30}\ndata:")
     )
     coarse, fine = spec.load(path).stages
-    assert (coarse.pruner.min_epochs, fine.pruner.warmup_epochs) == (6, 8)
+    assert (coarse.pruner.min_epochs, fine.pruner.warmup_epochs, fine.patience) == (6, 10, 6)
+    assert coarse.patience is None
     assert [s.name for s in recipe(1, 10)] == ["coarse"]  # one trial: nothing to zoom into
 
 
