@@ -13,6 +13,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from model import Network, TrainConfig, train
+from model.checkpoint import Checkpoint
+from sweeper.data.datasets import Preprocessing
 from sweeper.records import Outcome, TrialResult
 from sweeper.run import locks
 from sweeper.run.control import request_prune
@@ -177,19 +180,24 @@ def test_orphans_are_running_trials_no_live_task_runs():
     assert [t.number for t in found] == [0]
 
 
-def test_kept_models_are_the_stage_top_ones_written_as_mlflow_models(tmp_path, storage):
-    from model import TrainConfig, train
-    from model.checkpoint import Checkpoint
-    from sweeper.data.datasets import Preprocessing
-
+def tiny_network() -> tuple[np.ndarray, Network]:
+    """Inputs (2 features × 40 examples) and a network trained one epoch on them."""
     X = np.random.default_rng(0).normal(size=(2, 40)).astype(np.float32)
-    network = train(TrainConfig(epochs=1, hidden_units=3), X, (X[0] > 0) * 1, n_classes=2).network
+    return X, train(TrainConfig(epochs=1, hidden_units=3), X, (X[0] > 0) * 1, n_classes=2).network
+
+
+def model_keeping_server(spec: SweepSpec, tmp_path, storage) -> StudyServer:
+    """A StudyServer that can write kept models (it knows the columns and class names)."""
+    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"]).to_json()
+    return StudyServer(
+        spec.model_dump_json(), str(tmp_path), storage=storage, preprocessing=preprocessing
+    )
+
+
+def test_kept_models_are_the_stage_top_ones_written_as_mlflow_models(tmp_path, storage):
+    X, network = tiny_network()
     spec = SPEC.model_copy(update={"models": SPEC.models.model_copy(update={"keep": 2})})
-    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"])
-    server = StudyServer(
-        spec.model_dump_json(), str(tmp_path), storage=storage,
-        preprocessing=preprocessing.to_json(),
-    )  # fmt: skip
+    server = model_keeping_server(spec, tmp_path, storage)
     try:
         server.open_stage(0)
         for accuracy in (0.5, 0.7, 0.4, 0.9):
@@ -215,18 +223,10 @@ def test_kept_models_are_the_stage_top_ones_written_as_mlflow_models(tmp_path, s
 def test_a_stage_with_patience_ends_a_stalled_trial_complete_with_its_model_kept(tmp_path, storage):
     """`patience: 2`: two epochs without a better dev accuracy stop the trial, which is then
     COMPLETE at its kept (best) epoch's value, its network kept as a model, not PRUNED."""
-    from model import TrainConfig, train
-    from model.checkpoint import Checkpoint
-    from sweeper.data.datasets import Preprocessing
-
-    X = np.random.default_rng(0).normal(size=(2, 40)).astype(np.float32)
-    network = train(TrainConfig(epochs=1, hidden_units=3), X, (X[0] > 0) * 1, n_classes=2).network
+    _, network = tiny_network()
     coarse = SPEC.stages[0].model_copy(update={"patience": 2, "pruner": Pruner(type="none")})
     spec = SPEC.model_copy(update={"stages": [coarse, SPEC.stages[1]]})
-    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"]).to_json()
-    server = StudyServer(
-        spec.model_dump_json(), str(tmp_path), storage=storage, preprocessing=preprocessing
-    )
+    server = model_keeping_server(spec, tmp_path, storage)
     try:
         server.open_stage(0)
         number, _ = server.ask(0)
