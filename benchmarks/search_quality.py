@@ -320,8 +320,11 @@ def raytune_run(dataset: str, data: dict[str, Any], budget: int, epochs: int, se
 def sweeper_run(
     dataset: str, data: dict[str, Any], budget: int, epochs: int, seed: int, pack: str | None = None
 ) -> Run:
-    """(a) through the real sweeper, from a space.yaml with `budget:` (wall time vs Ray Tune;
-    with `pack`, that `resources.pack`)."""
+    """(a) through the real sweeper (wall time vs Ray Tune; with `pack`, that
+    `resources.pack`): the stages `budget: {trials: N}` expands into, each stage's sampler
+    seeded `seed` + its index as in `run_recipe` (a sweep's own stages are seeded by their
+    index alone, so without this every seed would sample the same trials), so that one trial
+    at a time it trains what `run_recipe` trains."""
     import yaml
 
     from sweeper.results.summary import load_view
@@ -339,7 +342,10 @@ def sweeper_run(
         "train": run_args_fixed(epochs, seed) | (fixed or {}),
         "objective": OBJECTIVE.model_dump(),
         "space": {k: v for k, v in SPACE.items() if not fixed or k not in STRUCTURE},
-        "budget": {"trials": budget},
+        "stages": [
+            stage.model_copy(update={"seed": seed + index}).model_dump(mode="json")
+            for index, stage in enumerate(recipe(budget, epochs))
+        ],
         "resources": resources,
     }
     path = ROOT / f"{name}.yaml"
