@@ -320,11 +320,10 @@ def raytune_run(dataset: str, data: dict[str, Any], budget: int, epochs: int, se
 def sweeper_run(
     dataset: str, data: dict[str, Any], budget: int, epochs: int, seed: int, pack: str | None = None
 ) -> Run:
-    """(a) through the real sweeper (wall time vs Ray Tune; with `pack`, that
-    `resources.pack`): the stages `budget: {trials: N}` expands into, each stage's sampler
-    seeded `seed` + its index as in `run_recipe` (a sweep's own stages are seeded by their
-    index alone, so without this every seed would sample the same trials), so that one trial
-    at a time it trains what `run_recipe` trains."""
+    """(a) through the real sweeper, from a space.yaml with `budget: {trials: N, seed: S}`
+    (wall time vs Ray Tune; with `pack`, that `resources.pack`). The stages' samplers are
+    seeded S + their index, as in `run_recipe`, so that one trial at a time the sweep trains
+    what `run_recipe` trains."""
     import yaml
 
     from sweeper.results.summary import load_view
@@ -342,10 +341,7 @@ def sweeper_run(
         "train": run_args_fixed(epochs, seed) | (fixed or {}),
         "objective": OBJECTIVE.model_dump(),
         "space": {k: v for k, v in SPACE.items() if not fixed or k not in STRUCTURE},
-        "stages": [
-            stage.model_copy(update={"seed": seed + index}).model_dump(mode="json")
-            for index, stage in enumerate(recipe(budget, epochs))
-        ],
+        "budget": {"trials": budget, "seed": seed},
         "resources": resources,
     }
     path = ROOT / f"{name}.yaml"

@@ -19,8 +19,9 @@ COARSE_SHARE = 0.4  # of the trials; the rest zoom in
 FINE_ZOOM = Zoom(top=0.25, margin=0.15)
 
 
-def recipe(trials: int, epochs: int) -> list[Stage]:
-    """The stages for `trials` trials of up to `epochs` epochs each.
+def recipe(trials: int, epochs: int, seed: int | None = None) -> list[Stage]:
+    """The stages for `trials` trials of up to `epochs` epochs each; with `seed`, stage i's
+    sampler seed is seed + i (else `study.stage_seed`'s default, its index).
 
     Early epochs rank final ones poorly on hard problems (on five interleaved spirals every
     network is at chance for its first epochs), so the coarse stage's first rung is a fifth of
@@ -43,4 +44,6 @@ def recipe(trials: int, epochs: int) -> list[Stage]:
                 patience=fifth,
             )
         )
-    return plan
+    if seed is None:
+        return plan
+    return [stage.model_copy(update={"seed": seed + i}) for i, stage in enumerate(plan)]

@@ -113,11 +113,14 @@ class Storage(Strict):
 class Budget(Strict):
     """`budget:` in place of `stages:`: the recommended plan for this many trials (see
     `sweeper.search.recipe` and docs/search.md), each trial up to `epochs` epochs (sets
-    train.epochs), within `hours` of wall time per launch or resume when given."""
+    train.epochs), within `hours` of wall time per launch or resume when given. `seed` seeds
+    the samplers (stage i's with seed + i); without it each stage's seed is its index, so the
+    same spec samples the same trials again."""
 
     trials: int = Field(ge=1, le=1_000_000)
     epochs: int | None = Field(None, ge=1)
     hours: float | None = Field(None, gt=0)  # per launch or resume; see sweeper/run/deadline.py
+    seed: Seed | None = None
 
 
 class SweepSpec(Strict):
@@ -163,7 +166,7 @@ class SweepSpec(Strict):
             stages
             and budget is not None
             and not planned
-            and stages != recipe(budget.trials, _epochs(info.data))
+            and stages != recipe(budget.trials, _epochs(info.data), budget.seed)
         ):
             raise ValueError(
                 "give `stages` (your own plan) or `budget` (the recommended plan), not both"
@@ -176,7 +179,7 @@ class SweepSpec(Strict):
         if self.budget is not None and not self.stages:
             if self.budget.epochs is not None:
                 self.train = self.train | {"epochs": self.budget.epochs}
-            self.stages = recipe(self.budget.trials, _epochs(self.__dict__))
+            self.stages = recipe(self.budget.trials, _epochs(self.__dict__), self.budget.seed)
         if not self.stages:
             raise ValueError(
                 "no plan: give `budget: {trials: N}` (the recommended stages) or `stages:`"

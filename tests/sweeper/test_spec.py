@@ -17,6 +17,7 @@ from sweeper.errors import UserError
 from sweeper.run.folder import SweepFolder, check_same_spec
 from sweeper.run.ownership import Identity, claim
 from sweeper.search.recipe import recipe
+from sweeper.search.study import stage_seed
 from sweeper.spec import schema as spec
 from sweeper.spec.stages import Pruner, Stage, Zoom
 
@@ -144,6 +145,21 @@ def test_a_budget_expands_into_the_recommended_plan(tmp_path):
     assert (coarse.pruner.min_epochs, fine.pruner.warmup_epochs, fine.patience) == (6, 10, 6)
     assert coarse.patience is None
     assert [s.name for s in recipe(1, 10)] == ["coarse"]  # one trial: nothing to zoom into
+
+
+def test_a_budgets_seed_seeds_each_stage_and_is_part_of_the_sweeps_identity(tmp_path):
+    """Without `seed` each stage is seeded by its index (`study.stage_seed`), so the same spec
+    samples the same trials; `seed: 7` gives the stages 7 and 8, a different sweep."""
+    path = tmp_path / "space.yaml"
+    path.write_text(BUDGET)
+    unseeded = spec.load(path)
+    assert [s.seed for s in unseeded.stages] == [None, None]
+    assert [stage_seed(s, i) for i, s in enumerate(unseeded.stages)] == [0, 1]
+    path.write_text(BUDGET.replace("epochs: 12}", "epochs: 12, seed: 7}"))
+    seeded = spec.load(path)
+    assert [stage_seed(s, i) for i, s in enumerate(seeded.stages)] == [7, 8]
+    assert [s.model_copy(update={"seed": None}) for s in seeded.stages] == unseeded.stages
+    assert seeded.fingerprint() != unseeded.fingerprint()
 
 
 def test_status_shows_the_plan_a_budget_expanded_into(tmp_path):
