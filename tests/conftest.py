@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
 from model import get_backend
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Ctrl-C as a terminal gives it, whoever started the suite: a shell starts a background
+    job (`… &`, as CI scripts may) with SIGINT ignored, every process inherits that, and the
+    CLIs that the tests stop with SIGINT (`sweeper ui`, panda `train`) would never stop. A
+    handled signal is reset to its default in a new program, an ignored one is not."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
