@@ -174,25 +174,23 @@ def run_stage(
         trial = study.ask()
         values = scales.sample(trial, space)
         stall = Patience(patience, maximize=True) if patience is not None else None
-        reason: list[str] = []
 
         def report(
             epoch: int,
             metrics: dict[str, float],
             trial: optuna.Trial = trial,
             stall: Patience | None = stall,
-            reason: list[str] = reason,
         ) -> bool:
             value = metrics.get(OBJECTIVE.metric, math.nan)
             if math.isfinite(value):
                 trial.report(value, step=epoch)
             if stall is not None and stall.stalled(value):
-                reason.append(STALLED)
+                trial.set_user_attr("reason", STALLED)  # as StudyServer.report tags it
                 return True
             return trial.should_prune()
 
         result = fit(fixed | values, data, report, "numpy", kept_network(OBJECTIVE))
-        verdict = decide(result, OBJECTIVE.metric, reason[0] if reason else None)
+        verdict = decide(result, OBJECTIVE.metric, trial.user_attrs.get("reason"))
         study.tell(trial, verdict.value, state=verdict.state)
         complete = verdict.state == optuna.trial.TrialState.COMPLETE
         run.trials.append(
