@@ -99,9 +99,15 @@ def batchnorm_backward(
 def draw_dropout_mask(xp: Any, rng: Any, keep_prob: float, D: Any) -> Any:
     """D = 1[u < keep_prob] / keep_prob, u ~ U(0, 1), written into D: the inverted-dropout mask."""
     rng.random(D.shape, dtype=D.dtype, out=D)
-    xp.less(D, keep_prob, out=D)
-    D *= 1.0 / keep_prob
-    return D
+    return dropout_mask(xp, keep_prob, 1.0 / keep_prob, D)
+
+
+def dropout_mask(xp: Any, keep_prob: Any, scale: Any, U: Any) -> Any:
+    """U ~ U(0, 1) becomes D = 1[U < keep_prob]·scale in place (scale = 1/keep_prob). Both are
+    numbers, or (K, 1, 1) rows for a pack of K networks, each network's U from its own generator."""
+    xp.less(U, keep_prob, out=U)
+    U *= scale
+    return U
 
 
 def dropout_forward(xp: Any, G: Any, D: Any, A: Any) -> Any:

@@ -267,7 +267,8 @@ class Network:
         if _nonzero(l2):
             m = Y.shape[-1]
             penalty = sum((W * W).sum(axis=(-2, -1), keepdims=True) for W in self.W[1:])
-            J = J + (l2 / (2 * m) * penalty).reshape(J.shape)  # λ: a number or (K, 1, 1)
+            coefficient = self.backend.coefficient(l2 / (2 * m))  # λ: a number or (K, 1, 1)
+            J = J + (coefficient * penalty).reshape(J.shape)
         return J
 
     def backward(self, Y: Any, l2: float = 0.0) -> Any:
@@ -302,8 +303,9 @@ class Network:
             dA_prev = ws.dA[l - 1] if l > 1 else None
             layers.dense_backward(xp, ws.dZ[l], A_prev, self.W[l], self.dW[l], self.db[l], dA_prev)
         if _nonzero(l2):
+            decay = self.backend.coefficient(l2 / m)  # λ/m: a number, or (K, 1, 1) per network
             for W, dW in zip(self.W[1:], self.dW[1:], strict=True):
-                dW += (l2 / m) * W  # weight decay: the gradient of (λ/2m)‖W‖²
+                dW += decay * W  # weight decay: the gradient of (λ/2m)‖W‖²
         return self.dtheta
 
     def predict(self, X: Any) -> Any:

@@ -8,7 +8,9 @@
 
 State (`v`, `s`, `t`) is created in `__init__`; each rule's `_update` is a few in-place lines
 over preallocated buffers, so a step allocates nothing. For K networks trained together
-(`model.stacked`) θ is (K, P) and α, β, β2, ε may be (K, 1) arrays, one row per network.
+(`model.stacked`) θ is (K, P) and α, β, β2, ε may be (K, 1) float64 arrays, one row per
+network: each coefficient is computed from them as one network computes it from Python floats,
+then cast to θ's dtype where it meets θ (`Backend.coefficient`).
 `moments()` and `resume()` hand the state over as the notes' v and s, so that a checkpoint can
 continue training exactly.
 """
@@ -30,7 +32,7 @@ class Optimizer(ABC):
 
     def __init__(self, size: int | tuple[int, ...], backend: Backend):
         xp = backend.xp
-        self.xp = xp
+        self.xp, self.coefficient = xp, backend.coefficient
         self.t = 0
         self.state = [xp.zeros(size, dtype=backend.dtype) for _ in range(self.n_state)]
         self._tmp = xp.empty(size, dtype=backend.dtype)
@@ -62,7 +64,7 @@ class Optimizer(ABC):
 
 class GradientDescent(Optimizer):
     def _update(self, theta: Any, g: Any, tmp: Any) -> None:
-        self.xp.multiply(g, self.alpha, out=tmp)
+        self.xp.multiply(g, self.coefficient(self.alpha), out=tmp)
         theta -= tmp
 
 
@@ -76,11 +78,11 @@ class Momentum(Optimizer):
         self.beta = beta
 
     def _update(self, theta: Any, g: Any, tmp: Any, v: Any) -> None:
-        xp = self.xp
+        xp, c = self.xp, self.coefficient
         xp.subtract(g, v, out=tmp)
-        tmp *= 1.0 - self.beta
+        tmp *= c(1.0 - self.beta)
         v += tmp  # v = β·v + (1−β)·g
-        xp.multiply(v, self.alpha, out=tmp)
+        xp.multiply(v, c(self.alpha), out=tmp)
         theta -= tmp
 
 
@@ -94,15 +96,15 @@ class RMSprop(Optimizer):
         self.beta, self.epsilon = beta, epsilon
 
     def _update(self, theta: Any, g: Any, tmp: Any, s: Any) -> None:
-        xp = self.xp
+        xp, c = self.xp, self.coefficient
         xp.multiply(g, g, out=tmp)
         tmp -= s
-        tmp *= 1.0 - self.beta
+        tmp *= c(1.0 - self.beta)
         s += tmp  # s = β·s + (1−β)·g²
         xp.sqrt(s, out=tmp)
-        tmp += self.epsilon
+        tmp += c(self.epsilon)
         xp.divide(g, tmp, out=tmp)
-        tmp *= self.alpha
+        tmp *= c(self.alpha)
         theta -= tmp
 
 
@@ -149,16 +151,16 @@ class Adam(Optimizer):
         self.t = t
 
     def _update(self, theta: Any, g: Any, tmp: Any, u: Any, r: Any) -> None:
-        xp = self.xp
-        u *= self.beta1
+        xp, c = self.xp, self.coefficient
+        u *= c(self.beta1)
         u += g  # u = β1·u + g
         xp.multiply(g, g, out=tmp)
-        r *= self.beta2
+        r *= c(self.beta2)
         r += tmp  # r = β2·r + g²
         xp.sqrt(r, out=tmp)
-        tmp += self.epsilon_hat
+        tmp += c(self.epsilon_hat)
         xp.divide(u, tmp, out=tmp)
-        tmp *= self.step_size
+        tmp *= c(self.step_size)
         theta -= tmp
 
 

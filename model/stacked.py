@@ -101,12 +101,18 @@ class StackedNetwork(Network):
         self._build(replace(arch, keep_prob=widest_dropout), backend, self.rngs)
 
     def _draw_dropout_mask(self, l: int, D: Any) -> None:
-        """D^[l]_k from network k's own generator, with its own keep_prob."""
-        for rng, keep_prob, D_k in zip(self.rngs, self.keep_probs, D, strict=True):
-            if keep_prob[l - 1] < 1.0:
-                layers.draw_dropout_mask(self.backend.xp, rng, keep_prob[l - 1], D_k)
+        """D^[l]_k from network k's own generator, with its own keep_prob: each network draws
+        its U_k, the threshold and scale apply to the pack at once (a network that keeps every
+        unit draws nothing; its U_k = 0 gives D_k = 1)."""
+        xp, coefficient = self.backend.xp, self.backend.coefficient
+        keep_prob = np.array([p[l - 1] for p in self.keep_probs]).reshape(-1, 1, 1)  # (K, 1, 1)
+        for rng, keep, U_k in zip(self.rngs, keep_prob.ravel(), D, strict=True):
+            if keep < 1.0:
+                rng.random(U_k.shape, dtype=U_k.dtype, out=U_k)
             else:
-                D_k[...] = 1.0
+                U_k[...] = 0.0
+        rows = xp.asarray(keep_prob), xp.asarray(1.0 / keep_prob)
+        layers.dropout_mask(xp, *map(coefficient, rows), D)
 
     def cost_of_each(self, Y: Any, l2: Any = 0.0) -> np.ndarray:
         """J of every network for the last forward pass, as float64 on the host: (K,)."""
