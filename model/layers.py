@@ -103,8 +103,9 @@ def draw_dropout_mask(xp: Any, rng: Any, keep_prob: float, D: Any) -> Any:
 
 
 def dropout_mask(xp: Any, keep_prob: Any, scale: Any, U: Any) -> Any:
-    """U ~ U(0, 1) becomes D = 1[U < keep_prob]·scale in place (scale = 1/keep_prob). Both are
-    numbers, or (K, 1, 1) rows for a pack of K networks, each network's U from its own generator."""
+    """U becomes D = 1[U < keep_prob]·scale in place (scale = 1/keep_prob), U ~ U(0, 1) drawn by
+    the caller. Both are numbers, or (K, 1, 1) rows for a pack of K networks, each network's U
+    from its own generator (U = 0 for a network that keeps every unit: D = 1)."""
     xp.less(U, keep_prob, out=U)
     U *= scale
     return U

@@ -141,13 +141,15 @@ class Adam(Optimizer):
 
     def moments(self) -> dict[str, Any]:
         u, r = self.state
-        return {"v": (1.0 - self.beta1) * u, "s": (1.0 - self.beta2) * r}
+        c = self.coefficient
+        return {"v": c(1.0 - self.beta1) * u, "s": c(1.0 - self.beta2) * r}
 
     def resume(self, moments: dict[str, Any], t: int) -> None:
         """v and s back to u, r with this optimizer's β1, β2 (a continued run may change them)."""
         u, r = self.state
-        u[...] = self.xp.asarray(moments["v"]) / (1.0 - self.beta1)
-        r[...] = self.xp.asarray(moments["s"]) / (1.0 - self.beta2)
+        c = self.coefficient
+        u[...] = self.xp.asarray(moments["v"]) / c(1.0 - self.beta1)
+        r[...] = self.xp.asarray(moments["s"]) / c(1.0 - self.beta2)
         self.t = t
 
     def _update(self, theta: Any, g: Any, tmp: Any, u: Any, r: Any) -> None:

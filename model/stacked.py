@@ -96,23 +96,31 @@ class StackedNetwork(Network):
     ):
         self.members = (len(seeds),)
         self.rngs = [backend.rng(seed) for seed in seeds]
-        self.keep_probs = keep_probs
         widest_dropout = tuple(min(p) for p in zip(*keep_probs, strict=True)) or 1.0
         self._build(replace(arch, keep_prob=widest_dropout), backend, self.rngs)
+        self._keep(keep_probs)
+
+    def _keep(self, keep_probs: list[tuple[float, ...]]) -> None:
+        """Each network's keep_prob per hidden layer, and per layer the (K, 1, 1) rows of
+        keep_prob and 1/keep_prob in the arrays' dtype, made once for the pack's life."""
+        xp, coefficient = self.backend.xp, self.backend.coefficient
+        self.keep_probs = keep_probs
+        by_layer = np.array(keep_probs, dtype=np.float64).reshape(len(keep_probs), -1).T
+        rows = [p.reshape(-1, 1, 1) for p in by_layer]  # (K, 1, 1) per hidden layer
+        self._dropout_rows = [
+            (coefficient(xp.asarray(p)), coefficient(xp.asarray(1.0 / p))) for p in rows
+        ]
 
     def _draw_dropout_mask(self, l: int, D: Any) -> None:
         """D^[l]_k from network k's own generator, with its own keep_prob: each network draws
         its U_k, the threshold and scale apply to the pack at once (a network that keeps every
         unit draws nothing; its U_k = 0 gives D_k = 1)."""
-        xp, coefficient = self.backend.xp, self.backend.coefficient
-        keep_prob = np.array([p[l - 1] for p in self.keep_probs]).reshape(-1, 1, 1)  # (K, 1, 1)
-        for rng, keep, U_k in zip(self.rngs, keep_prob.ravel(), D, strict=True):
-            if keep < 1.0:
+        for rng, keep_prob, U_k in zip(self.rngs, self.keep_probs, D, strict=True):
+            if keep_prob[l - 1] < 1.0:
                 rng.random(U_k.shape, dtype=U_k.dtype, out=U_k)
             else:
                 U_k[...] = 0.0
-        rows = xp.asarray(keep_prob), xp.asarray(1.0 / keep_prob)
-        layers.dropout_mask(xp, *map(coefficient, rows), D)
+        layers.dropout_mask(self.backend.xp, *self._dropout_rows[l - 1], D)
 
     def cost_of_each(self, Y: Any, l2: Any = 0.0) -> np.ndarray:
         """J of every network for the last forward pass, as float64 on the host: (K,)."""
@@ -128,10 +136,10 @@ class StackedNetwork(Network):
         kept = StackedNetwork.__new__(StackedNetwork)
         kept.members = (len(keep),)
         kept.rngs = [self.rngs[k] for k in keep]
-        kept.keep_probs = [self.keep_probs[k] for k in keep]
         # _build draws fresh weights from throwaway generators, then θ is overwritten
         throwaway = [self.backend.rng(0) for _ in keep]
         kept._build(self.arch, self.backend, throwaway)
+        kept._keep([self.keep_probs[k] for k in keep])
         kept.theta[...] = self.theta[keep]
         statistics = (kept.running_mean, self.running_mean), (kept.running_var, self.running_var)
         for mine, theirs in statistics:
