@@ -65,10 +65,10 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
 class _Display:
     """Live progress: per stage done / pruned / failed / running, best so far, elapsed, ETA."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Console = console) -> None:
         self.start = time.monotonic()
         self.rows: dict[str, Any] = {}
-        self.live = Live(self._table(), console=console, refresh_per_second=4, transient=False)
+        self.live = Live(self._table(), console=out, refresh_per_second=4, transient=False)
 
     def _table(self) -> Table:
         table = Table(title="sweep progress")
@@ -105,6 +105,13 @@ class _Display:
         self.rows[progress.stage] = progress
         self.live.update(self._table())
 
+    def stop(self) -> None:
+        """The last table stays. Rich ends it with a newline on a terminal only: sent to a file
+        or a pipe (`sweeper launch … > sweep.log`), the next line would run into its border."""
+        self.live.stop()
+        if not self.live.console.is_terminal:
+            self.live.console.line()
+
 
 def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = None) -> None:
     from sweeper import api
@@ -133,7 +140,7 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
         raise typer.Exit(130) from None
     finally:
         if display:
-            display.live.stop()
+            display.stop()
     _warn_of_mlflow_errors(result.mlflow_errors, name)
     finished = sum(p.counts["complete"] + p.counts["pruned"] for p in result.stages)
     planned = sum(stage.trials for stage in spec.stages)
@@ -146,9 +153,13 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
     if found:
         console.print(
             f"best: stage {found.stage} trial {found.trial} "
-            f"{spec.objective.metric}={found.value:.4f} params={found.params}"
+            f"{spec.objective.metric}={found.value:.4f} params={found.params}",
+            soft_wrap=True,  # one line in a log file; a terminal wraps it as it likes
         )
-    console.print(f"results: sweeper status {name}  |  sweeper ui {name}  |  sweeper report {name}")
+    console.print(
+        f"results: sweeper status {name}  |  sweeper ui {name}  |  sweeper report {name}",
+        soft_wrap=True,
+    )
 
 
 def _warn_of_mlflow_errors(mlflow_errors: list[str], name: str) -> None:
