@@ -63,12 +63,17 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _Display:
-    """Live progress: per stage done / pruned / failed / running, best so far, elapsed, ETA."""
+    """Live progress: per stage done / pruned / failed / running, best so far, elapsed, ETA.
 
-    def __init__(self, out: Console = console) -> None:
+    On a terminal, a table redrawn in place. Sent to a file or a pipe (`nohup sweeper launch …
+    > sweep.log`) a live table is written once, at the end, so the log also gets a progress line
+    at most every `log_every_s` seconds and when a stage's last trial ends."""
+
+    def __init__(self, out: Console = console, log_every_s: float = 30.0) -> None:
         self.start = time.monotonic()
         self.rows: dict[str, Any] = {}
         self.live = Live(self._table(), console=out, refresh_per_second=4, transient=False)
+        self.log_every_s, self.logged_at = log_every_s, self.start
 
     def _table(self) -> Table:
         table = Table(title="sweep progress")
@@ -104,6 +109,19 @@ class _Display:
     def update(self, progress: Any) -> None:
         self.rows[progress.stage] = progress
         self.live.update(self._table())
+        now = time.monotonic()
+        done = progress.counts["complete"] + progress.counts["pruned"]
+        due = now - self.logged_at >= self.log_every_s or done >= progress.target
+        if not self.live.console.is_terminal and due:
+            self.logged_at = now
+            c = progress.counts
+            best = "" if progress.best is None else f", best {progress.best:.4g}"
+            self.live.console.print(
+                f"{progress.stage}: {done}/{progress.target} done ({c['complete']} complete, "
+                f"{c['pruned']} pruned, {c['failed']} failed), {progress.running} running"
+                f"{best}, {now - self.start:.0f}s",
+                soft_wrap=True,
+            )
 
     def stop(self) -> None:
         """The last table stays. Rich ends it with a newline on a terminal only: sent to a file

@@ -23,3 +23,29 @@ def test_the_last_table_ends_its_line_when_the_output_is_a_file():
     assert lines[-1] == "best: stage coarse trial 2"
     assert lines[-2].startswith("└") and lines[-2].endswith("┘")
     assert any(line.startswith("│ coarse │ 4/4 ") for line in lines)
+
+
+def test_a_log_file_gets_a_progress_line_as_trials_end_and_when_a_stage_is_done():
+    """A live table reaches a file once, at the end: a long sweep's log shows its progress in
+    lines, at most every `log_every_s` seconds and when a stage's last trial ends."""
+    out = io.StringIO()
+    display = _Display(Console(file=out, width=120), log_every_s=0.0)
+    display.live.start()
+    for done in (1, 2):
+        counts = {"complete": done, "pruned": 0, "failed": 0}
+        display.update(StageProgress("coarse", 2, counts, running=2 - done, best=0.5 * done))
+    display.stop()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("coarse: 1/2 done (1 complete, 0 pruned, 0 failed), 1 running, ")
+    assert lines[1].startswith("coarse: 2/2 done (2 complete, 0 pruned, 0 failed), 0 running, ")
+    assert "best 0.5, " in lines[0] and "best 1, " in lines[1]
+    assert "sweep progress" in lines[2]  # then the final table
+
+    quiet = io.StringIO()
+    display = _Display(Console(file=quiet, width=120), log_every_s=3600.0)
+    display.live.start()
+    display.update(StageProgress("coarse", 2, {"complete": 1, "pruned": 0, "failed": 0}))
+    display.update(StageProgress("coarse", 2, {"complete": 1, "pruned": 1, "failed": 0}))
+    display.stop()
+    logged = [line for line in quiet.getvalue().splitlines() if line.startswith("coarse:")]
+    assert logged == [line for line in logged if line.startswith("coarse: 2/2 done")] != []
