@@ -91,7 +91,7 @@ class _Display:
             table.add_column(column)
         elapsed = time.monotonic() - self.start
         for p in self.rows.values():
-            done = p.counts["complete"] + p.counts["pruned"]
+            done = p.finished
             eta = elapsed / max(done, 1) * (p.target - done) if done < p.target else 0.0
             table.add_row(
                 p.stage,
@@ -110,7 +110,7 @@ class _Display:
         self.rows[progress.stage] = progress
         self.live.update(self._table())
         now = time.monotonic()
-        done = progress.counts["complete"] + progress.counts["pruned"]
+        done = progress.finished
         due = now - self.logged_at >= self.log_every_s or done >= progress.target
         if not self.live.console.is_terminal and due:
             self.logged_at = now
@@ -160,7 +160,7 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
         if display:
             display.stop()
     _warn_of_mlflow_errors(result.mlflow_errors, name)
-    finished = sum(p.counts["complete"] + p.counts["pruned"] for p in result.stages)
+    finished = sum(p.finished for p in result.stages)
     planned = sum(stage.trials for stage in spec.stages)
     if finished < planned and spec.budget is not None and spec.budget.hours is not None:
         console.print(

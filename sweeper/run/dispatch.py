@@ -87,6 +87,11 @@ class StageProgress:
     best: float | None = None
     last: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def finished(self) -> int:
+        """Trials that count toward `target` (as `records.StageStatus.finished`)."""
+        return self.counts["complete"] + self.counts["pruned"]
+
 
 @dataclass(frozen=True)
 class Member:
@@ -146,8 +151,7 @@ class StageRun:
         return self.progress
 
     def _unfinished(self) -> int:
-        counts = self.progress.counts
-        return self.progress.target - counts["complete"] - counts["pruned"]
+        return self.progress.target - self.progress.finished
 
     def _may_start(self) -> bool:
         """Trials remain to start (beyond those running), and there is time to start them."""
