@@ -87,6 +87,7 @@ class _Workspace:
     forward   Z = W·A_prev + b;  batch norm: Z_norm, Z̃ = γ·Z_norm + β (and 1/σ);  G = g(Z or Z̃);
               D the dropout mask and A = G·D (without dropout A is G itself);  A^[L] = Ŷ
     backward  dA = Wᵀ·dZ^[l+1];  dG = dA·D (without dropout dG is dA);  dZ̃ = dG·g′(G);  dZ
+    and 1, a column of m ones: a sum over the examples is a product with it (`model.layers`)
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class _Workspace:
         self.dG = [dA if dG is None else dG for dG, dA in zip(self.dG, self.dA, strict=True)]
         self.dZ_tilde = per_layer(lambda l: training and bn(l))
         self.dZ = per_layer(lambda l: training)
+        self.ones = xp.ones((m, 1), dtype=dtype)
 
 
 class Network:
@@ -226,6 +228,7 @@ class Network:
                         ws.Z_norm[l],
                         ws.Z_tilde[l],
                         ws.inv_std[l],
+                        ws.ones,
                     )
                     layers.update_running_stats(self.running_mean[l], self.running_var[l], mu, var)
                 else:
@@ -266,7 +269,7 @@ class Network:
         J = self.loss.cost(self.backend.xp, self._ws.Z[self.arch.L], Y)
         if _nonzero(l2):
             m = Y.shape[-1]
-            penalty = sum((W * W).sum(axis=(-2, -1), keepdims=True) for W in self.W[1:])
+            penalty = sum(_squared_norm(W) for W in self.W[1:])
             coefficient = self.backend.coefficient(l2 / (2 * m))  # λ: a number or (K, 1, 1)
             J = J + (coefficient * penalty).reshape(J.shape)
         return J
@@ -296,12 +299,15 @@ class Network:
                         self.dgamma[l],
                         self.dbeta[l],
                         ws.dZ[l],
+                        ws.ones,
                     )
                 else:
                     self.hidden_g_backward(xp, ws.dG[l], ws.G[l], ws.dZ[l])  # dZ = dG·g′
             A_prev = ws.A[l - 1] if l > 1 else self._X
             dA_prev = ws.dA[l - 1] if l > 1 else None
-            layers.dense_backward(xp, ws.dZ[l], A_prev, self.W[l], self.dW[l], self.db[l], dA_prev)
+            layers.dense_backward(
+                xp, ws.dZ[l], A_prev, self.W[l], self.dW[l], self.db[l], dA_prev, ws.ones
+            )
         if _nonzero(l2):
             decay = self.backend.coefficient(l2 / m)  # λ/m: a number, or (K, 1, 1) per network
             for W, dW in zip(self.W[1:], self.dW[1:], strict=True):
@@ -311,6 +317,13 @@ class Network:
     def predict(self, X: Any) -> Any:
         """Inference-mode Ŷ (no dropout, running batch-norm statistics), as a fresh array."""
         return self.forward(X, training=False).copy()
+
+
+def _squared_norm(W: Any) -> Any:
+    """‖W‖²_F of each network as a (…, 1, 1) array: the dot product of W's entries with
+    themselves (a third of the time of (W * W).sum on these shapes)."""
+    w = W.reshape(*W.shape[:-2], 1, -1)  # each network's W as one row
+    return w @ w.swapaxes(-1, -2)
 
 
 def _nonzero(l2: Any) -> bool:

@@ -14,7 +14,8 @@ def test_batchnorm_training_normalizes_and_inference_uses_running_stats(backend6
     Z = rng.normal(3.0, 2.0, (4, 256))
     gamma, beta = np.full((4, 1), 2.0), np.full((4, 1), -1.0)
     out, Z_norm, inv_std = np.empty_like(Z), np.empty_like(Z), np.empty((4, 1))
-    mu, var = layers.batchnorm_forward(xp, Z, gamma, beta, Z_norm, out, inv_std)
+    ones = np.ones((256, 1))
+    mu, var = layers.batchnorm_forward(xp, Z, gamma, beta, Z_norm, out, inv_std, ones)
     np.testing.assert_allclose(Z_norm.std(axis=1), 1.0, rtol=1e-4)
     np.testing.assert_allclose(out.mean(axis=1), -1.0, atol=1e-12)  # β
     np.testing.assert_allclose(out.std(axis=1), 2.0, rtol=1e-4)  # γ (ε makes it slightly less)
