@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -76,7 +77,10 @@ class _Display:
         self.log_every_s, self.logged_at = log_every_s, self.start
 
     def _table(self) -> Table:
-        table = Table(title="sweep progress")
+        # no vertical rules and one space between columns: the nine fit 80 columns whole
+        table = Table(
+            title="sweep progress", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False
+        )
         for column in (
             "stage",
             "done",
