@@ -77,10 +77,8 @@ class _Display:
         self.log_every_s, self.logged_at = log_every_s, self.start
 
     def _table(self) -> Table:
-        # no vertical rules and one space between columns: the nine fit 80 columns whole
-        table = Table(
-            title="sweep progress", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False
-        )
+        # one space between columns and none at the edges: the nine fit 80 columns whole
+        table = Table(title="sweep progress", box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
         for column in (
             "stage",
             "done",

@@ -21,8 +21,7 @@ def test_the_last_table_ends_its_line_when_the_output_is_a_file():
     display.live.console.print("best: stage coarse trial 2")
     lines = out.getvalue().splitlines()
     assert lines[-1] == "best: stage coarse trial 2"
-    assert not lines[-2].strip()  # the table's last line: nothing ran into it
-    assert any(line.split()[:2] == ["coarse", "4/4"] for line in lines)
+    assert lines[-2].split()[:2] == ["coarse", "4/4"]  # the table's last line, whole
 
 
 def test_the_table_fits_80_columns_whole():
@@ -31,16 +30,21 @@ def test_the_table_fits_80_columns_whole():
     out = io.StringIO()
     display = _Display(Console(file=out, width=80))
     display.live.start()
-    display.update(StageProgress("coarse", 64, {"complete": 60, "pruned": 3, "failed": 1}))
-    display.update(StageProgress("fine", 64, {"complete": 6, "pruned": 0, "failed": 0}))
+    display.start -= 1_234  # four-digit seconds elapsed, five of ETA
+    counts = {"complete": 600, "pruned": 30, "failed": 10}
+    display.update(StageProgress("coarse-stage-1", 1000, counts, running=2, best=-1.234e-05))
+    display.update(StageProgress("fine", 64, {"complete": 6, "pruned": 0, "failed": 0}, 2, 0.9731))
     display.stop()
     lines = out.getvalue().splitlines()
+    assert "…" not in out.getvalue()
     header = next(line for line in lines if line.split()[:1] == ["stage"])
     names = ["stage", "done", "complete", "pruned", "failed", "running", "best", "elapsed", "ETA"]
     assert header.split() == names
-    assert "…" not in out.getvalue()
-    rows = [line.split()[:2] for line in lines if line.split()[:1] in (["coarse"], ["fine"])]
-    assert rows == [["coarse", "63/64"], ["fine", "6/64"]]
+    rows = [line.split() for line in lines if line.split()[:1] in (["coarse-stage-1"], ["fine"])]
+    assert [row[:7] for row in rows] == [
+        ["coarse-stage-1", "630/1000", "600", "30", "10", "2", "-1.234e-05"],
+        ["fine", "6/64", "6", "0", "0", "2", "0.9731"],
+    ]
 
 
 def test_a_log_file_gets_a_progress_line_as_trials_end_and_when_a_stage_is_done():
