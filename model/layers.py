@@ -53,7 +53,8 @@ def batchnorm_forward(
     """Training mode: Z_norm = (Z − μ)/√(σ² + ε) over the mini-batch, Z̃ = γ·Z_norm + β.
 
     Returns the batch mean and variance (n_l, 1) for the running averages; `inv_std` receives
-    1/√(σ² + ε), which the backward pass needs with Z_norm. Z itself is left as it was.
+    1/√(σ² + ε), which the backward pass needs with Z_norm. Z itself is left as it was. `ones`:
+    a column of m ones (μ = Z·1/m).
     """
     m = Z.shape[-1]
     mu = (Z @ ones) / m  # (n_l, 1)
@@ -97,7 +98,8 @@ def batchnorm_backward(
     dZ: Any,
     ones: Any,
 ) -> Any:
-    """dγ = Σ dZ̃·Z_norm, dβ = Σ dZ̃, dZ = γ/(m·σ)·(m·dZ̃ − dβ − Z_norm·dγ), written into dZ."""
+    """dγ = Σ dZ̃·Z_norm, dβ = Σ dZ̃ (sums over the examples: products with `ones`, a column of m
+    ones), dZ = γ/(m·σ)·(m·dZ̃ − dβ − Z_norm·dγ), written into dZ."""
     m = dZ_tilde.shape[-1]
     xp.matmul(dZ_tilde, ones, out=dbeta)  # (n_l, 1)
     xp.matmul(dZ_tilde * Z_norm, ones, out=dgamma)  # (n_l, 1)

@@ -8,10 +8,10 @@ are the leader's (see `StudyServer.ask_like`); everything else is sampled per tr
 `auto` chooses K from the leader's size. Measured on one core (benchmarks/packing.py): packing
 pays 1.4–6× for small networks from K = 4 up (2-16-16-1: 6.0× at K = 64; 64-32-10: 2.6×), and
 gains nothing or loses once the pack's parameters, gradients and optimizer states outgrow the
-cache (64-128-128-10: 0.8–1.1×; 784→256→10: 0.70–0.95×); a pack of one is no faster than
-`model.train` (0.66–1.03×), so the task trains a lone trial with `model.train`. Hence K is the
-number of networks whose θ, dθ and optimizer states fit in `CACHE_BYTES`, at most `AUTO_MAX`,
-and 1 where fewer than `AUTO_MIN` would fit.
+cache (64-128-128-10: 0.8–1.1×; 784→256→10: 0.70–0.95×); a pack of one is not meaningfully
+faster than `model.train` (0.66–1.03×), so the task trains a lone trial with `model.train`.
+Hence K is the number of networks whose θ, dθ and optimizer states fit in `CACHE_BYTES`, at
+most `AUTO_MAX`, and 1 where fewer than `AUTO_MIN` would fit.
 
 Followers share their leader's structure, so a stage of N trials in packs of K samples only
 about N / K structures. Where the stage searches a param that shapes the pack, `auto` therefore
