@@ -147,6 +147,17 @@ def test_a_budget_expands_into_the_recommended_plan(tmp_path):
     assert [s.name for s in recipe(1, 10)] == ["coarse"]  # one trial: nothing to zoom into
 
 
+def test_from_64_trials_a_fine_trial_may_stall_a_quarter_of_the_epochs():
+    """Patience ⌈E/4⌉ from 64 trials, ⌈E/5⌉ below (docs/search.md, "Patience by budget");
+    nothing else of the plan changes with the budget but the stages' trial counts."""
+    below, at = recipe(63, 15), recipe(64, 15)
+    assert (below[1].patience, at[1].patience) == (3, 4)
+    assert (below[0].trials, below[1].trials, at[0].trials, at[1].trials) == (26, 37, 26, 38)
+    assert at[0] == below[0]
+    assert at[1].model_copy(update={"patience": 3, "trials": 37}) == below[1]
+    assert recipe(200, 30)[1].patience == 8
+
+
 def test_a_budgets_seed_seeds_each_stage_and_is_part_of_the_sweeps_identity(tmp_path):
     """Without `seed` each stage is seeded by its index (`study.stage_seed`), so the same spec
     samples the same trials; `seed: 7` gives the stages 7 and 8, a different sweep."""
