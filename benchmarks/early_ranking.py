@@ -61,13 +61,12 @@ def main() -> None:
         for dataset in args.datasets:
             data, _ = load(dataset, Path(folder))
             accuracy = curves(data, space, args.configs, args.epochs)
-            best = accuracy.max(axis=1)
+            n, best = len(accuracy), accuracy.max(axis=1)
             top = best >= np.quantile(best, 0.75)
             for epoch in args.at:
                 early = accuracy[:, :epoch].max(axis=1)
                 kept = early >= np.quantile(early, 2 / 3)
                 rho = spearmanr(early, best).statistic
-                n = len(best)
                 print(f"{dataset:16} {n:3} {epoch:5}  {rho:10.2f}  {top[kept].sum()}/{top.sum()}")
 
 
