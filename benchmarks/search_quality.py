@@ -191,6 +191,8 @@ def run_stage(
 
         result = fit(fixed | values, data, report, "numpy", kept_network(OBJECTIVE))
         verdict = decide(result, OBJECTIVE.metric, trial.user_attrs.get("reason"))
+        if verdict.reason is not None:  # as StudyServer.tell tags it (a diverged trial's, for GP)
+            trial.set_user_attr("reason", verdict.reason)
         study.tell(trial, verdict.value, state=verdict.state)
         complete = verdict.state == optuna.trial.TrialState.COMPLETE
         run.trials.append(

@@ -89,7 +89,7 @@ def decide(result: TrialResult, objective: str, stop_reason: str | None) -> Verd
     if result.outcome is Outcome.ERROR:
         return Verdict(TrialState.FAIL, reason="error")
     if result.outcome is Outcome.DIVERGED:
-        return Verdict(TrialState.PRUNED, reason="diverged")
+        return Verdict(TrialState.PRUNED, reason=Outcome.DIVERGED.value)
     if result.outcome is Outcome.STOPPED and stop_reason != STALLED:
         return Verdict(TrialState.PRUNED, reason=stop_reason or "pruned")
     value = result.metrics.get(objective)

@@ -14,6 +14,7 @@ from optuna.storages.journal import BaseJournalBackend
 
 from sweeper import secrets
 from sweeper.errors import UserError
+from sweeper.search.gp import DivergenceAwareGPSampler
 from sweeper.search.median import EarlierTrialsMedianPruner
 from sweeper.spec import schema
 from sweeper.spec.schema import Pruner, Stage, SweepSpec
@@ -158,8 +159,8 @@ def stage_seed(stage: Stage, index: int) -> int:
 def make_sampler(
     stage: Stage, seed: int | None, distributions: dict[str, od.BaseDistribution]
 ) -> optuna.samplers.BaseSampler:
-    """random | qmc (scrambled Sobol) | tpe | gp (a Gaussian process; needs PyTorch) | grid
-    (see `grid`)."""
+    """random | qmc (scrambled Sobol) | tpe | gp (a Gaussian process, needs PyTorch; it models a
+    diverged trial as the worst completed one, see `search.gp`) | grid (see `grid`)."""
     if stage.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if stage.sampler == "qmc":
@@ -171,7 +172,7 @@ def make_sampler(
             seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False
         )
     if stage.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=5)
+        return DivergenceAwareGPSampler(seed=seed, n_startup_trials=5)
     return optuna.samplers.GridSampler(grid(distributions), seed=seed)
 
 
