@@ -26,6 +26,7 @@ from sweeper.spec import scales
 
 METRICS_ATTR = "final"  # the user attribute holding a trial's final metrics (stored sweeps)
 MODEL_ARTIFACT = "model"  # a kept model's folder in its trial run's artifacts
+PRUNED_BY_PRUNER = "pruned"  # the reason tag of a trial its stage's pruner stopped
 
 # Optuna state → (the key it is counted under, the MLflow status of its run)
 STATES: dict[TrialState, tuple[str, str]] = {
@@ -55,6 +56,18 @@ class Outcome(enum.Enum):
     DIVERGED = "diverged"  # the cost blew up
     ERROR = "error"  # the task raised (a bug, or an option the trainer refuses)
     LOST = "lost"  # its worker or node died: the driver says so, the task never returned
+
+
+def is_diverged(trial: optuna.trial.FrozenTrial) -> bool:
+    """PRUNED because its cost blew up (`decide` tags the reason)."""
+    reason = trial.user_attrs.get("reason")
+    return trial.state == TrialState.PRUNED and reason == Outcome.DIVERGED.value
+
+
+def stopped_by_pruner(trial: optuna.trial.FrozenTrial) -> bool:
+    """PRUNED by its stage's pruner (not diverged, not stopped by hand: `decide`'s reasons)."""
+    reason = trial.user_attrs.get("reason", PRUNED_BY_PRUNER)
+    return trial.state == TrialState.PRUNED and reason == PRUNED_BY_PRUNER
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,7 @@ def decide(result: TrialResult, objective: str, stop_reason: str | None) -> Verd
     if result.outcome is Outcome.DIVERGED:
         return Verdict(TrialState.PRUNED, reason=Outcome.DIVERGED.value)
     if result.outcome is Outcome.STOPPED and stop_reason != STALLED:
-        return Verdict(TrialState.PRUNED, reason=stop_reason or "pruned")
+        return Verdict(TrialState.PRUNED, reason=stop_reason or PRUNED_BY_PRUNER)
     value = result.metrics.get(objective)
     if value is None or not math.isfinite(value):
         return Verdict(TrialState.FAIL, reason=f"no finite {objective}")

@@ -1,53 +1,63 @@
-"""Optuna's GPSampler, taught that a diverged network is a bad configuration.
+"""Optuna's GPSampler, taught what the sweeper's PRUNED trials say about their region.
 
-A trial whose cost blew up is recorded PRUNED (`records.decide`: running it again would diverge
-again), and GPSampler models COMPLETE trials only. So after a divergence at the edge of the
-space the Gaussian process never learns of it: its acquisition optimum is unchanged and it
-proposes the same parameters again, and again. On digits (64 trials, seed 0 of
-benchmarks/search_quality.py) a plain GPSampler spent 48 of its 64 trials repeating α = 1, three
-layers of 128 units, each diverging in its first epoch. Here the process sees each diverged trial
-as a completed one at the worst value completed so far, as SMAC charges a crashed run its
-`crash_cost`: it learns the region is bad and moves on. Trials pruned for any other reason are
-left out, as before (a pruned trial's value is a short curve's, not a verdict on its region).
+GPSampler models COMPLETE trials only, and the sweeper records two kinds of trial PRUNED:
+- a trial its stage's pruner stopped. The process never learns that the region was tried, so it
+  keeps proposing it: with a median pruner, 24 trials found 0.556 on the 20 noisy classes of
+  benchmarks/search_quality.py where learning from the pruned trials found 0.625 (docs/search.md,
+  "GP with a pruner"). Here the process sees such a trial as completed at the best value it
+  reported, the model `objective.at: best` would have kept had it ended there: a lower bound
+  on what it would have reached, as the zoom ranks it (`zoom.value_by`). Optuna's TPE learns
+  from pruned trials too, ranking them by their last reported value.
+- a diverged network (`records.decide`: running it again would diverge again). After one at the
+  edge of the space the process's data do not change, nor its acquisition optimum: on digits
+  (64 trials, seed 0) a plain GPSampler spent 48 trials repeating α = 1, three layers of 128
+  units, each diverging in its first epoch. Here it is seen as completed at the worst value
+  seen, as SMAC charges a crashed run its `crash_cost`.
+A trial stopped by hand (`sweeper prune`) stays out: that says nothing about its region.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container, Sequence
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.records import Outcome
+from sweeper.records import is_diverged, stopped_by_pruner
+from sweeper.search.zoom import value_by
 
 
-def is_diverged(trial: FrozenTrial) -> bool:
-    """Pruned because its cost blew up (the StudyServer tags the reason, `records.decide`)."""
-    reason = trial.user_attrs.get("reason")
-    return trial.state == TrialState.PRUNED and reason == Outcome.DIVERGED.value
+def completed_at(trial: FrozenTrial, value: float) -> FrozenTrial:
+    return optuna.trial.create_trial(
+        params=trial.params,
+        distributions=trial.distributions,
+        value=value,
+        state=TrialState.COMPLETE,
+    )
 
 
-def diverged_as_worst(trials: Sequence[FrozenTrial], maximize: bool) -> list[FrozenTrial]:
-    """`trials` with each diverged one replaced by a COMPLETE trial of the same parameters at the
-    worst value among the COMPLETE ones (left as they are while none is complete)."""
-    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not values:
-        return list(trials)
-    worst = min(values) if maximize else max(values)
-    return [
-        optuna.trial.create_trial(
-            params=t.params, distributions=t.distributions, value=worst, state=TrialState.COMPLETE
-        )
-        if is_diverged(t)
+def as_the_gp_sees_them(trials: Sequence[FrozenTrial], maximize: bool) -> list[FrozenTrial]:
+    """`trials` with each one a pruner stopped after reporting COMPLETE at its best reported
+    value, then each diverged one COMPLETE at the worst value among those (diverged trials are
+    left as they are while no value is known)."""
+    seen = [
+        completed_at(t, value_by(t, math.inf, maximize))
+        if stopped_by_pruner(t) and t.intermediate_values
         else t
         for t in trials
     ]
+    values = [t.value for t in seen if t.state == TrialState.COMPLETE and t.value is not None]
+    if not values:
+        return seen
+    worst = min(values) if maximize else max(values)
+    return [completed_at(t, worst) if is_diverged(t) else t for t in seen]
 
 
-class _StudyWithDivergedAsWorst:
+class _StudyAsTheGPSeesIt:
     """The study as the sampler reads it (`_get_trials`, which GPSampler calls): everything is
-    the study's own but the trials, which `diverged_as_worst` rewrites."""
+    the study's own but the trials, which `as_the_gp_sees_them` rewrites."""
 
     def __init__(self, study: optuna.Study):
         self._study = study
@@ -63,14 +73,14 @@ class _StudyWithDivergedAsWorst:
     ) -> list[FrozenTrial]:
         every = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
         maximize = self._study.direction == optuna.study.StudyDirection.MAXIMIZE
-        seen = diverged_as_worst(every, maximize)
+        seen = as_the_gp_sees_them(every, maximize)
         return seen if states is None else [t for t in seen if t.state in states]
 
 
-class DivergenceAwareGPSampler(optuna.samplers.GPSampler):
-    """GPSampler that models each diverged trial at the worst completed value."""
+class PruningAwareGPSampler(optuna.samplers.GPSampler):
+    """GPSampler that models pruned and diverged trials (see the module's docstring)."""
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]
     ) -> dict[str, Any]:
-        return super().sample_relative(_StudyWithDivergedAsWorst(study), trial, search_space)
+        return super().sample_relative(_StudyAsTheGPSeesIt(study), trial, search_space)

@@ -14,7 +14,7 @@ from optuna.storages.journal import BaseJournalBackend
 
 from sweeper import secrets
 from sweeper.errors import UserError
-from sweeper.search.gp import DivergenceAwareGPSampler
+from sweeper.search.gp import PruningAwareGPSampler
 from sweeper.search.median import EarlierTrialsMedianPruner
 from sweeper.spec import schema
 from sweeper.spec.schema import Pruner, Stage, SweepSpec
@@ -159,8 +159,8 @@ def stage_seed(stage: Stage, index: int) -> int:
 def make_sampler(
     stage: Stage, seed: int | None, distributions: dict[str, od.BaseDistribution]
 ) -> optuna.samplers.BaseSampler:
-    """random | qmc (scrambled Sobol) | tpe | gp (a Gaussian process, needs PyTorch; it models a
-    diverged trial as the worst completed one, see `search.gp`) | grid (see `grid`)."""
+    """random | qmc (scrambled Sobol) | tpe | gp (a Gaussian process, needs PyTorch; it
+    learns from pruned and diverged trials, see `search.gp`) | grid (see `grid`)."""
     if stage.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if stage.sampler == "qmc":
@@ -172,7 +172,7 @@ def make_sampler(
             seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False
         )
     if stage.sampler == "gp":
-        return DivergenceAwareGPSampler(seed=seed, n_startup_trials=5)
+        return PruningAwareGPSampler(seed=seed, n_startup_trials=5)
     return optuna.samplers.GridSampler(grid(distributions), seed=seed)
 
 

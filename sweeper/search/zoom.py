@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from sweeper.records import stopped_by_pruner
 from sweeper.spec import scales
 from sweeper.spec.schema import Zoom
 
@@ -32,10 +33,7 @@ def rankable(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.Frozen
         for t in trials
         if t.value is not None
         and "warm_start_from" not in t.user_attrs
-        and (
-            t.state == TrialState.COMPLETE
-            or (t.state == TrialState.PRUNED and t.user_attrs.get("reason", "pruned") == "pruned")
-        )
+        and (t.state == TrialState.COMPLETE or stopped_by_pruner(t))
     ]
 
 
