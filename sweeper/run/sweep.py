@@ -124,6 +124,7 @@ def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
     naming the stage's line rather than a failure inside a Ray actor."""
     epochs = max_epochs(spec)
     for index, stage in enumerate(spec.stages):
+        field = f"stages.{index}.pruner"
         try:
             if stage.pruner.type == "hyperband" and stage.pruner.min_epochs >= epochs:
                 raise ValueError(
@@ -131,10 +132,11 @@ def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
                     f"{stage.pruner.min_epochs} >= {epochs}"
                 )
             make_pruner(stage.pruner, epochs)
+            field = f"stages.{index}.sampler"
             make_sampler(stage, stage_seed(stage, index), distributions(spec.space))
         except ValueError as error:
-            line = specs.line_of(spec_path, f"stages.{index}")
-            raise UserError(f"{spec_path}:{line}: stages.{index}: {error}") from None
+            line = specs.line_of(spec_path, field)
+            raise UserError(f"{spec_path}:{line}: {field}: {error}") from None
 
 
 def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:

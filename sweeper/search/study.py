@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from sweeper.spec import schema
 from sweeper.spec.schema import Pruner, Stage, SweepSpec
 
 JOURNAL = "optuna.journal"
+GP_NEEDS = ("torch", "scipy")  # what Optuna's GPSampler imports
 
 
 class SingleWriterJournal(BaseJournalBackend):
@@ -172,6 +174,12 @@ def make_sampler(
             seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False
         )
     if stage.sampler == "gp":
+        missing = [name for name in GP_NEEDS if importlib.util.find_spec(name) is None]
+        if missing:  # Optuna imports them at the first GP ask, after the start-up trials ran
+            raise ValueError(
+                f"gp needs {' and '.join(missing)}, not installed here: pip install "
+                f"{' '.join(missing)} (or the sweeper's `bench` extra), or choose sampler tpe"
+            )
         return PruningAwareGPSampler(seed=seed, n_startup_trials=5)
     return optuna.samplers.GridSampler(grid(distributions), seed=seed)
 

@@ -8,6 +8,7 @@ before Ray starts, so these run in-process in milliseconds.
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -373,8 +374,8 @@ CORPUS |= {
     "hyperband min_epochs above epochs": (
         _spec("trials: 4}", "trials: 4, pruner: {type: hyperband, min_epochs: 5}}"),
         CSV,
-        10,
-        "hyperband needs min_epochs < epochs",
+        11,
+        "stages.0.pruner: hyperband needs min_epochs < epochs",
     ),
     "a password written in a storage URL": (
         GOOD + "storage: {optuna: 'postgresql://me:hunter2@db.example/optuna'}\n",
@@ -473,3 +474,19 @@ def test_a_corrupted_store_is_one_clear_error(tmp_path, monkeypatch, store, cont
     if store == "optuna.journal":
         shown = CliRunner().invoke(app, ["status", "bad"])
         assert shown.exit_code == 2 and expected in shown.output
+
+
+def test_a_gp_stage_without_pytorch_is_refused_before_any_trial_runs(tmp_path, monkeypatch):
+    """Optuna imports PyTorch at its GPSampler's first ask, after the start-up trials: without
+    this check a sweep ran five trials and then died in the StudyServer with a traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without PyTorch
+    (tmp_path / "space.yaml").write_text(_spec("trials: 4}", "trials: 4, sampler: gp}"))
+    (tmp_path / "data.csv").write_text(CSV)
+    before = _snapshot(tmp_path)
+
+    result = _launch(tmp_path, "space.yaml", "--quiet")
+
+    message = result.output.replace("\n", "")
+    assert "space.yaml:11: stages.0.sampler: gp needs torch, not installed here" in message
+    assert _snapshot(tmp_path) == before and not (tmp_path / "sweeps").exists()
