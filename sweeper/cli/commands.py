@@ -235,7 +235,8 @@ def status(
     caption = None
     if budget:
         limit = f", at most {budget['hours']:g} h a launch" if "hours" in budget else ""
-        caption = f"budget: {budget['trials']} trials{limit}, the recommended plan"
+        plan = "the thorough plan" if budget.get("search") == "thorough" else "the recommended plan"
+        caption = f"budget: {budget['trials']} trials{limit}, {plan}"
     table = Table(title=f"sweep {summary['name']}", caption=caption)
     for column in ("stage", "target", "plan", "complete", "pruned", "failed", "running", "space"):
         table.add_column(column)

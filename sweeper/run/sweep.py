@@ -121,10 +121,12 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
 
 def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
     """Build each stage's Optuna sampler and pruner now, so a value Optuna rejects is a message
-    naming the stage's line rather than a failure inside a Ray actor."""
+    naming the stage's line (or, for a plan `budget` made, `budget.search`'s) rather than a
+    failure inside a Ray actor."""
     epochs = max_epochs(spec)
     for index, stage in enumerate(spec.stages):
-        field = f"stages.{index}.pruner"
+        planned = spec.budget is not None
+        field = "budget.search" if planned else f"stages.{index}.pruner"
         try:
             if stage.pruner.type == "hyperband" and stage.pruner.min_epochs >= epochs:
                 raise ValueError(
@@ -132,7 +134,7 @@ def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
                     f"{stage.pruner.min_epochs} >= {epochs}"
                 )
             make_pruner(stage.pruner, epochs)
-            field = f"stages.{index}.sampler"
+            field = "budget.search" if planned else f"stages.{index}.sampler"
             make_sampler(stage, stage_seed(stage, index), distributions(spec.space))
         except ValueError as error:
             line = specs.line_of(spec_path, field)

@@ -178,7 +178,7 @@ def make_sampler(
         if missing:  # Optuna imports them at the first GP ask, after the start-up trials ran
             raise ValueError(
                 f"gp needs {' and '.join(missing)}, not installed here: pip install "
-                f"{' '.join(missing)} (or the sweeper's `bench` extra), or choose sampler tpe"
+                f"{' '.join(missing)} (or the sweeper's `bench` extra)"
             )
         return PruningAwareGPSampler(seed=seed, n_startup_trials=5)
     return optuna.samplers.GridSampler(grid(distributions), seed=seed)

@@ -28,7 +28,7 @@ from pydantic import (
 from model.config import TrainConfig
 from sweeper.errors import UserError
 from sweeper.run.ownership import name_problem
-from sweeper.search.recipe import recipe
+from sweeper.search.recipe import Search, recipe
 from sweeper.spec.scales import SCALES, Param
 from sweeper.spec.stages import Pruner, Seed, Stage, Strict, Zoom
 
@@ -115,12 +115,15 @@ class Budget(Strict):
     `sweeper.search.recipe` and docs/search.md), each trial up to `epochs` epochs (sets
     train.epochs), within `hours` of wall time per launch or resume when given. `seed` seeds
     the samplers (stage i's with seed + i); without it each stage's seed is its index, so the
-    same spec samples the same trials again."""
+    same spec samples the same trials again. `search`: `frugal`, the coarse-to-fine recipe at
+    under half the epochs, or `thorough`, every trial all its epochs, sampled by a Gaussian
+    process (needs PyTorch)."""
 
     trials: int = Field(ge=1, le=1_000_000)
     epochs: int | None = Field(None, ge=1)
     hours: float | None = Field(None, gt=0)  # per launch or resume; see sweeper/run/deadline.py
     seed: Seed | None = None
+    search: Search = "frugal"
 
 
 class SweepSpec(Strict):
@@ -166,7 +169,7 @@ class SweepSpec(Strict):
             stages
             and budget is not None
             and not planned
-            and stages != recipe(budget.trials, _epochs(info.data), budget.seed)
+            and stages != recipe(budget.trials, _epochs(info.data), budget.seed, budget.search)
         ):
             raise ValueError(
                 "give `stages` (your own plan) or `budget` (the recommended plan), not both"
@@ -179,7 +182,9 @@ class SweepSpec(Strict):
         if self.budget is not None and not self.stages:
             if self.budget.epochs is not None:
                 self.train = self.train | {"epochs": self.budget.epochs}
-            self.stages = recipe(self.budget.trials, _epochs(self.__dict__), self.budget.seed)
+            self.stages = recipe(
+                self.budget.trials, _epochs(self.__dict__), self.budget.seed, self.budget.search
+            )
         if not self.stages:
             raise ValueError(
                 "no plan: give `budget: {trials: N}` (the recommended stages) or `stages:`"

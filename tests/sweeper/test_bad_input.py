@@ -476,17 +476,29 @@ def test_a_corrupted_store_is_one_clear_error(tmp_path, monkeypatch, store, cont
         assert shown.exit_code == 2 and expected in shown.output
 
 
-def test_a_gp_stage_without_pytorch_is_refused_before_any_trial_runs(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "edit,where",
+    [
+        (("trials: 4}", "trials: 4, sampler: gp}"), "11: stages.0.sampler"),
+        (
+            ("stages:\n  - {name: coarse, trials: 4}\n", "budget: {trials: 8, search: thorough}\n"),
+            "10: budget.search",
+        ),
+    ],
+)
+def test_a_gp_stage_without_pytorch_is_refused_before_any_trial_runs(
+    edit, where, tmp_path, monkeypatch
+):
     """Optuna imports PyTorch at its GPSampler's first ask, after the start-up trials: without
     this check a sweep ran five trials and then died in the StudyServer with a traceback."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without PyTorch
-    (tmp_path / "space.yaml").write_text(_spec("trials: 4}", "trials: 4, sampler: gp}"))
+    (tmp_path / "space.yaml").write_text(_spec(*edit))
     (tmp_path / "data.csv").write_text(CSV)
     before = _snapshot(tmp_path)
 
     result = _launch(tmp_path, "space.yaml", "--quiet")
 
     message = result.output.replace("\n", "")
-    assert "space.yaml:11: stages.0.sampler: gp needs torch, not installed here" in message
+    assert f"space.yaml:{where}: gp needs torch, not installed here: pip install torch" in message
     assert _snapshot(tmp_path) == before and not (tmp_path / "sweeps").exists()

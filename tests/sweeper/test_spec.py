@@ -158,6 +158,30 @@ def test_from_64_trials_a_fine_trial_may_stall_a_quarter_of_the_epochs():
     assert recipe(200, 30)[1].patience == 8
 
 
+def test_a_thorough_budget_is_one_gp_stage_of_full_length_trials(tmp_path):
+    """`search: thorough`: every trial all its epochs (no pruner, no patience), sampled by the
+    Gaussian process; a different sweep from the frugal plan of the same budget."""
+    path = tmp_path / "space.yaml"
+    path.write_text(BUDGET.replace("epochs: 12}", "epochs: 12, search: thorough, seed: 3}"))
+    thorough = spec.load(path)
+    assert thorough.train == {"epochs": 12}
+    assert thorough.stages == [Stage(name="gp", trials=24, sampler="gp", seed=3)]
+    path.write_text(BUDGET.replace("epochs: 12}", "epochs: 12, seed: 3}"))
+    assert thorough.fingerprint() != spec.load(path).fingerprint()
+    assert spec.SweepSpec.model_validate_json(thorough.model_dump_json()) == thorough
+    folder = tmp_path / "sweeps" / "t"
+    claim(folder, Identity("t", "0"))
+    (folder / "spec.yaml").write_text(
+        BUDGET.replace("epochs: 12}", "epochs: 12, search: thorough}")
+    )
+    shown = json.loads(CliRunner().invoke(app, ["status", str(folder), "--json"]).output)
+    assert shown["budget"] == {"trials": 24, "epochs": 12, "search": "thorough"}
+    assert (
+        "budget: 24 trials, the thorough plan"
+        in CliRunner().invoke(app, ["status", str(folder)]).output
+    )
+
+
 def test_a_budgets_seed_seeds_each_stage_and_is_part_of_the_sweeps_identity(tmp_path):
     """Without `seed` each stage is seeded by its index (`study.stage_seed`), so the same spec
     samples the same trials; `seed: 7` gives the stages 7 and 8, a different sweep."""
