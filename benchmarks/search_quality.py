@@ -6,6 +6,8 @@ the best epoch's model kept: `objective.at: best`), search space and epochs run 
                  driven through the sweeper's own make_sampler / make_pruner / zoom.next_stage
   (b) tpe+hb     Optuna TPESampler + HyperbandPruner in one stage (a plain Optuna user's setup)
   (c) gp         Optuna GPSampler, no pruning
+  thorough       `budget: {trials: N, search: thorough}`'s plan (one unpruned stage of the
+                 sweeper's own `sampler: gp`), run as (a) is, with `--methods thorough`
   (d) random     RandomSampler, no pruning
   (e) raytune    Ray Tune + OptunaSearch(TPE) + ASHA driving the same `fit` (--raytune)
 (a)-(d) run in this process, one trial at a time, so wall times compare search cost, not
@@ -27,7 +29,7 @@ far from 100%): 20 classes with 20% label noise, five interleaved spirals, and 2
 which 40 are weakly informative.
 
     python benchmarks/search_quality.py [--budgets 24 64] [--seeds 5] [--epochs 15]
-        [--datasets ...] [--methods recipe tpe+hb gp random] [--raytune] [--pack 1 auto]
+        [--datasets ...] [--methods recipe tpe+hb gp random thorough] [--raytune] [--pack 1 auto]
         [--json FILE] [--figure FILE.png]
 """
 
@@ -246,8 +248,9 @@ DATA: dict[str, Dataset] = {}
 
 def run_method(method: str, space: scales.Space, budget: int, epochs: int, seed: int, dataset: str):
     run = Run(dataset, method, budget, seed)
-    if method == "recipe":
-        return run_recipe(recipe(budget, epochs), space, epochs, run)
+    if method in ("recipe", "thorough"):  # `budget:`'s plans, frugal and thorough
+        search = "thorough" if method == "thorough" else "frugal"
+        return run_recipe(recipe(budget, epochs, search=search), space, epochs, run)
     sampler, pruner = PEERS[method](seed, epochs)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     run_stage(study, space, budget, run_args_fixed(epochs, seed), DATA[dataset], run)

@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeper.errors import UserError
+from sweeper.records import is_diverged
 from sweeper.results.summary import best, load_view, status
 from sweeper.run import folder as folder_module
 from sweeper.run import sweep
@@ -184,6 +185,26 @@ def test_a_time_budget_stops_starting_trials_and_a_launch_without_it_runs_the_re
     sweep.run(sweep.prepare(path))
     assert_exact(plan.folder.path, "timed", {"coarse": coarse.trials, "fine": fine.trials})
     assert best(plan.folder) is not None
+
+
+def test_a_thorough_budget_runs_every_trial_to_its_end_sampled_by_the_gp(
+    ray_local, tmp_path, monkeypatch
+):
+    """`search: thorough`: one gp stage, no pruner; past its 5 start-up trials the Gaussian
+    process asks in the StudyServer actor, reading the sweep's journal."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    path = write_spec(tmp_path, "thorough", "", epochs=2)
+    text = path.read_text().replace("stages:\n\n", "budget: {trials: 7, search: thorough}\n")
+    path.write_text(text)
+    plan = sweep.prepare(path)
+    sweep.run(plan)
+
+    assert_exact(plan.folder.path, "thorough", {"gp": 7})
+    trials = helpers.trials(plan.folder.path, "thorough", "gp")
+    assert all(t.state.name == "COMPLETE" or is_diverged(t) for t in trials)
+    assert all(len(t.intermediate_values) == 2 for t in trials if t.state.name == "COMPLETE")
+    assert status(plan.folder).to_json()["budget"] == {"trials": 7, "search": "thorough"}
 
 
 def test_a_budget_runs_the_recommended_plan_with_warm_copies_the_pruner_ignores(
