@@ -230,7 +230,7 @@ class SweepStatus:
     name: str
     stages: list[StageStatus]
     models: ModelUsage | None = None
-    budget: dict[str, Any] | None = None  # `budget:` as given (trials, epochs, hours, search…)
+    budget: dict[str, Any] | None = None  # `budget:`'s non-default keys (trials, epochs, …)
 
     def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "stages": [s.to_json() for s in self.stages]}

@@ -121,12 +121,13 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
 
 def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
     """Build each stage's Optuna sampler and pruner now, so a value Optuna rejects is a message
-    naming the stage's line (or, for a plan `budget` made, `budget.search`'s) rather than a
-    failure inside a Ray actor."""
+    naming the stage's line (for a plan `budget` made, `budget`'s or `budget.search`'s) rather
+    than a failure inside a Ray actor."""
     epochs = max_epochs(spec)
+    budget = spec.budget
+    planned = None if budget is None else "budget" if budget.search == "frugal" else "budget.search"
     for index, stage in enumerate(spec.stages):
-        planned = spec.budget is not None
-        field = "budget.search" if planned else f"stages.{index}.pruner"
+        field = planned or f"stages.{index}.pruner"
         try:
             if stage.pruner.type == "hyperband" and stage.pruner.min_epochs >= epochs:
                 raise ValueError(
@@ -134,7 +135,7 @@ def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
                     f"{stage.pruner.min_epochs} >= {epochs}"
                 )
             make_pruner(stage.pruner, epochs)
-            field = "budget.search" if planned else f"stages.{index}.sampler"
+            field = planned or f"stages.{index}.sampler"
             make_sampler(stage, stage_seed(stage, index), distributions(spec.space))
         except ValueError as error:
             line = specs.line_of(spec_path, field)

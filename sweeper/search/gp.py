@@ -13,16 +13,21 @@ GPSampler models COMPLETE trials only, and the sweeper records two kinds of tria
   (64 trials, seed 0) a plain GPSampler spent 48 trials repeating α = 1, three layers of 128
   units, each diverging in its first epoch. Here it is seen as completed at the worst value
   seen, as SMAC charges a crashed run its `crash_cost`.
-A trial stopped by hand (`sweeper prune`) stays out: that says nothing about its region.
+A trial stopped by hand (`sweeper prune`) stays out: that says nothing about its region. So
+does a pruned or diverged trial without every parameter of the space the process models: that
+space is what all COMPLETE trials share (Optuna's intersection search space), and a shallower
+network than theirs lacks the deeper layers' options. The 5 start-up trials count the pruned
+and diverged trials the process sees.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.records import is_diverged, stopped_by_pruner
@@ -30,6 +35,7 @@ from sweeper.search.zoom import value_by
 
 
 def completed_at(trial: FrozenTrial, value: float) -> FrozenTrial:
+    """A COMPLETE trial of `trial`'s parameters at `value` (nothing else of it is kept)."""
     return optuna.trial.create_trial(
         params=trial.params,
         distributions=trial.distributions,
@@ -38,13 +44,20 @@ def completed_at(trial: FrozenTrial, value: float) -> FrozenTrial:
     )
 
 
-def as_the_gp_sees_them(trials: Sequence[FrozenTrial], maximize: bool) -> list[FrozenTrial]:
+def as_the_gp_sees_them(
+    trials: Sequence[FrozenTrial], maximize: bool, space: Mapping[str, BaseDistribution]
+) -> list[FrozenTrial]:
     """`trials` with each one a pruner stopped after reporting COMPLETE at its best reported
     value, then each diverged one COMPLETE at the worst value among those (diverged trials are
-    left as they are while no value is known)."""
+    left as they are while no value is known); only trials with every parameter of `space`,
+    the one the process models, are rewritten."""
+
+    def modelled(trial: FrozenTrial) -> bool:
+        return all(trial.distributions.get(name) == d for name, d in space.items())
+
     seen = [
         completed_at(t, value_by(t, math.inf, maximize))
-        if stopped_by_pruner(t) and t.intermediate_values
+        if stopped_by_pruner(t) and t.intermediate_values and modelled(t)
         else t
         for t in trials
     ]
@@ -52,15 +65,16 @@ def as_the_gp_sees_them(trials: Sequence[FrozenTrial], maximize: bool) -> list[F
     if not values:
         return seen
     worst = min(values) if maximize else max(values)
-    return [completed_at(t, worst) if is_diverged(t) else t for t in seen]
+    return [completed_at(t, worst) if is_diverged(t) and modelled(t) else t for t in seen]
 
 
 class _StudyAsTheGPSeesIt:
-    """The study as the sampler reads it (`_get_trials`, which GPSampler calls): everything is
-    the study's own but the trials, which `as_the_gp_sees_them` rewrites."""
+    """The study as the sampler's model reads it (`_get_trials`, which GPSampler's
+    `sample_relative` calls): everything is the study's own but the trials, which
+    `as_the_gp_sees_them` rewrites for the search space `space`."""
 
-    def __init__(self, study: optuna.Study):
-        self._study = study
+    def __init__(self, study: optuna.Study, space: Mapping[str, BaseDistribution]):
+        self._study, self._space = study, space
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
@@ -73,7 +87,7 @@ class _StudyAsTheGPSeesIt:
     ) -> list[FrozenTrial]:
         every = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
         maximize = self._study.direction == optuna.study.StudyDirection.MAXIMIZE
-        seen = as_the_gp_sees_them(every, maximize)
+        seen = as_the_gp_sees_them(every, maximize, self._space)
         return seen if states is None else [t for t in seen if t.state in states]
 
 
@@ -83,4 +97,5 @@ class PruningAwareGPSampler(optuna.samplers.GPSampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]
     ) -> dict[str, Any]:
-        return super().sample_relative(_StudyAsTheGPSeesIt(study), trial, search_space)
+        seen = _StudyAsTheGPSeesIt(study, search_space)
+        return super().sample_relative(seen, trial, search_space)

@@ -2,8 +2,8 @@
 
 `search: frugal` (the default) is the coarse-to-fine recipe below, at under half of random
 search's epochs. `search: thorough` trains every trial for all its epochs and samples them with
-a Gaussian process (`sampler: gp`, needs PyTorch): at equal trials its best model was as good
-as the recipe's or better on every data set at 24 and 64 trials (10 points better on the
+a Gaussian process (`sampler: gp`, needs PyTorch): at equal trials its best model was level
+with the recipe's or better on every data set at 24 and 64 trials (10 points better on the
 spirals, 2 on wide-weak), for about twice the epochs (docs/search.md, "The thorough plan").
 
 The frugal plan: a quasi-random coarse stage over the whole space, pruned by ASHA, then a TPE

@@ -362,7 +362,7 @@ def load(path: str | Path, planned: bool = False) -> SweepSpec:
 
 def line_of(path: Path, field: str) -> int:
     """The line of dotted key `field` (or of its nearest parent) in a space.yaml that loaded; a
-    number is a list index (`stages.0.pruner`)."""
+    number is a list index (`stages.0.pruner`; a mapping key of digits finds its parent's line)."""
     node = yaml.compose(Path(path).read_text(), Loader=_LineLoader)
     loc = tuple(int(part) if part.isdigit() else part for part in field.split("."))
     return _nearest_line(loc, _lines(node) if node is not None else {})

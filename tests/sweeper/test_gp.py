@@ -56,13 +56,13 @@ def test_pruned_trials_at_their_best_value_and_diverged_ones_at_the_worst_seen()
         ),
         recorded(0.5, Outcome.STOPPED, {}),  # before its first epoch: nothing to learn
     ]
-    seen = as_the_gp_sees_them(trials, maximize=True)
+    seen = as_the_gp_sees_them(trials, True, X)
     assert [t.state for t in seen] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED] * 2
     assert [t.value for t in seen[:3]] == [0.7, 0.3, 0.3]
     assert seen[1].params == {"x": 0.2} and seen[2].params == {"x": 0.3}
-    assert [t.value for t in as_the_gp_sees_them(trials, maximize=False)[:3]] == [0.7, 0.2, 0.7]
+    assert [t.value for t in as_the_gp_sees_them(trials, False, X)[:3]] == [0.7, 0.2, 0.7]
     alone = trials[2:3]  # nothing else seen yet: nothing to charge it
-    assert as_the_gp_sees_them(alone, maximize=True) == alone
+    assert as_the_gp_sees_them(alone, True, X) == alone
 
 
 @pytest.mark.parametrize("edge", [Outcome.DIVERGED, Outcome.STOPPED])
@@ -72,6 +72,26 @@ def test_gp_moves_away_from_a_bad_edge_where_optunas_proposes_it_again(edge):
     aware = study_rising_to_a_bad_edge(PruningAwareGPSampler(seed=0, n_startup_trials=5), edge)
     assert plain.ask(X).params["x"] > 0.99  # on up the slope, into the same bad region
     assert 0.45 < aware.ask(X).params["x"] < 0.9  # near the best completed, short of the bad edge
+
+
+def test_a_pruned_trial_without_a_modelled_parameter_stays_out():
+    """The process models the parameters every COMPLETE trial has: here the third layer's
+    units. A pruned one-layer network has no such parameter; shown to the process it would
+    break it (KeyError in Optuna's normalisation), so it is left out."""
+    pytest.importorskip("torch")
+    deep = X | {"units_3": FloatDistribution(8, 128)}
+    study = optuna.create_study(
+        direction="maximize", sampler=PruningAwareGPSampler(seed=0, n_startup_trials=5)
+    )
+    for x in (0.1, 0.3, 0.5, 0.7, 0.9):
+        params = {"x": x, "units_3": 16 + 100 * x}
+        study.add_trial(create_trial(params=params, distributions=deep, value=x))
+    shallow = recorded(0.2, Outcome.STOPPED, {1: 0.4})
+    study.add_trial(shallow)
+    seen = as_the_gp_sees_them(study.get_trials(), True, deep)
+    assert seen[-1].state == TrialState.PRUNED
+    assert as_the_gp_sees_them(study.get_trials(), True, X)[-1].state == TrialState.COMPLETE
+    assert 0.0 <= study.ask({"x": X["x"], "units_3": deep["units_3"]}).params["x"] <= 1.0
 
 
 def test_a_gp_stage_gets_the_pruning_aware_sampler():
