@@ -244,13 +244,13 @@ PEERS: dict[str, Callable[[int, int], tuple[optuna.samplers.BaseSampler, Any]]] 
     ),
 }
 DATA: dict[str, Dataset] = {}
+BUDGET_PLANS = {"recipe": "frugal", "thorough": "thorough"}  # method → `budget.search`
 
 
 def run_method(method: str, space: scales.Space, budget: int, epochs: int, seed: int, dataset: str):
     run = Run(dataset, method, budget, seed)
-    if method in ("recipe", "thorough"):  # `budget:`'s plans, frugal and thorough
-        search = "thorough" if method == "thorough" else "frugal"
-        return run_recipe(recipe(budget, epochs, search=search), space, epochs, run)
+    if method in BUDGET_PLANS:
+        return run_recipe(recipe(budget, epochs, search=BUDGET_PLANS[method]), space, epochs, run)
     sampler, pruner = PEERS[method](seed, epochs)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     run_stage(study, space, budget, run_args_fixed(epochs, seed), DATA[dataset], run)

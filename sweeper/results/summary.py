@@ -43,11 +43,7 @@ def status(folder: SweepFolder) -> SweepStatus:
         )
         for stage, study in _studies(folder)
     ]
-    budget = (
-        spec.budget.model_dump(exclude_none=True, exclude_defaults=True)
-        if spec.budget is not None
-        else None
-    )
+    budget = spec.budget.model_dump(exclude_defaults=True) if spec.budget is not None else None
     return SweepStatus(spec.name, stages, model_usage(folder), budget)
 
 

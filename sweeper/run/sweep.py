@@ -124,8 +124,9 @@ def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
     naming the stage's line (for a plan `budget` made, `budget`'s or `budget.search`'s) rather
     than a failure inside a Ray actor."""
     epochs = max_epochs(spec)
-    budget = spec.budget
-    planned = None if budget is None else "budget" if budget.search == "frugal" else "budget.search"
+    planned = None  # a plan `budget` made has no stage lines: name the budget's
+    if spec.budget is not None:
+        planned = "budget" if spec.budget.search == "frugal" else "budget.search"
     for index, stage in enumerate(spec.stages):
         field = planned or f"stages.{index}.pruner"
         try:
