@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -166,13 +167,13 @@ def make_sampler(
     if stage.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if stage.sampler == "qmc":
-        return optuna.samplers.QMCSampler(
-            qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
-        )
+        with warnings.catch_warnings():  # chosen, not stumbled on: no "experimental" in the log
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(
+                qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
+            )
     if stage.sampler == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False
-        )
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
     if stage.sampler == "gp":
         missing = [name for name in GP_NEEDS if importlib.util.find_spec(name) is None]
         if missing:  # Optuna imports them at the first GP ask, after the start-up trials ran
