@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -329,6 +330,7 @@ def profiled_server(folder: Path) -> type:
     def timed(name: str) -> Callable[..., Any]:
         method = getattr(ProfiledServer, name)
 
+        @functools.wraps(method)  # and its concurrency group
         def timed_method(self: ProfiledServer, *args: Any, **kwargs: Any) -> Any:
             t = time.thread_time()
             try:

@@ -15,7 +15,16 @@ Ownership rules (why trials never touch a storage):
   is opened again, and its params are enqueued so the same configuration runs once more; Ctrl-C
   does the same at once (reason=interrupted). Trial runs a killed writer left RUNNING in MLflow
   are deleted and rebuilt from Optuna.
-Actor methods run one at a time, so no locking is needed around Optuna.
+
+Actor methods run one at a time (the default concurrency group), except `ask` and `ask_like`:
+they run in a thread of their own (`SAMPLING`), so that a slow sampler does not hold up the
+epoch reports of every running trial. A Gaussian process fits itself at each ask, 0.2–2 s with
+a few trials running, and each trial task waits for its report's answer every epoch: run one
+at a time, every worker stalled for every ask. Optuna's storages are safe to share between
+threads (each call of JournalStorage and InMemoryStorage holds its lock; `study.optimize` runs
+n_jobs threads on one study); of the server's own state an ask adds its trial to `live`, which
+`report` reads and `tell` pops by other keys, and queues a Recorder job (under its lock).
+`interrupt` waits for an ask in flight, so the trial it made is failed as interrupted too.
 
 The decisions live beside it as pure functions, each tested on its own: the state a result is
 recorded with (`records.decide`), the box and warm start of a zoomed stage (`zoom.next_stage`),
@@ -27,11 +36,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
+import ray
 from optuna.trial import TrialState
 
 from sweeper.records import METRICS_ATTR, Outcome, TrialRecord, TrialResult, decide
@@ -42,6 +53,7 @@ from sweeper.run.keep import KeptModels
 from sweeper.run.packing import shapes_the_pack
 from sweeper.search.patience import STALLED, Patience
 from sweeper.search.study import (
+    import_what_samplers_import,
     make_pruner,
     make_sampler,
     make_storage,
@@ -61,6 +73,7 @@ if TYPE_CHECKING:
     from sweeper.data.datasets import DataInput
 
 WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one to be gone
+SAMPLING = "sampling"  # the concurrency group of `ask` and `ask_like`, beside the default one
 
 
 class StudyServer:
@@ -96,9 +109,12 @@ class StudyServer:
             self.spec.storage.optuna, self.sweep_dir, single_writer=True
         )
         self.maximize = self.spec.objective.direction == "maximize"
+        import_what_samplers_import({stage.sampler for stage in self.spec.stages})  # first
         self.studies: dict[int, optuna.Study] = {}
         self.spaces: dict[int, scales.Space] = {}
         self.live: dict[tuple[int, int], optuna.Trial] = {}
+        self.asking = threading.Lock()  # held by an ask in flight; `interrupt` waits for it
+        self.interrupted = False  # then a late ask's trial is failed as interrupted at once
         self.patience: dict[tuple[int, int], Patience] = {}  # of live trials, where stages set it
         self.prune_requests = PruneRequests(self.sweep_dir)
         self.closed: set[int] = set()
@@ -205,10 +221,12 @@ class StudyServer:
     def interrupt(self) -> int:
         """Ctrl-C: FAIL every running trial (reason=interrupted, params re-queued for resume),
         mark open stages' runs KILLED and write everything to MLflow. Returns the trial count."""
-        live = list(self.live.items())
-        for (index, _), trial in live:
-            self._fail_and_retry(index, trial, "interrupted")
-        self.live.clear()
+        with self.asking:  # a trial an ask in flight makes is running too
+            self.interrupted = True
+            live = list(self.live.items())
+            for (index, _), trial in live:
+                self._fail_and_retry(index, trial, "interrupted")
+            self.live.clear()
         self.patience.clear()
         sync(self.storage)
         for index in self.studies.keys() - self.closed:
@@ -259,8 +277,13 @@ class StudyServer:
         return self.recorder.errors
 
     # -- trials ----------------------------------------------------------------------------
+    @ray.method(concurrency_group=SAMPLING)
     def ask(self, index: int) -> tuple[int, dict[str, Any]]:
         """A new trial of stage `index`: its number and trainer params."""
+        with self.asking:
+            return self._ask(index)
+
+    def _ask(self, index: int) -> tuple[int, dict[str, Any]]:
         study = self.studies[index]
         trial = study.ask()
         values = scales.sample(trial, self.spaces[index])
@@ -280,8 +303,11 @@ class StudyServer:
                 retry_of=trial.user_attrs.get("retry_of"),
             )
         )
+        if self.interrupted:  # asked after Ctrl-C was recorded: recorded as interrupted too
+            self._fail_and_retry(index, self.live.pop((index, trial.number)), "interrupted")
         return trial.number, values
 
+    @ray.method(concurrency_group=SAMPLING)
     def ask_like(self, index: int, number: int, count: int) -> list[tuple[int, dict[str, Any]]]:
         """Up to `count` new trials of stage `index` that share running trial `number`'s
         structure (its params that `packing.shapes_the_pack`), the rest sampled as usual: the
@@ -297,9 +323,10 @@ class StudyServer:
             if shapes_the_pack(name) and (key := p.optuna_name(name)) in leader
         }
         followers = []
-        for _ in range(count):
-            study.enqueue_trial(shared)
-            followers.append(self.ask(index))
+        with self.asking:
+            for _ in range(count):
+                study.enqueue_trial(shared)
+                followers.append(self._ask(index))
         return followers
 
     def retry(self, index: int, number: int) -> None:
@@ -381,6 +408,21 @@ class StudyServer:
         return TrialRecord.of(
             stage, trial, self.spaces[index], self.spec.train, self.spec.objective.metric
         )
+
+
+def as_actor() -> Any:
+    """The StudyServer as a sweep starts it, a Ray actor class: no CPU of the trials' own, its
+    methods one at a time but the asks (their own group, see above), and on this node, beside
+    the sweep folder, where the journal and the MLflow SQLite files live."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return ray.remote(concurrency_groups={SAMPLING: 1})(StudyServer).options(
+        num_cpus=0,
+        max_concurrency=1,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False
+        ),
+    )
 
 
 def orphans(

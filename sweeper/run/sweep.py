@@ -165,10 +165,9 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     # for its folder, and should not pay for importing Ray
     import ray
     from ray.exceptions import RayActorError
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from sweeper.run.dispatch import StageProgress, StageRun, concurrency
-    from sweeper.run.server import StudyServer
+    from sweeper.run.server import as_actor
 
     spec, folder = plan.spec, plan.folder
     concurrency(spec.resources)  # resources the cluster cannot give are an error now, not a hang
@@ -178,23 +177,12 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
             raw = spec.model_dump(mode="json", exclude_none=True)
             ownership.write_private(folder.spec_copy, yaml.safe_dump(raw, sort_keys=False))
         dataset_ref = ray.put(plan.dataset)
-        server = (
-            ray.remote(StudyServer)
-            .options(
-                num_cpus=0,
-                max_concurrency=1,
-                # beside the sweep folder: the journal and MLflow SQLite files live there
-                scheduling_strategy=NodeAffinitySchedulingStrategy(
-                    ray.get_runtime_context().get_node_id(), soft=False
-                ),
-            )
-            .remote(
-                spec.model_dump_json(),
-                str(folder.path.resolve()),
-                secrets.environment(*spec.storage.model_dump().values()),
-                preprocessing=plan.dataset.preprocessing.to_json(),
-                inputs=plan.dataset.inputs,
-            )
+        server = as_actor().remote(
+            spec.model_dump_json(),
+            str(folder.path.resolve()),
+            secrets.environment(*spec.storage.model_dump().values()),
+            preprocessing=plan.dataset.preprocessing.to_json(),
+            inputs=plan.dataset.inputs,
         )
         results, interrupted = [], False
         hours = spec.budget.hours if spec.budget is not None else None

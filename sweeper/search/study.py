@@ -185,6 +185,19 @@ def make_sampler(
     return optuna.samplers.GridSampler(grid(distributions), seed=seed)
 
 
+def import_what_samplers_import(samplers: set[str]) -> None:
+    """Import now, in this thread, the SciPy modules that the qmc and gp samplers import at
+    their first ask. The StudyServer's writer thread imports scikit-learn, which imports SciPy,
+    at the same time (see Recorder): two threads importing SciPy's interdependent modules can
+    each hold a module another needs, and Python then hands one of them a half-initialized
+    module: the ask failed with "cannot import name 'check_random_state' from partially
+    initialized module 'scipy.stats._qmc'" (tests/e2e/test_study_server.py, 2 runs of 3 when
+    asks ran beside the writer's imports)."""
+    if samplers & {"qmc", "gp"}:
+        import scipy.optimize
+        import scipy.stats.qmc  # noqa: F401
+
+
 def make_pruner(pruner: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
     """none | median | asha (= successive_halving) | hyperband, with resources in epochs.
 
