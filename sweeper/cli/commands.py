@@ -555,7 +555,7 @@ def list_command(
             console.print(f"  {mask(s.error)}", soft_wrap=True)
 
 
-def main() -> None:  # pragma: no cover
+def main() -> None:
     os.umask(0o077)  # every file the sweeper (and the Ray it starts) creates is the user's alone
     app(sys.argv[1:])
 

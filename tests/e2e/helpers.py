@@ -20,6 +20,9 @@ from optuna.trial import TrialState
 from sweeper.search.study import make_storage, study_name
 
 ROOT = Path(__file__).resolve().parents[2]
+# the console script pip installed, the command a user runs (not `python -m`, which reaches
+# `main` by another way: the script once skipped it, and with it the umask)
+SWEEPER = str(Path(sys.executable).with_name("sweeper"))
 SPEC = """\
 name: {name}
 data:
@@ -64,7 +67,7 @@ def cli(
     """`sweeper ARGS` as its own process, to completion (`env`: variables added; `answer`: what
     the user types at a prompt)."""
     return subprocess.run(
-        [sys.executable, "-m", "sweeper.cli.commands", *args],
+        [SWEEPER, *args],
         cwd=cwd,
         env={**cli_env(), **(env or {})},
         input=answer,
@@ -81,7 +84,7 @@ def cli_env() -> dict[str, str]:
 def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`sweeper ARGS` in a new process group, as a terminal would run it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "sweeper.cli.commands", *args],
+        [SWEEPER, *args],
         cwd=cwd,
         env={**cli_env(), **(env or {})},
         stdout=subprocess.PIPE,
