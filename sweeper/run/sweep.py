@@ -209,6 +209,8 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                 ).run()
                 ray.get(server.close_stage.remote(index))
                 results.append(progress)
+                if progress.finished < stage.trials:  # its share of `hours` ended first: the
+                    break  # next stage zooms on a whole one, after `sweeper resume`
             ray.get(server.finish_sweep.remote())
         except BaseException as stopped:  # Ctrl-C, or a stage that failed: record what ran
             with contextlib.suppress(RayActorError):

@@ -160,28 +160,29 @@ EPOCHS_TIMED = 1000  # ~2 s a trial: the first one outlasts the coarse stage's s
 def test_a_time_budget_stops_starting_trials_and_a_launch_without_it_runs_the_rest(
     ray_local, tmp_path, monkeypatch
 ):
-    """budget.hours: 1.8 s for 4 trials, one at a time, so the coarse stage's share (its 2 of
-    the 4 trials' time, 0.9 s) ends while its first trial trains: it finishes, no other starts,
-    the fine stage does not open. The same spec without `hours` (the same sweep: hours is not
-    part of it) runs the rest."""
+    """budget.hours: 7.9 s for 10 trials, one at a time, so the coarse stage's share (its 4 of
+    the 10 trials' time, 3.2 s) ends while its first or second trial trains: that one finishes,
+    no other starts, and the fine stage does not open, though the launch's time has not run out
+    (a fine stage zoomed on one or two coarse trials opened here once). The same spec without
+    `hours` (the same sweep: hours is not part of it) runs the rest."""
     monkeypatch.chdir(tmp_path)
     path = write_spec(tmp_path, "timed", "", epochs=EPOCHS_TIMED, resources="{concurrency: 1}")
-    text = path.read_text().replace("stages:\n\n", "budget: {trials: 4, hours: 0.0005}\n")
+    text = path.read_text().replace("stages:\n\n", "budget: {trials: 10, hours: 0.0022}\n")
     path.write_text(text)
     launched = cli("launch", path.name, "--quiet", cwd=tmp_path)
     assert launched.returncode == 0, launched.stderr
 
-    coarse, fine = recipe(4, EPOCHS_TIMED)
+    coarse, fine = recipe(10, EPOCHS_TIMED)
     plan = sweep.prepare(path)
     ran = helpers.finished(plan.folder.path, "timed", "coarse")
     assert ran < coarse.trials  # 0 when opening the stage took its whole share (heavy load)
-    assert f"time budget of 0.0005 h spent: {ran} of 4 trials finished" in launched.stdout
+    assert f"time budget of 0.0022 h spent: {ran} of 10 trials finished" in launched.stdout
     assert "sweeper resume timed" in launched.stdout
     assert status(plan.folder).to_json()["stages"][1]["complete"] == 0  # fine never opened
     if ran:
         assert_exact(plan.folder.path, "timed", {"coarse": ran})
 
-    path.write_text(text.replace(", hours: 0.0005", ""))
+    path.write_text(text.replace(", hours: 0.0022", ""))
     sweep.run(sweep.prepare(path))
     assert_exact(plan.folder.path, "timed", {"coarse": coarse.trials, "fine": fine.trials})
     assert best(plan.folder) is not None
