@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +108,25 @@ def check_fits(origin: Origin, options: dict[str, Any], plan: Plan) -> None:
         )
 
 
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """A Ctrl-C meanwhile raises KeyboardInterrupt once the block is done, not inside it.
+    Only where Ctrl-C raises it: in the main thread (signals reach no other) under Python's
+    own handler (not where SIGINT is ignored, as in a shell's background job)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
 @dataclass(frozen=True)
 class PandaResult:
     """A `sweeper train` run: how training ended, the final metrics, its MLflow run and the
@@ -141,8 +163,9 @@ def train_one(
         return False
 
     def keep(checkpoint: Checkpoint, metrics: dict[str, float]) -> None:
-        keeper.write(checkpoint, metrics.get(metric))
-        kept_history.append(metrics)
+        with _ctrl_c_deferred():  # else a checkpoint could be published for an unlogged epoch
+            keeper.write(checkpoint, metrics.get(metric))
+            kept_history.append(metrics)
 
     resume = origin.checkpoint if origin else None
     try:
@@ -151,7 +174,8 @@ def train_one(
             result.outcome, result.metrics, result.history, False
         )  # fmt: skip
     except KeyboardInterrupt:  # the epochs completed (and checkpointed) so far are logged
-        outcome, metrics, history, interrupted = Outcome.STOPPED, {}, kept_history, True
+        history, interrupted, outcome = kept_history, True, Outcome.STOPPED
+        metrics = history[-1] if history else {}
     except Exception:  # a bug: nothing is logged, and nothing left pending
         keeper.discard()
         raise

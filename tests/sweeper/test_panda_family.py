@@ -128,7 +128,7 @@ def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path):
     finally:
         process.kill()
     assert process.returncode == 130, err
-    assert "interrupted" in out and "Traceback" not in err
+    assert "interrupted: " in out and "dev_accuracy=" in out and "Traceback" not in err
     client = MlflowClient(f"sqlite:///{tmp_path / 'sweeps' / 'panda' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("panda").experiment_id])
     assert run.info.status == "KILLED" and run.data.tags["sweeper.outcome"] == "interrupted"
@@ -136,4 +136,5 @@ def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path):
     assert epochs >= 2
     kept_files = [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")]
     assert f"checkpoints/epoch-{epochs:04d}" in kept_files
+    assert max(int(path.rsplit("-", 1)[1]) for path in kept_files) == epochs  # none unrecorded
     assert not pending.exists()  # published, and the pending folder gone
