@@ -557,6 +557,8 @@ def list_command(
 
 def main() -> None:
     os.umask(0o077)  # every file the sweeper (and the Ray it starts) creates is the user's alone
+    # a model read from the local store needs no download bar: `predict` says what it wrote
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     app(sys.argv[1:])
 
 

@@ -21,9 +21,13 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from model.checkpoint import Checkpoint
 from sweeper.data.datasets import Preprocessing
-from sweeper.tracking import pyfunc_model
 
 REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "pydantic")
+# The model's code: MLflow runs it when a model is loaded. Not imported here, since defining its
+# class makes MLflow warn (no type hints on `predict`) in every command that only names models.
+PYFUNC_MODEL = Path(__file__).with_name("pyfunc_model.py")
+NETWORK = "network"  # the artifacts' names inside the model folder
+PREPROCESSING = "preprocessing"
 
 
 def save(folder: Path, checkpoint: Checkpoint, preprocessing: Preprocessing) -> None:
@@ -34,8 +38,8 @@ def save(folder: Path, checkpoint: Checkpoint, preprocessing: Preprocessing) -> 
         stored.write_text(json.dumps(preprocessing.to_json()))
         mlflow.pyfunc.save_model(
             path=str(folder),
-            python_model=pyfunc_model.__file__,
-            artifacts={pyfunc_model.NETWORK: str(network), pyfunc_model.PREPROCESSING: str(stored)},
+            python_model=str(PYFUNC_MODEL),
+            artifacts={NETWORK: str(network), PREPROCESSING: str(stored)},
             signature=signature(preprocessing),
             pip_requirements=list(requirements()),
         )

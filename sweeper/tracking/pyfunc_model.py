@@ -22,9 +22,7 @@ import pyarrow as pa
 
 from model.checkpoint import Checkpoint
 from sweeper.data.datasets import Preprocessing
-
-NETWORK = "network"  # the artifacts' names inside the model folder
-PREPROCESSING = "preprocessing"
+from sweeper.tracking.models import NETWORK, PREPROCESSING
 
 
 class SweepModel(mlflow.pyfunc.PythonModel):
