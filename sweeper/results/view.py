@@ -31,6 +31,16 @@ def stage_counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
+def stage_best(study: optuna.Study, maximize: bool) -> float | None:
+    """The best value among a stage's own completed trials (warm-start copies excluded)."""
+    values = [
+        t.value
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not is_warm_start(t) and t.value is not None
+    ]
+    return (max if maximize else min)(values, default=None)
+
+
 def stage_studies(
     spec: SweepSpec, storage: optuna.storages.BaseStorage
 ) -> list[tuple[Stage, optuna.Study | None]]:

@@ -46,7 +46,7 @@ import ray
 from optuna.trial import TrialState
 
 from sweeper.records import METRICS_ATTR, Outcome, TrialRecord, TrialResult, decide
-from sweeper.results.view import is_warm_start, stage_counts, view
+from sweeper.results.view import is_warm_start, stage_best, stage_counts, view
 from sweeper.run import locks
 from sweeper.run.control import PruneRequests
 from sweeper.run.keep import KeptModels
@@ -164,6 +164,7 @@ class StudyServer:
         self._reconcile_models(index, study)
         return {
             "counts": stage_counts(study),
+            "best": stage_best(study, self.maximize),
             "space": {k: p.model_dump(exclude_none=True) for k, p in space.items()},
         }
 

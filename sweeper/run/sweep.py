@@ -202,7 +202,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                     spec.objective,
                     spec.objective.direction == "maximize",
                     spec.resources,
-                    StageProgress(stage.name, stage.trials, opened["counts"]),
+                    StageProgress(stage.name, stage.trials, opened["counts"], best=opened["best"]),
                     on_progress,
                     (plan.dataset.X_train.shape[0], plan.dataset.n_classes),
                     deadline.stage_end(left, left + later) if deadline is not None else None,

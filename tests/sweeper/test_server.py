@@ -152,7 +152,7 @@ def test_a_new_server_fails_and_requeues_the_trials_a_dead_one_left_running(
 
     successor = StudyServer(SPEC.model_dump_json(), str(tmp_path), storage=storage)
     try:
-        successor.open_stage(0)
+        assert successor.open_stage(0)["best"] == 0.7  # the resumed stage's progress starts there
         coarse = {t.number: t for t in trials(storage, "coarse")}
         assert coarse[left].state == TrialState.FAIL
         assert coarse[left].user_attrs["reason"] == "lost"
