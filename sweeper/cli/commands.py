@@ -151,6 +151,13 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
     try:
         result = api.run_plan(plan, address, display.update if display else None)
     except KeyboardInterrupt as stopped:
+        if not folder.spec_copy.is_file():  # stopped while Ray started: no sweep exists yet
+            errors.print(
+                "interrupted before the sweep began: nothing to resume; "
+                f"run `sweeper launch {spec_path}` again",
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
         errors.print(
             "interrupted: running trials recorded as interrupted; resume with: "
             f"sweeper resume {name}",

@@ -95,6 +95,24 @@ def test_ctrl_c_records_running_trials_and_prints_the_resume_command(tmp_path):
     assert_exact(folder, "ctrlc", TARGETS)
 
 
+def test_ctrl_c_while_ray_starts_says_to_launch_again_not_to_resume(tmp_path):
+    write_spec(tmp_path, "early", "  - {name: coarse, trials: 2, sampler: random}")
+    driver = start_cli("launch", "early.yaml", "--quiet", cwd=tmp_path)
+    folder = tmp_path / "sweeps" / "early"
+
+    def starting_ray() -> bool:  # its GCS runs; the sweep folder comes once Ray is up
+        children = psutil.Process(driver.pid).children(recursive=True)
+        return any("gcs_server" in p.name() for p in children) and not folder.exists()
+
+    wait_for(starting_ray, 60, "Ray's GCS started before the sweep folder")
+    kill_group(driver, signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+    assert "nothing to resume" in err and "sweeper launch early.yaml" in err, err
+    assert "sweeper resume" not in err and "Traceback" not in err
+    assert not folder.exists()
+
+
 def test_second_ctrl_c_exits_at_once_and_the_sweep_still_resumes(tmp_path):
     driver, folder = _launch_until_some_finished(tmp_path, "twice")
     kill_group(driver, signal.SIGINT)
