@@ -511,8 +511,11 @@ def report(
     ] = None,
 ) -> None:
     """One self-contained HTML page: best configuration, top trials, figures."""
+    import optuna
+
     from sweeper import api
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" per figure
     path = api.report(sweep, output)
     console.print(f"report: {path.resolve().as_uri()}")
 
