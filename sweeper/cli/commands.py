@@ -70,9 +70,18 @@ class _Display:
     > sweep.log`) a live table is written once, at the end, so the log also gets a progress line
     at most every `log_every_s` seconds and when a stage's last trial ends."""
 
-    def __init__(self, out: Console = console, log_every_s: float = 30.0) -> None:
-        self.start = time.monotonic()
+    def __init__(
+        self,
+        out: Console = console,
+        log_every_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self.start = clock()
         self.rows: dict[str, Any] = {}
+        # each stage's time: from the end of the one before (or the start) to its own end
+        self.began: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
         self.live = Live(self._table(), console=out, refresh_per_second=4, transient=False)
         self.log_every_s, self.logged_at = log_every_s, self.start
 
@@ -91,8 +100,9 @@ class _Display:
             "ETA",
         ):
             table.add_column(column)
-        elapsed = time.monotonic() - self.start
+        now = self.clock()
         for p in self.rows.values():
+            elapsed = self.ended.get(p.stage, now) - self.began[p.stage]
             done = p.finished
             eta = elapsed / max(done, 1) * (p.target - done) if done < p.target else 0.0
             table.add_row(
@@ -109,9 +119,12 @@ class _Display:
         return table
 
     def update(self, progress: Any) -> None:
+        now = self.clock()
+        self.began.setdefault(progress.stage, max(self.ended.values(), default=self.start))
+        if progress.finished >= progress.target:
+            self.ended.setdefault(progress.stage, now)
         self.rows[progress.stage] = progress
         self.live.update(self._table())
-        now = time.monotonic()
         done = progress.finished
         due = now - self.logged_at >= self.log_every_s or done >= progress.target
         if not self.live.console.is_terminal and due:

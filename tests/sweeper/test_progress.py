@@ -71,3 +71,20 @@ def test_a_log_file_gets_a_progress_line_as_trials_end_and_when_a_stage_is_done(
     display.stop()
     logged = [line for line in quiet.getvalue().splitlines() if line.startswith("coarse:")]
     assert logged == [line for line in logged if line.startswith("coarse: 2/2 done")] != []
+
+
+def test_a_finished_stage_shows_its_own_time_and_the_next_one_counts_from_its_end():
+    """The last table showed every stage's elapsed as the whole sweep's (coarse 19 s, while its
+    own progress line had said 15 s)."""
+    now = [100.0]
+    out = io.StringIO()
+    display = _Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
+    display.live.start()
+    now[0] = 115.0
+    display.update(StageProgress("coarse", 2, {"complete": 2, "pruned": 0, "failed": 0}))
+    now[0] = 119.0
+    display.update(StageProgress("fine", 4, {"complete": 1, "pruned": 0, "failed": 0}))
+    display.stop()
+    rows = {line.split()[0]: line.split() for line in out.getvalue().splitlines() if line.split()}
+    assert rows["coarse"][-2:] == ["15s", "0s"]
+    assert rows["fine"][-2:] == ["4s", "12s"]  # 4 s for 1 of 4: 12 s to go
