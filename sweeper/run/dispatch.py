@@ -135,6 +135,8 @@ class StageRun:
             num_returns="streaming",
         )
         width = concurrency(self.resources)
+        if self.on_progress is not None:  # the stage as opened: a resumed or finished one too
+            self.on_progress(self.progress)
         try:
             while self._may_start() or self.in_flight:
                 while len(self.in_flight) < width and self._may_start():
