@@ -240,8 +240,8 @@ class StageRun:
         progress.running = self._running()
         if self.on_progress is not None:
             self.on_progress(progress)
-        if result.outcome is Outcome.ERROR:
-            self._check_failures(result.error or "")
+        if state == "FAIL" and result.outcome is not Outcome.LOST:  # it would fail again
+            self._check_failures(result.error or f"no finite {self.objective.metric}")
 
     def _improves(self, value: float) -> bool:
         best = self.progress.best

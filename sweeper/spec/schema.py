@@ -35,6 +35,8 @@ from sweeper.spec.stages import Pruner, Seed, Stage, Strict, Zoom
 __all__ = ["Pruner", "Stage", "Zoom"]  # re-exported: the stage models live in spec/stages.py
 
 TRAINER_OPTIONS = tuple(TrainConfig.__dataclass_fields__)
+# what model.train reports each epoch, a trial's objective among them (test_ ones refused)
+OBJECTIVE_METRICS = ("dev_accuracy", "dev_loss", "train_accuracy", "train_loss", "minibatch_cost")
 MAX_SPEC_BYTES = 1_000_000
 MAX_YAML_NODES = 100_000  # after aliases are expanded: an alias bomb stops here
 
@@ -245,7 +247,7 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
             except (TypeError, ValueError) as error:
                 problems.append((("space", name), str(error)))
                 break
-    problems += _objective_problems(spec.objective)
+    problems += _objective_problems(spec.objective, spec.train)
     if spec.budget is not None and spec.budget.epochs is not None and "epochs" in spec.space:
         problems.append(
             (("budget", "epochs"), "epochs is searched in `space`: budget.epochs cannot fix it")
@@ -260,16 +262,38 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
     return problems
 
 
-def _objective_problems(objective: Objective) -> list[tuple[tuple, str]]:
+def _objective_problems(objective: Objective, train: dict[str, Any]) -> list[tuple[tuple, str]]:
     """The test set is for the final, unbiased estimate: a sweep that optimizes on it has made it
-    a second dev set."""
-    if objective.metric.startswith("test_"):
+    a second dev set. Any other name must be one the trainer reports (a misspelled one failed
+    every trial, and the stage asked for new ones without end), and a loss is minimized, an
+    accuracy maximized (the other way, the sweep keeps its worst model)."""
+    metric = objective.metric
+    if metric.startswith("test_"):
         return [
             (
                 ("objective", "metric"),
-                f"{objective.metric!r} is measured on the test set; choose the objective among "
-                f"dev_ metrics (e.g. {'dev_' + objective.metric.removeprefix('test_')!r}): "
+                f"{metric!r} is measured on the test set; choose the objective among "
+                f"dev_ metrics (e.g. {'dev_' + metric.removeprefix('test_')!r}): "
                 "tuning on the test set leaves no unbiased estimate",
+            )
+        ]
+    if metric not in OBJECTIVE_METRICS:
+        return [
+            (
+                ("objective", "metric"),
+                f"the trainer reports no {metric!r}{_did_you_mean(metric, OBJECTIVE_METRICS)}; "
+                f"choose among {', '.join(OBJECTIVE_METRICS)}",
+            )
+        ]
+    if metric.endswith("_accuracy") and train.get("loss") == "mse":
+        return [(("objective", "metric"), f"a regression (loss mse) reports no {metric}")]
+    direction = "maximize" if metric.endswith("_accuracy") else "minimize"
+    if objective.direction != direction:
+        return [
+            (
+                ("objective", "direction"),
+                f"{metric} is better {'higher' if direction == 'maximize' else 'lower'}: "
+                f"direction must be {direction}",
             )
         ]
     return []

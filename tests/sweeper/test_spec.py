@@ -77,6 +77,30 @@ def test_a_test_metric_as_objective_is_refused_with_its_line(tmp_path):
     assert "dev_accuracy" in message
 
 
+@pytest.mark.parametrize(
+    ("objective", "field", "says"),
+    [
+        (
+            "{metric: dev_acuracy}",
+            "metric",
+            "reports no 'dev_acuracy' (did you mean 'dev_accuracy'?)",
+        ),
+        ("{metric: dev_loss, direction: maximize}", "direction", "direction must be minimize"),
+        ("{metric: dev_accuracy, direction: minimize}", "direction", "direction must be maximize"),
+    ],
+)
+def test_an_objective_the_trainer_does_not_report_or_turned_upside_down_is_refused(
+    tmp_path, objective, field, says
+):
+    """A misspelled metric failed every trial ("no finite dev_acuracy") and the stage asked for
+    new ones without end (4,012 trials in two minutes); a maximized loss kept the worst model."""
+    text = GOOD.replace("stages:", f"objective: {objective}\nstages:")
+    message = _error(tmp_path, text)
+    line = text.splitlines().index(f"objective: {objective}") + 1
+    assert message.startswith(f"{tmp_path / 'space.yaml'}:{line}: objective.{field}: "), message
+    assert says in message
+
+
 def test_per_layer_architecture_options_load(tmp_path):
     """A fixed list in train:, a list-valued categorical and per-layer widths in space:."""
     path = tmp_path / "space.yaml"
