@@ -55,9 +55,10 @@ def run_plan(
     submitted as a Ray job may have lost its working folder by now, and MLflow's client needs
     one to open a SQLite store."""
     from sweeper.run import sweep
-    from sweeper.run.dispatch import start_ray
+    from sweeper.run.dispatch import check_fits_this_machine, start_ray
 
-    start_ray(address)
+    if start_ray(address):
+        check_fits_this_machine(plan.spec.resources)
     result = sweep.run(plan, on_progress)
     return dataclasses.replace(result, best=results.best(plan.folder, with_model=False))
 

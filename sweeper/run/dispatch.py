@@ -24,11 +24,11 @@ from sweeper.spec.schema import Objective, Resources
 LOST = (WorkerCrashedError, NodeDiedError, ObjectLostError, OwnerDiedError)
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None) -> bool:
     """Connect to `address` / RAY_ADDRESS, or start a local Ray instance for this process,
-    listening on 127.0.0.1 only."""
+    listening on 127.0.0.1 only; True when it started one."""
     if ray.is_initialized():
-        return
+        return False
     address = address or os.environ.get("RAY_ADDRESS")
     # the two packages' folders, wherever this module sits inside them
     runtime_env = (
@@ -48,6 +48,18 @@ def start_ray(address: str | None) -> None:
     )
     if not address:
         make_token_private()
+    return not address
+
+
+def check_fits_this_machine(resources: Resources) -> None:
+    """On a Ray of this machine alone, a trial that needs more CPUs than it has would wait
+    forever (a cluster's autoscaler may yet add a node that has them: there it waits)."""
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    if resources.cpus_per_trial > cpus:
+        raise UserError(
+            f"resources.cpus_per_trial is {resources.cpus_per_trial:g} but this machine has "
+            f"{cpus:g} CPUs: lower it, or launch on a cluster (--address)"
+        )
 
 
 def make_token_private() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import optuna
@@ -120,6 +121,17 @@ def test_gpu_trials_without_a_gpu_are_a_clear_error(ray_local, tmp_path, monkeyp
     path.write_text(path.read_text().replace("{concurrency: 2}", "{gpus_per_trial: 0.25}"))
     with pytest.raises(UserError, match=r"gpus_per_trial is 0\.25 but the Ray cluster has no GPU"):
         sweep.run(sweep.prepare(path))
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_trial_bigger_than_this_machine_is_a_clear_error(tmp_path):
+    """4 CPUs a trial on a 2-CPU machine waited forever, after making the sweep's folder."""
+    cpus = os.cpu_count()
+    path = write_spec(tmp_path, "big", "  - {name: only, trials: 2}")
+    path.write_text(path.read_text().replace("{concurrency: 2}", f"{{cpus_per_trial: {cpus + 1}}}"))
+    launched = cli("launch", path.name, "--quiet", cwd=tmp_path, timeout=120)
+    assert launched.returncode == 2, launched.stderr
+    assert f"cpus_per_trial is {cpus + 1} but this machine has {cpus} CPUs" in launched.stderr
     assert not (tmp_path / "sweeps").exists()
 
 
