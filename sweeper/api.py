@@ -94,11 +94,14 @@ def list_sweeps(root: str | Path | None = None) -> list[SweepSummary]:
     return results.list_sweeps(Path(root) if root is not None else Path.cwd())
 
 
-def export(sweep: Sweep, path: str | Path) -> int:
-    """`sweeper export`: one row per trial to .parquet or .csv; returns the row count."""
-    from sweeper.results.export import write
+def export(sweep: Sweep, path: str | Path, overwrite: bool = False) -> int:
+    """`sweeper export`: one row per trial to .parquet or .csv (an existing file only when
+    `overwrite`); returns the row count."""
+    from sweeper.results.export import check_output, write
 
-    return write(results.load_view(_folder(sweep)), Path(path))
+    folder = _folder(sweep)
+    check_output(Path(path), overwrite)
+    return write(results.load_view(folder), Path(path))
 
 
 def predict(
@@ -107,19 +110,29 @@ def predict(
     out: str | Path,
     trial: int | None = None,
     stage: str | None = None,
+    overwrite: bool = False,
 ) -> int:
     """`sweeper predict`: the labels (and class probabilities) a kept model gives the rows of
-    `data`, written to `out` (.parquet or .csv); the best trial's model unless `trial` is given.
-    Returns the row count."""
+    `data`, written to `out` (.parquet or .csv; an existing file only when `overwrite`); the
+    best trial's model unless `trial` is given. Returns the row count."""
+    from sweeper.results.export import check_output
     from sweeper.results.predict import predict as predict_rows
 
-    return predict_rows(_folder(sweep), Path(data), Path(out), stage, trial)
-
-
-def report(sweep: Sweep, output: str | Path | None = None) -> Path:
-    """`sweeper report`: the HTML report (default: report.html in the sweep folder)."""
     folder = _folder(sweep)
-    return results.write_report(folder, Path(output) if output else folder.path / "report.html")
+    check_output(Path(out), overwrite)
+    return predict_rows(folder, Path(data), Path(out), stage, trial)
+
+
+def report(sweep: Sweep, output: str | Path | None = None, overwrite: bool = False) -> Path:
+    """`sweeper report`: the HTML report, by default report.html in the sweep folder (its own,
+    written anew each time); `output`: an .html file, an existing one only when `overwrite`."""
+    from sweeper.results.export import check_output
+
+    folder = _folder(sweep)
+    if output is None:
+        return results.write_report(folder, folder.path / "report.html")
+    check_output(Path(output), overwrite, (".html",))
+    return results.write_report(folder, Path(output))
 
 
 def delete(

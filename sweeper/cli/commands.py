@@ -489,11 +489,12 @@ def delete(
 def export(
     sweep: Annotated[str, typer.Argument(help="sweep name or folder")],
     path: Annotated[Path, typer.Argument(help="output file: .parquet or .csv")],
+    force: Annotated[bool, typer.Option("--force", help="write over an existing file")] = False,
 ) -> None:
     """One row per trial (stage, number, state, value, params, metrics, duration, node)."""
     from sweeper import api
 
-    rows = api.export(sweep, path)
+    rows = api.export(sweep, path, force)
     console.print(f"wrote {rows} trials to {path}")
 
 
@@ -507,11 +508,12 @@ def predict(
         int | None, typer.Option(help="this trial's kept model instead of the best")
     ] = None,
     stage: Annotated[str | None, typer.Option(help="the stage of --trial")] = None,
+    force: Annotated[bool, typer.Option("--force", help="write over an existing file")] = False,
 ) -> None:
     """Predict labels with a kept model (the best trial's by default), as MLflow loads it."""
     from sweeper import api
 
-    rows = api.predict(sweep, data, out, trial, stage)
+    rows = api.predict(sweep, data, out, trial, stage, force)
     console.print(f"wrote {rows} predictions to {out}")
 
 
@@ -522,6 +524,7 @@ def report(
     output: Annotated[
         Path | None, typer.Option(help="HTML file (default: report.html in the sweep folder)")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="write over an existing file")] = False,
 ) -> None:
     """One self-contained HTML page: best configuration, top trials, figures."""
     import optuna
@@ -529,7 +532,7 @@ def report(
     from sweeper import api
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" per figure
-    path = api.report(sweep, output)
+    path = api.report(sweep, output, force)
     console.print(f"report: {path.resolve().as_uri()}")
 
 

@@ -39,10 +39,22 @@ def write(view: SweepView, path: Path) -> int:
     return write_table(to_table(view), path)
 
 
+def check_output(path: Path, overwrite: bool, formats: tuple[str, ...] = FORMATS) -> None:
+    """Refuse, before any work, a file a command cannot or must not write: another format, a
+    folder, one in a folder that does not exist, or one that exists and `overwrite` (--force)
+    was not given: the sweeper writes over nothing it did not make unless told to."""
+    if path.suffix not in formats:
+        raise UserError(f"{path}: the sweeper writes {' or '.join(formats)} files")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; name a file in it")
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: no folder {path.parent} to write it in")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise UserError(f"{path}: exists; --force writes over it")
+
+
 def write_table(table: pa.Table, path: Path) -> int:
-    """`table` to `path` (.parquet or .csv, refused before anything is written otherwise)."""
-    if path.suffix not in FORMATS:
-        raise UserError(f"{path}: the sweeper writes {' or '.join(FORMATS)} files")
+    """`table` to `path`, a .parquet or .csv file `check_output` has passed."""
     if path.suffix == ".parquet":
         pq.write_table(table, path)
     else:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from sweeper import secrets
 from sweeper.data.datasets import read_table
 from sweeper.errors import UserError
-from sweeper.results.export import FORMATS, write_table
+from sweeper.results.export import write_table
 from sweeper.results.summary import best, models
 from sweeper.run.sweep import SweepFolder
 
@@ -45,8 +45,6 @@ def predict(
     """Write the predictions for `data`'s rows to `out`; the row count."""
     import mlflow
 
-    if out.suffix not in FORMATS:
-        raise UserError(f"{out}: predictions are written as {' or '.join(FORMATS)}")
     uri = model_uri(folder, stage, trial)
     table = read_table(data)
     spec = folder.load_spec()

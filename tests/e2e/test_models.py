@@ -84,6 +84,14 @@ def test_sweeper_predict_agrees_with_pyfunc_and_rejects_bad_columns_by_name(swee
     assert out["prediction"].tolist() == expected.tolist()
     assert {"probability.same", "probability.different"} <= set(out.columns)
 
+    rows = (cwd / "rows.csv").read_text()
+    over = cli("predict", "pairs", "rows.csv", "--out", "rows.csv", cwd=cwd)  # its own input
+    assert over.returncode == 2 and "rows.csv: exists; --force writes over it" in over.stderr
+    assert (cwd / "rows.csv").read_text() == rows
+    forced = cli("predict", "pairs", "rows.csv", "--out", "out.parquet", "--force", cwd=cwd)
+    assert forced.returncode == 0, forced.stderr
+    assert pq.read_table(cwd / "out.parquet").to_pandas().equals(out)
+
     other = cli("predict", "pairs", "rows.csv", "--out", "other.csv", "--trial", "99", cwd=cwd)
     assert other.returncode == 2 and "trial 99 has no kept model" in other.stderr
 

@@ -66,6 +66,32 @@ def test_export_round_trips_exactly_the_sweeps_trials(folder, tmp_path, suffix):
     assert all(0 < r["param.beta"] < 1 for r in rows)
 
 
+def test_export_and_report_write_over_no_file_unless_forced_and_name_a_bad_path(folder, tmp_path):
+    """`export` and `report --output` replaced whatever file they were given (the user's
+    space.yaml as a report), and a folder or a missing one ended in an OSError, exit 1."""
+    mine = tmp_path / "mine.csv"
+    mine.write_text("precious data\n")
+    spec = tmp_path / "space.html"
+    spec.write_text("<p>my notes</p>")
+    (tmp_path / "adir.csv").mkdir()
+    refused = {
+        ("export", str(mine)): f"{mine}: exists; --force writes over it",
+        ("report", "--output", str(spec)): f"{spec}: exists; --force writes over it",
+        ("report", "--output", str(tmp_path / "space.yaml")): "writes .html files",
+        ("export", str(tmp_path / "adir.csv")): "is a folder",
+        ("export", str(tmp_path / "nodir" / "x.csv")): f"no folder {tmp_path / 'nodir'}",
+    }
+    for (command, *args), says in refused.items():
+        result = CliRunner().invoke(app, [command, str(folder), *args])
+        assert result.exit_code == 2 and says in result.output, (args, result.output)
+    assert mine.read_text() == "precious data\n" and spec.read_text() == "<p>my notes</p>"
+    assert not (tmp_path / "nodir").exists()
+
+    forced = CliRunner().invoke(app, ["export", str(folder), str(mine), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert pcsv.read_csv(mine).num_rows == len(_own_trials(folder))
+
+
 def test_figures_are_logged_on_the_stage_runs_and_the_sweep_run(folder):
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     _, runs = mlflow_runs(folder, NAME)
