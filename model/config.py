@@ -14,6 +14,9 @@ from model.schedules import ARGUMENTS, SCHEDULES
 
 DEFAULT_NUM_LAYERS = 2
 PER_LAYER = ("hidden_units", "keep_prob")  # options that also take one value per hidden layer
+# options that are whole numbers, and those that are real ones (None: the default where allowed)
+WHOLE = ("num_layers", "hidden_units", "batch_size", "epochs", "lr_step", "early_stopping", "seed")
+REAL = ("learning_rate", "lr_decay", "lr_base", "beta", "beta2", "epsilon", "l2", "keep_prob")
 # Schedule options → the argument of schedules.learning_rate each sets; unset (None): its default.
 SCHEDULE_OPTIONS = {"lr_decay": "decay_rate", "lr_base": "base", "lr_step": "interval"}
 
@@ -92,6 +95,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Reject a bad value here, with its option's name, not epochs into a trial."""
+        wrong_type = self._type_problems()
+        if wrong_type:
+            raise ValueError("; ".join(wrong_type))
         per_layer_problems = [
             problem
             for name in PER_LAYER
@@ -127,6 +133,7 @@ class TrainConfig:
             "l2": (self.l2 >= 0, ">= 0"),
             "keep_prob": (all(0 < p <= 1 for p in self._keep_probs()), "in (0, 1]"),
             "early_stopping": (self.early_stopping is None or self.early_stopping >= 1, ">= 1"),
+            "seed": (self.seed >= 0, ">= 0"),
         }
         wrong = [
             f"{name}={getattr(self, name)!r} must be {rule}"
@@ -156,6 +163,24 @@ class TrainConfig:
             for option, arg in SCHEDULE_OPTIONS.items()
             if getattr(self, option) is not None
         }
+
+    def _type_problems(self) -> list[str]:
+        """Each option of the wrong kind: 2.5 epochs trained 2 (or crashed a trial), and
+        batch_norm: 'no' turned batch norm on, a non-empty string being true."""
+        number = lambda v: isinstance(v, int | float) and not isinstance(v, bool)  # noqa: E731
+        problems = []
+        for name in WHOLE + REAL:
+            value = getattr(self, name)
+            if value is None or (name in PER_LAYER and isinstance(value, list | tuple)):
+                continue  # a list is `_per_layer_problem`'s
+            if name in WHOLE and not (number(value) and isinstance(value, int)):
+                problems.append(f"{name}={value!r} must be a whole number")
+            elif name in REAL and not number(value):
+                hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) else ""
+                problems.append(f"{name}={value!r} must be a number{hint}")
+        if not isinstance(self.batch_norm, bool):
+            problems.append(f"batch_norm={self.batch_norm!r} must be true or false")
+        return problems
 
     def _per_layer_problem(self, name: str, value: Any) -> str | None:
         """A list-valued per-layer option must be numbers, one per hidden layer."""

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from model.config import TrainConfig
+from model.config import WHOLE, TrainConfig, per_layer_key
 from sweeper.errors import UserError
 from sweeper.run.ownership import name_problem
 from sweeper.search.recipe import Search, recipe
@@ -37,6 +37,8 @@ __all__ = ["Pruner", "Stage", "Zoom"]  # re-exported: the stage models live in s
 TRAINER_OPTIONS = tuple(TrainConfig.__dataclass_fields__)
 # what model.train reports each epoch, a trial's objective among them (test_ ones refused)
 OBJECTIVE_METRICS = ("dev_accuracy", "dev_loss", "train_accuracy", "train_loss", "minibatch_cost")
+CONTINUOUS_SCALES = ("log", "one_minus_log", "uniform")
+INTEGER_SCALES = ("int", "log_int", "pow2")
 MAX_SPEC_BYTES = 1_000_000
 MAX_YAML_NODES = 100_000  # after aliases are expanded: an alias bomb stops here
 
@@ -240,7 +242,19 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
         problems.append((("train",), str(error)))
         known = {}
     for name, param in spec.space.items():
+        option = (per_layer_key(name) or (name, 0))[0]
+        if option in WHOLE and param.scale in CONTINUOUS_SCALES:
+            problems.append(
+                (
+                    (("space", name)),
+                    f"{name} takes whole numbers: search it on an int, log_int "
+                    f"or pow2 scale, not {param.scale}",
+                )
+            )
+            continue
         extremes = param.choices if param.scale == "categorical" else [param.low, param.high]
+        if param.scale in INTEGER_SCALES:  # bounds are read as floats; samples are ints
+            extremes = [int(v) for v in extremes]
         for value in extremes if TrainConfig.knows(name) else []:
             try:
                 TrainConfig.from_dict({**known, name: value})

@@ -211,8 +211,9 @@ def test_schedule_options_are_validated_with_their_names(schedule, option, value
 )
 def test_a_schedule_option_the_schedule_ignores_is_refused(schedule, option, reads):
     """Set but without effect is an error naming the option, the schedule and what it reads."""
-    with pytest.raises(ValueError, match=rf"{option}=0.95 .*lr_schedule='{schedule}'.*{reads}"):
-        TrainConfig(lr_schedule=schedule, **{option: 0.95})
+    value = 2 if option == "lr_step" else 0.95  # epochs per step: a whole number
+    with pytest.raises(ValueError, match=rf"{option}={value} .*lr_schedule='{schedule}'.*{reads}"):
+        TrainConfig(lr_schedule=schedule, **{option: value})
 
 
 def test_schedule_options_reach_the_learning_rate():

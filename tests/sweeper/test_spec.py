@@ -101,6 +101,40 @@ def test_an_objective_the_trainer_does_not_report_or_turned_upside_down_is_refus
     assert says in message
 
 
+@pytest.mark.parametrize(
+    ("line", "where", "says"),
+    [
+        ("  epochs: 2.5", "train", "epochs=2.5 must be a whole number"),
+        ("  batch_norm: 'no'", "train", "batch_norm='no' must be true or false"),
+        ("  l2: 1e-3", "train", "l2='1e-3' must be a number (YAML reads 1e-3 as text"),
+        ("  seed: -1", "train", "seed=-1 must be >= 0"),
+        ("  hidden_units: 16.5", "train", "hidden_units=16.5 must be a whole number"),
+    ],
+)
+def test_a_trainer_option_of_the_wrong_kind_is_refused_at_load(tmp_path, line, where, says):
+    """They were taken as given: 2.5 epochs failed every trial in its task (exit 1, a sweep
+    folder left behind), and batch_norm: 'no' turned batch norm on."""
+    text = GOOD.replace("  epochs: 3", f"  epochs: 3\n{line}" if "epochs" not in line else line)
+    message = _error(tmp_path, text)
+    number = text.splitlines().index("train:") + 1
+    assert message.startswith(f"{tmp_path / 'space.yaml'}:{number}: {where}: "), message
+    assert says in message
+
+
+def test_a_whole_number_option_searched_on_a_continuous_scale_is_refused(tmp_path):
+    searched = "  epochs: {scale: uniform, low: 1, high: 3}"
+    text = GOOD.replace("train:\n  epochs: 3\n", "").replace("space:\n", f"space:\n{searched}\n")
+    message = _error(tmp_path, text)
+    number = text.splitlines().index(searched) + 1
+    assert message == (
+        f"{tmp_path / 'space.yaml'}:{number}: space.epochs: epochs takes whole numbers: "
+        "search it on an int, log_int or pow2 scale, not uniform"
+    )
+    pow2 = GOOD.replace("space:\n", "space:\n  batch_size: {scale: pow2, low: 16, high: 64}\n")
+    (tmp_path / "space.yaml").write_text(pow2)
+    assert spec.load(tmp_path / "space.yaml").space["batch_size"].scale == "pow2"
+
+
 def test_per_layer_architecture_options_load(tmp_path):
     """A fixed list in train:, a list-valued categorical and per-layer widths in space:."""
     path = tmp_path / "space.yaml"
