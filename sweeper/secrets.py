@@ -16,12 +16,17 @@ from sweeper.errors import UserError
 
 # scheme://user:password@ — the password is what gets hidden
 CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<password>[^@\s]+)@")
+# …?password=… (libpq, SQLAlchemy and MySQL drivers read one there too)
+QUERY_SECRET = re.compile(
+    r"(?P<head>[?&](?:password|passwd|pwd|secret|token|access_token)=)(?P<password>[^&#\s]+)",
+    re.IGNORECASE,
+)
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def mask(text: str) -> str:
     """`text` with the password of every URL in it replaced by ***."""
-    return CREDENTIALS.sub(r"\g<head>:***@", text)
+    return QUERY_SECRET.sub(r"\g<head>***", CREDENTIALS.sub(r"\g<head>:***@", text))
 
 
 def placeholders(url: str | None) -> list[str]:
@@ -33,8 +38,8 @@ def url_problem(url: str | None) -> str | None:
     """Why a storage URL as written in space.yaml cannot be used, or None."""
     if url is None:
         return None
-    found = CREDENTIALS.search(url)
-    if found and not PLACEHOLDER.fullmatch(found["password"]):
+    found = [m["password"] for m in (*CREDENTIALS.finditer(url), *QUERY_SECRET.finditer(url))]
+    if any(not PLACEHOLDER.fullmatch(password) for password in found):
         return (
             f"{mask(url)} holds a password: write it as ${{ENV_VAR}} and set that variable "
             "(or use PGPASSWORD / ~/.pgpass, MLFLOW_TRACKING_PASSWORD), so that no stored "

@@ -383,6 +383,12 @@ CORPUS |= {
         12,
         "postgresql://me:***@db.example/optuna holds a password",
     ),
+    "a password in a storage URL's query": (
+        GOOD + "storage: {optuna: 'postgresql://me@db.example/optuna?password=hunter2'}\n",
+        CSV,
+        12,
+        "postgresql://me@db.example/optuna?password=*** holds a password",
+    ),
     "an unset variable in a storage URL": (
         GOOD + "storage: {optuna: 'postgresql://me:${SWEEPER_UNSET_9}@db.example/optuna'}\n",
         CSV,
