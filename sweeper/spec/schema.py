@@ -362,6 +362,8 @@ def load(path: str | Path, planned: bool = False) -> SweepSpec:
     `planned`: the file is a sweep's own copy, whose stages are its plan whatever made them."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_file() and not path.is_dir():  # a device, a FIFO:
+            raise UserError(f"{path}: not a file")  # endless, or never ending, to read
         if path.stat().st_size > MAX_SPEC_BYTES:
             raise UserError(f"{path}:1: the file is over {MAX_SPEC_BYTES} bytes: not a space.yaml")
         text = path.read_text()

@@ -313,3 +313,9 @@ def test_a_sweep_planned_by_an_earlier_recipe_keeps_its_plan(tmp_path):
         spec.load(folder / "spec.yaml")  # as a user's space.yaml: both is ambiguous
     with pytest.raises(UserError, match="planned for its budget by an earlier version's recipe"):
         check_same_spec(SweepFolder(folder), spec.load(path))
+
+
+def test_a_device_is_refused_unread():
+    """/dev/zero passed the size check (0 bytes) and was read until memory ran out."""
+    with pytest.raises(UserError, match="/dev/zero: not a file"):
+        spec.load("/dev/zero")
