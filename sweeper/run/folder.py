@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from sweeper.errors import UserError
 from sweeper.run import locks, ownership
 from sweeper.spec import schema as specs
@@ -29,6 +31,13 @@ class SweepFolder:
 
     def load_spec(self) -> specs.SweepSpec:
         return specs.load(self.spec_copy, planned=True)
+
+    def keep_spec(self, spec: specs.SweepSpec) -> None:
+        """The spec's copy, written once, by whichever command first runs anything here (a
+        sweep or `sweeper train`): what resume, status, list and delete find the folder by."""
+        if not self.spec_copy.is_file():
+            raw = spec.model_dump(mode="json", exclude_none=True)
+            ownership.write_private(self.spec_copy, yaml.safe_dump(raw, sort_keys=False))
 
     def tracking_uri(self, spec: specs.SweepSpec) -> str:
         return spec.storage.mlflow or default_tracking_uri(self.path)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import yaml
 
 from sweeper import secrets
 from sweeper.data.datasets import Dataset, load_dataset
@@ -173,9 +172,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     concurrency(spec.resources)  # resources the cluster cannot give are an error now, not a hang
     ownership.claim(folder.path, ownership.Identity(spec.name, spec.fingerprint()))
     with sweep_lock(folder), _second_ctrl_c_exits():
-        if not folder.spec_copy.is_file():
-            raw = spec.model_dump(mode="json", exclude_none=True)
-            ownership.write_private(folder.spec_copy, yaml.safe_dump(raw, sort_keys=False))
+        folder.keep_spec(spec)
         dataset_ref = ray.put(plan.dataset)
         server = as_actor().remote(
             spec.model_dump_json(),

@@ -43,6 +43,14 @@ def test_train_logs_one_run_with_the_set_values_and_its_curve(tmp_path, monkeypa
     for name in ("train_accuracy", "train_loss", "minibatch_cost"):  # train vs dev, per epoch
         assert len(client.get_metric_history(run.info.run_id, name)) >= 4
 
+    # the folder it made is a sweep's to every other command (it had no spec copy: `delete`
+    # said "no sweep 'panda'" and `list` did not show it)
+    listed = CliRunner().invoke(app, ["list"])
+    assert "panda " in listed.output and "0/2" in listed.output, listed.output
+    deleted = CliRunner().invoke(app, ["delete", "panda", "--yes"])
+    assert deleted.exit_code == 0, deleted.output
+    assert not (tmp_path / "sweeps" / "panda").exists()
+
 
 def test_bad_overrides_are_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

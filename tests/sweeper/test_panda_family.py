@@ -86,7 +86,7 @@ def test_history_lists_the_family_and_bad_sources_change_nothing(family, tmp_pat
         (["--from", day1, "--set", "optimizer=gd"], "optimizer would change them"),
         (["--from", f"{day1}@9"], "epoch 9 was not kept; kept epochs: 1, 2, 3"),
         (["--from", "0" * 32], "no such run"),
-        (["--from", "panda:only:0"], "no sweep 'panda'"),  # panda runs alone make no sweep
+        (["--from", "panda:only:0"], "the sweep has no such trial"),  # panda runs only
         (["--from", "panda:only"], "expected RUN_ID[@EPOCH], NAME or NAME:STAGE:TRIAL"),
     ):
         result = CliRunner().invoke(app, ["train", "space.yaml", *args])
