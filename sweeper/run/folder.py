@@ -6,10 +6,12 @@ a folder with this module alone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -18,7 +20,11 @@ from sweeper.run import locks, ownership
 from sweeper.spec import schema as specs
 from sweeper.tracking.recorder import default_tracking_uri
 
+if TYPE_CHECKING:
+    from sweeper.data.datasets import DataInput
+
 SPEC_COPY = "spec.yaml"
+DATA_DIGESTS = "data.json"  # each input's name and digest (see DataInput), by its context
 
 
 @dataclass(frozen=True)
@@ -32,12 +38,30 @@ class SweepFolder:
     def load_spec(self) -> specs.SweepSpec:
         return specs.load(self.spec_copy, planned=True)
 
-    def keep_spec(self, spec: specs.SweepSpec) -> None:
-        """The spec's copy, written once, by whichever command first runs anything here (a
-        sweep or `sweeper train`): what resume, status, list and delete find the folder by."""
+    def keep_spec(self, spec: specs.SweepSpec, inputs: list[DataInput]) -> None:
+        """The spec's copy and the digests of its data, each written once, by whichever command
+        first runs anything here (a sweep or `sweeper train`): what resume, status, list and
+        delete find the folder by, and what a later launch's data must match."""
         if not self.spec_copy.is_file():
             raw = spec.model_dump(mode="json", exclude_none=True)
             ownership.write_private(self.spec_copy, yaml.safe_dump(raw, sort_keys=False))
+        digests = self.path / DATA_DIGESTS
+        if not digests.is_file():
+            kept = {i.context: {"name": i.name, "digest": i.digest} for i in inputs}
+            ownership.write_private(digests, json.dumps(kept, indent=1))
+
+    def changed_input(self, inputs: list[DataInput]) -> tuple[DataInput, str] | None:
+        """An input that differs from the one the sweep began on, and that one's digest (None:
+        none differs, or none was recorded). The spec names its data by path, so a file
+        rewritten in place passed as the same sweep: its trials and kept models would have
+        mixed two data sets."""
+        digests = self.path / DATA_DIGESTS
+        began = json.loads(digests.read_text()) if digests.is_file() else {}
+        for now in inputs:
+            then = began.get(now.context)
+            if then is not None and then["digest"] != now.digest:
+                return now, then["digest"]
+        return None
 
     def tracking_uri(self, spec: specs.SweepSpec) -> str:
         return spec.storage.mlflow or default_tracking_uri(self.path)

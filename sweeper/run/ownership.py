@@ -22,6 +22,7 @@ OWNED = frozenset(
     {
         MARKER,
         "spec.yaml",
+        "data.json",
         "lock",
         "writer.lock",
         "optuna.journal",

@@ -155,7 +155,7 @@ def train_one(
     first_epoch = origin.epoch + 1 if origin else 1
     planned = TrainConfig.from_dict(options).epochs - first_epoch + 1
     ownership.claim(folder.path, ownership.Identity(spec.name, spec.fingerprint()))
-    folder.keep_spec(spec)
+    folder.keep_spec(spec, plan.dataset.inputs)
     keeper = EpochCheckpoints.under(folder.path, f"{start_ms}-{os.getpid()}", planned, maximize)
     kept_history: list[dict[str, float]] = []  # the epochs whose checkpoints were written
 

@@ -114,6 +114,15 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
     except DataError as error:
         line = specs.line_of(spec_path, error.field)
         raise UserError(f"{spec_path}:{line}: {error.field}: {error}") from None
+    changed = folder.changed_input(dataset.inputs)
+    if changed:
+        now, began = changed
+        field = "data.test" if now.context == "test" else "data.source"
+        raise UserError(
+            f"{spec_path}:{specs.line_of(spec_path, field)}: {field}: {now.name} holds other "
+            f"data than this sweep began on (digest {began}, now {now.digest}): launch it "
+            "under a new name"
+        )
     check_stores(spec, folder)
     return Plan(spec, folder, dataset)
 
@@ -172,7 +181,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     concurrency(spec.resources)  # resources the cluster cannot give are an error now, not a hang
     ownership.claim(folder.path, ownership.Identity(spec.name, spec.fingerprint()))
     with sweep_lock(folder), _second_ctrl_c_exits():
-        folder.keep_spec(spec)
+        folder.keep_spec(spec, plan.dataset.inputs)
         dataset_ref = ray.put(plan.dataset)
         server = as_actor().remote(
             spec.model_dump_json(),

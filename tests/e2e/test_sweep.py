@@ -153,6 +153,18 @@ def test_cli_sweep_on_a_parquet_file_with_string_labels(tmp_path):
     bad = cli("status", "nope", cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "no sweep 'nope'" in bad.stderr
 
+    # the file rewritten with other rows: launching the same spec again would have resumed
+    # the sweep on them, mixing two data sets' trials and kept models
+    journal = (tmp_path / "sweeps" / "pairs" / "optuna.journal").read_bytes()
+    pq.write_table(
+        pa.table({"f0": X[:, 1], "f1": X[:, 0], "f2": X[:, 2], "label": label[::-1]}),
+        tmp_path / "pairs.parquet",
+    )
+    again = cli("launch", "pairs.yaml", "--quiet", cwd=tmp_path)
+    assert again.returncode == 2, again.stderr
+    assert "data.source: pairs.parquet holds other data than this sweep began on" in again.stderr
+    assert (tmp_path / "sweeps" / "pairs" / "optuna.journal").read_bytes() == journal
+
 
 def test_second_driver_is_refused_while_one_holds_the_lock(tmp_path):
     from sweeper.errors import UserError
