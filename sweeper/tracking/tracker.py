@@ -15,6 +15,9 @@ import shutil
 import sqlite3
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,8 @@ def check_store(tracking_uri: str) -> None:
             path = url.removeprefix("sqlite:///")
             with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
                 db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if url.startswith(("http://", "https://")):  # at once: MLflow retried a refused
+            _reachable(url)  # connection for 251 s before it said so
         MlflowClient(url).search_experiments(max_results=1)
     except UserError:
         raise
@@ -98,6 +103,20 @@ def check_store(tracking_uri: str) -> None:
             f"{tracking_uri}: the MLflow store cannot be read ({type(error).__name__}: "
             f"{secrets.mask(str(error).splitlines()[0])})"
         ) from None
+
+
+def _reachable(url: str, timeout_s: float = 10.0) -> None:
+    """An HTTP tracking server answers within `timeout_s` (any HTTP status will do; a refused
+    or silent connection raises URLError). Asked without the URL's credentials, if any."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    probe = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
+    )
+    with contextlib.suppress(urllib.error.HTTPError):
+        urllib.request.urlopen(probe, timeout=timeout_s).close()
 
 
 def delete_experiment(tracking_uri: str, experiment: str) -> bool:

@@ -508,3 +508,15 @@ def test_a_gp_stage_without_pytorch_is_refused_before_any_trial_runs(
     message = result.output.replace("\n", "")
     assert f"space.yaml:{where}: gp needs torch, not installed here: pip install torch" in message
     assert _snapshot(tmp_path) == before and not (tmp_path / "sweeps").exists()
+
+
+def test_an_mlflow_server_that_refuses_is_said_at_once(tmp_path, monkeypatch):
+    """A tracking server that refused the connection was retried by MLflow for 251 s, in
+    silence, before the launch said so: now a plain HTTP request asks it first."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(GOOD + "storage: {mlflow: 'http://127.0.0.1:1'}\n")
+    (tmp_path / "data.csv").write_text(CSV)
+    before = _snapshot(tmp_path)
+    result = _launch(tmp_path, "space.yaml", "--quiet")
+    assert "http://127.0.0.1:1: the MLflow store cannot be read (URLError" in result.output
+    assert _snapshot(tmp_path) == before
