@@ -37,15 +37,20 @@ def start_ray(address: str | None) -> bool:
         else None
     )
     local = {} if address else {"address": "local", "_node_ip_address": "127.0.0.1"}
-    ray.init(
-        # no address: a new Ray of our own, on loopback (never some other cluster found on
-        # this machine, which `ray.init()` would join)
-        **({"address": address} if address else local),
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        runtime_env=runtime_env,
-    )
+    try:
+        ray.init(
+            # no address: a new Ray of our own, on loopback (never some other cluster found on
+            # this machine, which `ray.init()` would join)
+            **({"address": address} if address else local),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env=runtime_env,
+        )
+    except (ValueError, ConnectionError) as error:  # a malformed or unreachable address
+        if not address:
+            raise
+        raise UserError(f"Ray cluster at {address}: {error}") from None
     if not address:
         make_token_private()
     return not address

@@ -520,3 +520,14 @@ def test_an_mlflow_server_that_refuses_is_said_at_once(tmp_path, monkeypatch):
     result = _launch(tmp_path, "space.yaml", "--quiet")
     assert "http://127.0.0.1:1: the MLflow store cannot be read (URLError" in result.output
     assert _snapshot(tmp_path) == before
+
+
+def test_a_malformed_ray_address_is_a_clear_error(tmp_path, monkeypatch):
+    """It ended in ValueError, exit 1."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(GOOD)
+    (tmp_path / "data.csv").write_text(CSV)
+    before = _snapshot(tmp_path)
+    result = _launch(tmp_path, "space.yaml", "--quiet", "--address", "garbage")
+    assert "Ray cluster at garbage: Invalid address format" in result.output
+    assert _snapshot(tmp_path) == before
