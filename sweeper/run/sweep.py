@@ -102,6 +102,10 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
             raise UserError(f"{spec_path}:{specs.line_of(spec_path, 'dir')}: dir: {problem}")
         spec = spec.model_copy(update={"dir": str(Path(spec.dir).expanduser().absolute())})
     folder = folder or sweep_folder(spec)
+    path = folder.path.absolute()
+    in_the_way = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if in_the_way is not None:  # found only once Ray had started, as a FileExistsError
+        raise UserError(f"{in_the_way} is a file, where the sweep's folder {path} would be")
     if folder.path.exists():
         ownership.require_marked(folder.path)
         if is_running(folder):

@@ -537,3 +537,14 @@ def test_a_malformed_ray_address_is_a_clear_error(tmp_path):
     assert "Ray cluster at garbage: Invalid address format" in result.stderr
     assert "Traceback" not in result.stderr
     assert _snapshot(tmp_path) == before
+
+
+def test_a_file_where_the_sweep_folder_would_be_is_a_clear_error(tmp_path, monkeypatch):
+    """A file named `sweeps` was found only once Ray had started: FileExistsError, exit 1."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(GOOD)
+    (tmp_path / "data.csv").write_text(CSV)
+    (tmp_path / "sweeps").write_text("my notes")
+    result = _launch(tmp_path, "space.yaml", "--quiet")
+    assert f"{tmp_path / 'sweeps'} is a file, where the sweep's folder" in result.output
+    assert (tmp_path / "sweeps").read_text() == "my notes"
