@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,12 @@ OWNED = frozenset(
         "panda-pending",
     }
 )
+# what the sweeper puts directly in its own folders: MLflow run ids; stage names; run tokens
+OWNED_FOLDERS = {
+    "artifacts": re.compile(r"[0-9a-f]{32}"),
+    "models-pending": re.compile(r"[^/]+"),
+    "panda-pending": re.compile(r"\d+-\d+"),
+}
 NAME_MAX = 100
 # folders a sweep may never be: the root and the system's own (and anything inside these)
 SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/dev",
@@ -117,8 +124,18 @@ def write_private(path: Path, text: str) -> None:
 
 
 def foreign_entries(folder: Path) -> list[str]:
-    """What is in the folder that the sweeper did not put there."""
-    return sorted(entry.name for entry in folder.iterdir() if entry.name not in OWNED)
+    """What is in the folder that the sweeper did not put there: entries not in OWNED, and in
+    its own folders what it never puts in them (artifacts/ holds one folder per MLflow run, the
+    pending folders one per stage or run): a user's notes saved in artifacts/ went unseen."""
+    foreign = [entry.name for entry in folder.iterdir() if entry.name not in OWNED]
+    for name, expected in OWNED_FOLDERS.items():
+        if (folder / name).is_dir() and not (folder / name).is_symlink():
+            foreign += [
+                f"{name}/{entry.name}"
+                for entry in (folder / name).iterdir()
+                if entry.is_symlink() or not entry.is_dir() or not expected.fullmatch(entry.name)
+            ]
+    return sorted(foreign)
 
 
 def refuse_foreign(folder: Path) -> None:

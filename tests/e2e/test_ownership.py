@@ -104,6 +104,10 @@ def test_resume_by_path_from_elsewhere_then_delete_only_what_the_sweeper_made(tm
     assert cli("status", str(folder), cwd=elsewhere, timeout=60).returncode == 0
 
     (folder / "my-analysis.ipynb").rename(home / "my-analysis.ipynb")
+    (folder / "artifacts" / "MY_NOTES.txt").write_text("mine")  # inside a folder of its own
+    refused = cli("delete", str(folder), "--yes", cwd=elsewhere, timeout=60)
+    assert refused.returncode == 2 and "artifacts/MY_NOTES.txt" in refused.stderr, refused.stderr
+    (folder / "artifacts" / "MY_NOTES.txt").rename(home / "MY_NOTES.txt")
     deleted = cli("delete", str(folder), "--yes", cwd=elsewhere, timeout=60)
     assert deleted.returncode == 0, deleted.stderr
     assert not folder.exists() and (home / "my-analysis.ipynb").is_file()
