@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from model.config import WHOLE, TrainConfig, per_layer_key
+from model.config import DEFAULT_NUM_LAYERS, WHOLE, TrainConfig, per_layer_key
 from sweeper.errors import UserError
 from sweeper.run.ownership import name_problem
 from sweeper.search.recipe import Search, recipe
@@ -261,6 +261,7 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
             except (TypeError, ValueError) as error:
                 problems.append((("space", name), str(error)))
                 break
+    problems += _layer_problems(spec)
     problems += _objective_problems(spec.objective, spec.train)
     if spec.budget is not None and spec.budget.epochs is not None and "epochs" in spec.space:
         problems.append(
@@ -274,6 +275,36 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
             (("stages", 0, "zoom"), "the first stage has no earlier stage to zoom from")
         )
     return problems
+
+
+def _deepest(spec: SweepSpec) -> int | None:
+    """The most hidden layers a network of this space can have (None: not known here)."""
+    searched = spec.space.get("num_layers")
+    if searched is not None:
+        if searched.scale == "categorical":
+            return max((c for c in searched.choices if isinstance(c, int)), default=None)
+        return int(searched.high) if searched.high is not None else None
+    if "hidden_units" in spec.space:  # a list of widths searched sets the depth itself
+        return None
+    fixed, units = spec.train.get("num_layers"), spec.train.get("hidden_units")
+    if isinstance(fixed, int):
+        return fixed
+    return len(units) if isinstance(units, list) else DEFAULT_NUM_LAYERS
+
+
+def _layer_problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
+    """A per-layer option for a layer no network of the space has: it was sampled, recorded
+    and plotted as a hyperparameter, and never used."""
+    deepest = _deepest(spec)
+    return [
+        (
+            ("space", name),
+            f"{name} sets hidden layer {layer[1]}, but no network of this space has more than "
+            f"{deepest} hidden layers (num_layers)",
+        )
+        for name in spec.space
+        if (layer := per_layer_key(name)) is not None and deepest is not None and layer[1] > deepest
+    ]
 
 
 def _objective_problems(objective: Objective, train: dict[str, Any]) -> list[tuple[tuple, str]]:

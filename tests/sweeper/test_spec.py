@@ -319,3 +319,18 @@ def test_a_device_is_refused_unread():
     """/dev/zero passed the size check (0 bytes) and was read until memory ran out."""
     with pytest.raises(UserError, match="/dev/zero: not a file"):
         spec.load("/dev/zero")
+
+
+def test_a_per_layer_option_deeper_than_any_network_is_refused(tmp_path):
+    """hidden_units_9 with the default 2 hidden layers was sampled, recorded, never used."""
+    searched = "  hidden_units_9: {scale: pow2, low: 8, high: 64}"
+    text = GOOD.replace("space:\n", f"space:\n{searched}\n")
+    message = _error(tmp_path, text)
+    number = text.splitlines().index(searched) + 1
+    assert message == (
+        f"{tmp_path / 'space.yaml'}:{number}: space.hidden_units_9: hidden_units_9 sets hidden "
+        "layer 9, but no network of this space has more than 2 hidden layers (num_layers)"
+    )
+    deeper = text.replace("space:\n", "space:\n  num_layers: {scale: int, low: 1, high: 9}\n")
+    (tmp_path / "space.yaml").write_text(deeper)
+    assert "hidden_units_9" in spec.load(tmp_path / "space.yaml").space
