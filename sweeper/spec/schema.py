@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,8 @@ TRAINER_OPTIONS = tuple(TrainConfig.__dataclass_fields__)
 OBJECTIVE_METRICS = ("dev_accuracy", "dev_loss", "train_accuracy", "train_loss", "minibatch_cost")
 CONTINUOUS_SCALES = ("log", "one_minus_log", "uniform")
 INTEGER_SCALES = ("int", "log_int", "pow2")
+# pydantic's names for a union's members in an error's location: constrained-int, literal['auto']
+UNION_MEMBER = re.compile(r"(int|float|str|bool|[a-z]+(-[a-z]+)+|[a-z-]+\[.*\])")
 MAX_SPEC_BYTES = 1_000_000
 MAX_YAML_NODES = 100_000  # after aliases are expanded: an alias bomb stops here
 
@@ -440,17 +443,31 @@ def line_of(path: Path, field: str) -> int:
 
 
 def _format(path: Path, error: ValidationError, lines: dict[tuple, int]) -> str:
-    problems = []
+    """One line per field: what each member of a union (`pack: K | auto`) wanted is joined
+    in it, without pydantic's names for the members (`resources.pack.constrained-int`)."""
+    by_field: dict[tuple, list[str]] = {}
     for item in error.errors():
-        loc = tuple(item["loc"])
-        line = _nearest_line(loc, lines)
-        field = ".".join(str(p) for p in loc) or "(top level)"
+        loc = _without_union_members(tuple(item["loc"]))
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             parent = _model_fields_at(loc[:-1])
             message = f"unknown key{_did_you_mean(loc[-1], parent)}"
-        problems.append(f"{path}:{line}: {field}: {message}")
+        by_field.setdefault(loc, []).append(message)
+    problems = []
+    for loc, messages in by_field.items():
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        message = ", or ".join(
+            [messages[0], *(m.removeprefix("Input should be ") for m in messages[1:])]
+        )
+        problems.append(f"{path}:{_nearest_line(loc, lines)}: {field}: {message}")
     return "\n".join(problems)
+
+
+def _without_union_members(loc: tuple) -> tuple:
+    """The field's own path: pydantic ends a union member's error with the member's name."""
+    while loc and isinstance(loc[-1], str) and UNION_MEMBER.fullmatch(loc[-1]):
+        loc = loc[:-1]
+    return loc
 
 
 def _nearest_line(loc: tuple, lines: dict[tuple, int]) -> int:

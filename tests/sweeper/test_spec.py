@@ -334,3 +334,14 @@ def test_a_per_layer_option_deeper_than_any_network_is_refused(tmp_path):
     deeper = text.replace("space:\n", "space:\n  num_layers: {scale: int, low: 1, high: 9}\n")
     (tmp_path / "space.yaml").write_text(deeper)
     assert "hidden_units_9" in spec.load(tmp_path / "space.yaml").space
+
+
+def test_a_value_no_member_of_a_union_takes_is_one_line_naming_the_field(tmp_path):
+    """pack: 0 gave two lines in pydantic's words (resources.pack.constrained-int: …,
+    resources.pack.literal['auto']: …)."""
+    text = GOOD + "resources: {pack: 0}\n"
+    message = _error(tmp_path, text)
+    assert message == (
+        f"{tmp_path / 'space.yaml'}:{len(text.splitlines())}: resources.pack: Input should be "
+        "greater than or equal to 1, or 'auto'"
+    )
