@@ -53,6 +53,18 @@ class Param(BaseModel):
                 raise ValueError("categorical needs a non-empty `choices` list")
             if self.low is not None or self.high is not None:
                 raise ValueError("categorical takes `choices`, not low/high")
+            scalar = (str, int, float, bool, type(None))
+            odd = [
+                c
+                for c in self.choices
+                if not isinstance(c, scalar)
+                and not (isinstance(c, list) and all(isinstance(v, scalar) for v in c))
+            ]
+            if odd:
+                raise ValueError(
+                    f"choices are values or lists of values, not {odd[0]!r} "
+                    "(a mapping inside `choices`: check its braces)"
+                )
             return self
         if self.choices is not None:
             raise ValueError(f"{self.scale} takes low/high, not `choices`")

@@ -384,6 +384,14 @@ CORPUS |= {
         12,
         "postgresql://me:***@db.example/optuna holds a password",
     ),
+    "a mapping among categorical choices": (
+        GOOD.replace(
+            "space:\n", "space:\n  activation: {scale: categorical, choices: [{a: 1}, relu]}\n"
+        ),
+        CSV,
+        8,
+        "space.activation: choices are values or lists of values, not {'a': 1}",
+    ),
     "a password in a storage URL's query": (
         GOOD + "storage: {optuna: 'postgresql://me@db.example/optuna?password=hunter2'}\n",
         CSV,
