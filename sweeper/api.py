@@ -56,10 +56,12 @@ def run_plan(
     one to open a SQLite store."""
     from sweeper.run import sweep
     from sweeper.run.dispatch import check_fits_this_machine, start_ray
+    from sweeper.run.folder import launch_lock
 
-    if start_ray(address):
-        check_fits_this_machine(plan.spec.resources)
-    result = sweep.run(plan, on_progress)
+    with launch_lock(plan.folder):
+        if start_ray(address):
+            check_fits_this_machine(plan.spec.resources)
+        result = sweep.run(plan, on_progress)
     return dataclasses.replace(result, best=results.best(plan.folder, with_model=False))
 
 

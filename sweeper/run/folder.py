@@ -6,6 +6,7 @@ a folder with this module alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,6 +109,24 @@ def is_running(folder: SweepFolder) -> bool:
             return False
     except UserError:
         return True
+
+
+@contextmanager
+def launch_lock(folder: SweepFolder) -> Iterator[None]:
+    """Held by a driver from before Ray starts to its end. The sweep's own `lock` is taken only
+    once Ray is up and the folder made: meanwhile a second launch of the same new sweep started
+    a Ray of its own (15-28 s) before it was refused. Kept in the user's cache, by the folder's
+    absolute path, since the folder may not exist yet."""
+    launching = locks.user_cache() / "launching"
+    launching.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(folder.path.absolute()).encode()).hexdigest()[:24]
+    handle = locks.acquire(launching / f"{key}.lock")
+    if handle is None:
+        raise UserError(f"sweep {folder.path} is already running (another driver is starting it)")
+    try:
+        yield
+    finally:
+        locks.release(handle)
 
 
 @contextmanager

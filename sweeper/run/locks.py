@@ -37,3 +37,8 @@ def acquire(path: Path, wait_s: float = 0.0) -> IO[str] | None:
 def release(handle: IO[str]) -> None:
     fcntl.flock(handle, fcntl.LOCK_UN)
     handle.close()
+
+
+def user_cache() -> Path:
+    """The sweeper's folder in the user's cache (XDG_CACHE_HOME, else ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sweeper"

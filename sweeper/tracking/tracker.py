@@ -33,6 +33,7 @@ from sweeper import secrets
 from sweeper.data.datasets import DataInput, Preprocessing
 from sweeper.errors import UserError
 from sweeper.records import MODEL_ARTIFACT, TrialRecord
+from sweeper.run.locks import user_cache
 from sweeper.tracking import models
 from sweeper.tracking.live import Key, Writes
 from sweeper.tracking.run_tables import RunContent, RunTables, is_database
@@ -70,7 +71,7 @@ def create_sqlite_store(tracking_uri: str) -> None:
 
 
 def _empty_store() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sweeper"
+    cache = user_cache()
     empty = cache / f"mlflow-{mlflow.__version__}-empty.db"
     if not empty.exists():
         cache.mkdir(parents=True, exist_ok=True)

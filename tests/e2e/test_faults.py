@@ -113,6 +113,26 @@ def test_ctrl_c_while_ray_starts_says_to_launch_again_not_to_resume(tmp_path):
     assert not folder.exists()
 
 
+def test_a_second_launch_while_the_first_starts_ray_is_refused_before_its_own_ray(tmp_path):
+    """The sweep's lock is taken once Ray is up: a second launch of a new sweep meanwhile
+    started a Ray of its own (15-28 s) and only then was refused."""
+    write_spec(tmp_path, "twice", "  - {name: coarse, trials: 2, sampler: random}")
+    first = start_cli("launch", "twice.yaml", "--quiet", cwd=tmp_path)
+    try:
+
+        def starting_ray() -> bool:
+            children = psutil.Process(first.pid).children(recursive=True)
+            return any("gcs_server" in p.name() for p in children)
+
+        wait_for(starting_ray, 60, "the first launch's Ray starting")
+        second = cli("launch", "twice.yaml", "--quiet", cwd=tmp_path, timeout=120)
+        assert second.returncode == 2 and "is already running" in second.stderr, second.stderr
+        assert "Token authentication" not in second.stderr  # Ray's notice: it started none
+    finally:
+        kill_group(first, signal.SIGINT)
+        first.communicate(timeout=120)
+
+
 def test_second_ctrl_c_exits_at_once_and_the_sweep_still_resumes(tmp_path):
     driver, folder = _launch_until_some_finished(tmp_path, "twice")
     kill_group(driver, signal.SIGINT)
