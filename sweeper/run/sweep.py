@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -127,7 +128,7 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
             f"data than this sweep began on (digest {began}, now {now.digest}): launch it "
             "under a new name"
         )
-    check_stores(spec, folder)
+    check_stores(spec, folder, spec_path)
     return Plan(spec, folder, dataset)
 
 
@@ -155,9 +156,16 @@ def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
             raise UserError(f"{spec_path}:{line}: {field}: {error}") from None
 
 
-def check_stores(spec: specs.SweepSpec, folder: SweepFolder) -> None:
-    """A sweep's existing Optuna and MLflow stores can be read (else one clear UserError)."""
+def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) -> None:
+    """A sweep's existing Optuna and MLflow stores can be read, and a new SQLite file can be
+    made where its URL puts it (else one clear UserError)."""
     optuna_url, mlflow_url = spec.storage.optuna, spec.storage.mlflow
+    for key, url in (("optuna", optuna_url), ("mlflow", mlflow_url)):
+        if url and _new_sqlite(url):
+            problem = _cannot_create(Path(url.removeprefix("sqlite:///")).parent)
+            if problem:
+                line = specs.line_of(spec_path, f"storage.{key}")
+                raise UserError(f"{spec_path}:{line}: storage.{key}: {problem}")
     if (optuna_url and not _new_sqlite(optuna_url)) or (folder.path / JOURNAL).exists():
         make_storage(optuna_url, folder.path)
     if folder.has_mlflow_store(spec) and not (mlflow_url and _new_sqlite(mlflow_url)):
@@ -288,6 +296,17 @@ def delete(folder: SweepFolder, force: bool = False) -> None:
 
         delete_experiment(folder.tracking_uri(spec), spec.name)
     ownership.remove_owned(folder.path, force)
+
+
+def _cannot_create(parent: Path) -> str | None:
+    """Why no file can be made in `parent`, or None: an unnamed one is made and gone at once
+    (access(2) answers yes to root even for /proc). A new SQLite store there failed in the
+    StudyServer, after the sweep folder was made."""
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            return None
+    except OSError as error:
+        return f"no database can be made in {parent}: {error.strerror}"
 
 
 def _new_sqlite(url: str) -> bool:

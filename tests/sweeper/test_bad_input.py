@@ -398,6 +398,12 @@ CORPUS |= {
         12,
         "postgresql://me@db.example/optuna?password=*** holds a password",
     ),
+    "a new SQLite store where no file can be made": (
+        GOOD + "storage: {optuna: 'sqlite:////proc/x.db'}\n",
+        CSV,
+        12,
+        "storage.optuna: no database can be made in /proc",
+    ),
     "an unset variable in a storage URL": (
         GOOD + "storage: {optuna: 'postgresql://me:${SWEEPER_UNSET_9}@db.example/optuna'}\n",
         CSV,
