@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import re
 import statistics
@@ -445,8 +446,10 @@ def sweeps(args: argparse.Namespace) -> list[dict[str, Any]]:
             r["trials_per_cpu_hour"] / o["trials_per_cpu_hour"]
             for o, r in zip(one, mine, strict=True)
         ]
+        # a trainer that ran between two polls of the sampler (a tiny sweep) is not seen at all
         by_trainers = [
-            o["cpu_s"]["trainers"] / r["cpu_s"]["trainers"] for o, r in zip(one, mine, strict=True)
+            o["cpu_s"].get("trainers", math.nan) / r["cpu_s"].get("trainers", math.nan)
+            for o, r in zip(one, mine, strict=True)
         ]
         print(
             f"pack {pack}: trials/hour ×{statistics.mean(by_wall):.2f} vs pack 1 by wall time "
