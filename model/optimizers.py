@@ -2,9 +2,13 @@
 
     gradient descent:  θ ← θ − α·dθ
     momentum:          v ← β·v + (1−β)·dθ;               θ ← θ − α·v
-    RMSprop:           s ← β·s + (1−β)·dθ²;              θ ← θ − α·dθ / (√s + ε)
+    RMSprop:           s ← β·s + (1−β)·dθ²;              θ ← θ − α·dθ / √(s + ε)
     Adam:              v, s as above with β1, β2;  v̂ = v/(1−β1^t), ŝ = s/(1−β2^t);
                        θ ← θ − α·v̂ / (√ŝ + ε)
+
+ε sits where the notes put it: inside the root for RMSprop ("w := w − α·dw/√(s_dw + ε), for
+numerical stability ε = 10⁻⁸"), outside it for Adam. PyTorch's RMSprop adds it outside; the two
+differ only where |dθ| is below about √ε = 10⁻⁴, where the notes' step is the smaller one.
 
 State (`v`, `s`, `t`) is created in `__init__`; each rule's `_update` is a few in-place lines
 over preallocated buffers, so a step allocates nothing. For K networks trained together
@@ -101,8 +105,8 @@ class RMSprop(Optimizer):
         tmp -= s
         tmp *= c(1.0 - self.beta)
         s += tmp  # s = β·s + (1−β)·g²
-        xp.sqrt(s, out=tmp)
-        tmp += c(self.epsilon)
+        xp.add(s, c(self.epsilon), out=tmp)
+        xp.sqrt(tmp, out=tmp)  # √(s + ε), as the notes write RMSprop
         xp.divide(g, tmp, out=tmp)
         tmp *= c(self.alpha)
         theta -= tmp

@@ -31,11 +31,21 @@ def test_momentum_two_steps(backend64):
 
 
 def test_rmsprop_one_step(backend64):
-    # s = 0.1·g²; θ ← θ − α·g/(√s + ε) = θ − α·sign(g)/√0.1 (up to ε)
+    # s = 0.1·g²; θ ← θ − α·g/√(s + ε) = θ − α·sign(g)/√0.1 (up to ε)
     eps = 1e-8
     theta = _steps(RMSprop(3, backend64, beta=0.9, epsilon=eps), [GRAD], alpha=0.01)
-    expected = THETA - 0.01 * GRAD / (np.sqrt(0.1 * GRAD**2) + eps)
+    expected = THETA - 0.01 * GRAD / np.sqrt(0.1 * GRAD**2 + eps)
     np.testing.assert_allclose(theta, expected, rtol=1e-12)
+
+
+def test_rmsprop_puts_epsilon_inside_the_root_as_the_notes_do(backend64):
+    """Week II: w := w − α·dw/√(s_dw + ε). With |g| = 1e-6 the step is 0.01·α where ε added
+    outside the root (PyTorch's RMSprop) gives 3.1·α, 300 times as large."""
+    g = np.full(3, 1e-6)
+    theta = _steps(RMSprop(3, backend64, beta=0.9, epsilon=1e-8), [g], alpha=1.0)
+    step = THETA - theta
+    np.testing.assert_allclose(step, g / np.sqrt(0.1 * g**2 + 1e-8), rtol=1e-12)
+    assert step[0] == pytest.approx(0.01, rel=1e-2)
 
 
 def test_adam_two_steps_by_hand(backend64):
