@@ -132,7 +132,6 @@ class StudyServer:
         """Create or load stage `index`'s study; recover what a crash left; return its state."""
         stage = self.spec.stages[index]
         name = study_name(self.spec.name, stage.name)
-        seed = stage_seed(stage, index)
         study = optuna.create_study(
             study_name=name,
             storage=self.storage,
@@ -145,6 +144,8 @@ class StudyServer:
             }
         else:
             space = self._new_stage_space(index, study)
+        tried = sum(1 for t in study.get_trials(deepcopy=False) if not is_warm_start(t))
+        seed = stage_seed(stage, index, tried)
         study.sampler = make_sampler(stage, seed, scales.distributions(space))
         study.pruner = make_pruner(stage.pruner, max_epochs(self.spec))
         self.studies[index] = study

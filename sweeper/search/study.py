@@ -153,10 +153,13 @@ def grid(distributions: dict[str, od.BaseDistribution], points: int = 4) -> dict
     return out
 
 
-def stage_seed(stage: Stage, index: int) -> int:
-    """A stage's sampler seed: its own, else its place in the plan (so that reruns and resumes
-    sample alike)."""
-    return stage.seed if stage.seed is not None else index
+def stage_seed(stage: Stage, index: int, tried: int = 0) -> int:
+    """A stage's sampler seed: its own, else its place in the plan, so that reruns sample
+    alike; mixed with `tried`, the trials the stage already holds (warm-start copies aside),
+    so that a resumed stage does not replay the draws it began with: a random or TPE stage
+    resumed after 5 trials ran trials 0, 1 and 2's exact configurations again as 5, 6 and 7."""
+    seed = stage.seed if stage.seed is not None else index
+    return seed if tried == 0 else int(np.random.SeedSequence([seed, tried]).generate_state(1)[0])
 
 
 def make_sampler(

@@ -160,6 +160,9 @@ def test_a_new_server_fails_and_requeues_the_trials_a_dead_one_left_running(
         retry, _ = successor.ask(0)  # the same configuration runs once more
         assert successor.studies[0].trials[retry].user_attrs["retry_of"] == left
         assert successor.studies[0].trials[retry].params == coarse[left].params
+        fresh, _ = successor.ask(0)  # a new draw: the reseeded sampler replayed trial 0's once
+        seen = [coarse[left].params, coarse[finished].params]
+        assert successor.studies[0].trials[fresh].params not in seen
         assert successor.flush() == []
     finally:
         locks.release(successor.writer_lock)
