@@ -22,10 +22,11 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO
 
 from sweeper.errors import UserError
-from sweeper.run.folder import SweepFolder
+from sweeper.run.folder import SweepFolder, is_running
 from sweeper.search.study import make_storage
 from sweeper.secrets import expand, mask
 
@@ -67,9 +68,12 @@ def serve(
         announce(url)
         optuna_dashboard.run_server(make_storage(spec.storage.optuna, folder.path), host, port)
         return
+    store = expand(folder.tracking_uri(spec))
+    if store.startswith("sqlite:///"):
+        _wait_for_the_sweeps_store(Path(store.removeprefix("sqlite:///")), folder)
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server
     # the store's URL (with its credentials) goes by environment: a command line is public (`ps`)
-    environment = {**os.environ, "MLFLOW_BACKEND_STORE_URI": expand(folder.tracking_uri(spec))}
+    environment = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store}
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "mlflow", "server", "--workers", "1"),
@@ -81,14 +85,34 @@ def serve(
         text=True,
         start_new_session=True,  # its own group: uvicorn and MLflow's job workers go with it
     )
-    # SIGTERM (a service manager, `kill`) ends this process through `finally`, like Ctrl-C
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # SIGTERM (a service manager, `kill`) and SIGHUP (the terminal closed, SSH dropped) end this
+    # process through `finally`, like Ctrl-C: the server's own session never gets the hangup
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     try:
         _wait_until_up(server, f"{url}/health", log)
         announce(runs_page(url, spec.name))
         server.wait()
     finally:
         stop_group(server)
+
+
+def _wait_for_the_sweeps_store(path: Path, folder: SweepFolder, wait_s: float = 60.0) -> None:
+    """Serve a SQLite store only once the sweep has made it (whole, in one rename). Started
+    first, `mlflow server` made and migrated one in place, the starting sweep migrated it a
+    second time, and the store stayed unreadable to both for good."""
+    deadline = time.monotonic() + wait_s
+    while not path.exists():
+        if not is_running(folder):
+            raise UserError(
+                f"{folder.path}: no MLflow store yet, the sweep has written no run: launch or "
+                "resume it first"
+            )
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"{path}: the running sweep has not made its MLflow store in {wait_s:g} s"
+            )
+        time.sleep(0.2)
 
 
 def runs_page(url: str, experiment: str) -> str:

@@ -197,6 +197,35 @@ def test_ui_serves_the_runs_over_rest_on_loopback_only(folder):
     assert not alive, [p.cmdline() for p in alive]  # no MLflow, uvicorn or job worker left over
 
 
+def test_ui_stops_its_server_when_the_terminal_hangs_up(folder):
+    """SIGHUP (a closed terminal, a dropped SSH session) ended `sweeper ui` alone: the MLflow
+    server, uvicorn and its job workers, in a session of their own, kept the port."""
+    ui = start_cli("ui", str(folder), cwd=folder.parent)
+    try:
+        line = ui.stdout.readline()
+        assert "http://127.0.0.1:" in line, line + ui.stderr.read()
+        started = psutil.Process(ui.pid).children(recursive=True)
+        assert started
+    finally:
+        ui.send_signal(signal.SIGHUP)
+        ui.communicate(timeout=30)
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
+
+
+def test_ui_makes_no_store_of_its_own_in_a_sweep_that_has_none(folder, tmp_path):
+    """Started before the sweep's MLflow store existed, `mlflow server` made and migrated one
+    in place; the sweep starting then migrated it again and left it unreadable for good. With
+    no sweep running to make it, `ui` now says so and makes nothing."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in (".sweeper-sweep.json", "spec.yaml"):
+        shutil.copy(folder / name, bare / name)
+    result = CliRunner().invoke(app, ["ui", str(bare)])
+    assert result.exit_code == 2 and "no MLflow store yet" in result.output, result.output
+    assert sorted(p.name for p in bare.iterdir()) == [".sweeper-sweep.json", "spec.yaml"]
+
+
 def test_dashboard_serves_the_studies_on_loopback(folder):
     ui = start_cli("ui", str(folder), "--dashboard", cwd=folder.parent)
     try:
