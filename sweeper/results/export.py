@@ -6,6 +6,7 @@ Columns: stage, number, state, value, epochs, duration_s, node_id, reason, retry
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,25 @@ def check_output(path: Path, overwrite: bool, formats: tuple[str, ...] = FORMATS
 
 
 def write_table(table: pa.Table, path: Path) -> int:
-    """`table` to `path`, a .parquet or .csv file `check_output` has passed."""
-    if path.suffix == ".parquet":
-        pq.write_table(table, path)
-    else:
-        pcsv.write_csv(table, path)
+    """`table` to `path`, a .parquet or .csv file `check_output` has passed. Written beside it
+    and renamed, so that a failure leaves no partial file. CSV has no lists: a list-valued
+    column (hidden_units: [64, 64]) is written as JSON text, where pyarrow refused the table
+    and left an empty file."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        if path.suffix == ".parquet":
+            pq.write_table(table, partial)
+        else:
+            pcsv.write_csv(_lists_as_json(table), partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return table.num_rows
+
+
+def _lists_as_json(table: pa.Table) -> pa.Table:
+    for i, field in enumerate(table.schema):
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+            values = [None if v is None else json.dumps(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field.name, pa.array(values, pa.string()))
+    return table
