@@ -33,6 +33,7 @@ import numpy as np
 
 from model import layers
 from model.backend import Backend, get_backend
+from model.checkpoint import Progress
 from model.config import TrainConfig
 from model.network import Architecture, Network, NetworkState
 from model.optimizers import Optimizer, make_optimizer
@@ -412,7 +413,14 @@ def _end(member: _Member, outcome: Outcome, net: StackedNetwork, k: int) -> bool
     alone = Network(member.arch, net.backend, seed=member.config.seed)
     alone.restore(state)
     member.outcome = outcome
-    member.result = TrainResult(alone, outcome, member.history, member.kept_epoch)
+    # the epoch it holds, with no optimizer moments or generators: continued, it goes on from
+    # that epoch's parameters (a continued packed trial kept at epoch 21 of 40 went on at 41)
+    progress = None
+    if outcome is not Outcome.DIVERGED:
+        progress = Progress(epoch=member.kept_epoch, options=member.config.to_dict())
+    member.result = TrainResult(
+        alone, outcome, member.history, member.kept_epoch, progress=progress
+    )
     return True
 
 

@@ -281,3 +281,7 @@ def test_members_keep_their_best_epoch_as_training_alone_does(data, metric, maxi
     for config, result in zip(configs, packed, strict=True):
         alone = train(config, X_train, y_train, X_dev, y_dev, 10, backend=FLOAT64, keep_best=keep)
         _assert_same(result, alone, rtol=1e-10)
+        # continued (`sweeper train --from`), it goes on after the epoch it holds, as alone:
+        # a member's checkpoint had no progress, and was continued after its last epoch
+        assert result.checkpoint().progress.epoch == alone.checkpoint().progress.epoch
+        assert result.checkpoint().progress.epoch == result.kept_epoch
