@@ -196,6 +196,13 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
             f"{spec.objective.metric}={found.value:.4f} params={found.params}",
             soft_wrap=True,  # one line in a log file; a terminal wraps it as it likes
         )
+    elif finished:  # every trial pruned, most often diverged: say so, not nothing
+        errors.print(
+            f"warning: none of the {finished} finished trials completed, so no model was kept; "
+            f"`sweeper status {name}` says why each ended (diverged: lower the learning_rate "
+            "range)",
+            soft_wrap=True,
+        )
     console.print(
         f"results: sweeper status {name}  |  sweeper ui {name}  |  sweeper report {name}",
         soft_wrap=True,
