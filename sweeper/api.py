@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeper.errors import UserError
 from sweeper.records import Best, SweepStatus, SweepSummary
 from sweeper.results import summary as results
 from sweeper.run.folder import SweepFolder, find_sweep
@@ -156,7 +157,6 @@ def delete(
 
 def prune(sweep: Sweep, trial: int, stage: str | None = None) -> str:
     """`sweeper prune`: ask the running sweep to stop `trial` at its next epoch; its stage."""
-    from sweeper.errors import UserError
     from sweeper.run.control import request_prune
     from sweeper.run.folder import is_running
 
@@ -220,6 +220,10 @@ def panda_run(
 
     plan = prepare(spec_path)
     overrides = dict(overrides or {})
+    if epochs is not None and overrides.get("epochs", epochs) != epochs:  # one was dropped
+        raise UserError(
+            f"--epochs {epochs} and --set epochs={overrides['epochs']} disagree: give one"
+        )
     if source is None:
         if epochs is not None:
             overrides["epochs"] = epochs

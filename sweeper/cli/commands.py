@@ -398,7 +398,8 @@ def train(
         typer.Option(
             "--from",
             help="continue RUN_ID[@EPOCH] (an earlier train run), NAME (a sweep's best trial) "
-            "or NAME:STAGE:TRIAL; --set may change anything but the architecture",
+            "or NAME:STAGE:TRIAL; --set may then change any option but the network's layers, "
+            "activation, batch norm and optimizer",
         ),
     ] = None,
     epochs: Annotated[
