@@ -59,7 +59,7 @@ def test_bad_overrides_are_one_clear_error(tmp_path, monkeypatch):
         ("learning_rat=0.1", "unknown trainer option"),
         ("keep_prob=2", "keep_prob=2 must be in (0, 1]"),
         ("learning_rate", "expected name=value"),
-        ("epochs=2.5", "epochs=2.5 must be a whole number"),
+        ("l2=-1", "l2=-1 must be >= 0"),
         ("epochs=3", "--epochs 1 and --set epochs=3 disagree"),  # one of them was dropped
     ):
         result = CliRunner().invoke(
