@@ -161,8 +161,17 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
     display = None if quiet else _Display()
     if display:
         display.live.start()
+    from ray.exceptions import RayActorError
+
     try:
         result = api.run_plan(plan, address, display.update if display else None)
+    except RayActorError as lost:  # its process killed: what it wrote is whole (journal, runs)
+        errors.print(
+            f"error: the sweep's StudyServer was lost ({type(lost).__name__}); what it recorded "
+            f"is kept: resume with: sweeper resume {name}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
     except KeyboardInterrupt as stopped:
         if not folder.spec_copy.is_file():  # stopped while Ray started: no sweep exists yet
             errors.print(

@@ -247,7 +247,10 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
             if not interrupted:
                 raise
         finally:
-            mlflow_errors = ray.get(server.flush.remote())
+            try:
+                mlflow_errors = ray.get(server.flush.remote())
+            except RayActorError:  # the StudyServer itself was lost: its error is raised
+                mlflow_errors = []
             ray.kill(server)
         if interrupted:  # raised once MLflow is up to date, with the writes that failed
             raise Interrupted(mlflow_errors)
