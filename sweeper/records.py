@@ -231,9 +231,10 @@ class SweepStatus:
     stages: list[StageStatus]
     models: ModelUsage | None = None
     budget: dict[str, Any] | None = None  # `budget:`'s non-default keys (trials, epochs, …)
+    state: str = "stopped"  # running (a driver holds its lock) | finished | stopped
 
     def to_json(self) -> dict[str, Any]:
-        out = {"name": self.name, "stages": [s.to_json() for s in self.stages]}
+        out = {"name": self.name, "state": self.state, "stages": [s.to_json() for s in self.stages]}
         out |= {"budget": self.budget} if self.budget is not None else {}
         return out | ({"models": dataclasses.asdict(self.models)} if self.models else {})
 
@@ -247,6 +248,7 @@ class SweepSummary:
     finished: int = 0
     target: int = 0
     error: str | None = None  # why the folder could not be read (a broken or foreign sweep)
+    state: str = "stopped"  # as SweepStatus.state
 
     def to_json(self) -> dict[str, Any]:
         entry = dataclasses.asdict(self)

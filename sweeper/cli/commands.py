@@ -292,6 +292,10 @@ def status(
     if "models" in summary:
         kept = summary["models"]
         console.print(f"kept models: {kept['kept']}, {kept['bytes'] / 1e6:.2f} MB on disk")
+    if summary["state"] == "stopped":  # trials shown running lost their driver
+        console.print(f"stopped: `sweeper resume {sweep}` runs the rest", soft_wrap=True)
+    else:
+        console.print(summary["state"])
 
 
 def _describe(param: dict[str, Any]) -> str:
@@ -592,8 +596,8 @@ def list_command(
         print(json.dumps([s.to_json() for s in sweeps]))
         return
     for s in sweeps:
-        progress = "unreadable" if s.error else f"{s.finished}/{s.target}"
-        console.print(f"{s.name:30} {progress}  {s.folder}", soft_wrap=True)
+        progress = "unreadable" if s.error else f"{s.finished}/{s.target} {s.state}"
+        console.print(f"{s.name:30} {progress:18} {s.folder}", soft_wrap=True)
         if s.error:
             console.print(f"  {mask(s.error)}", soft_wrap=True)
 

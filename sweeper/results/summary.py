@@ -20,7 +20,7 @@ from sweeper.records import (
     empty_counts,
 )
 from sweeper.results.view import SweepView, stage_counts, stage_studies, view
-from sweeper.run.folder import SweepFolder
+from sweeper.run.folder import SweepFolder, is_running
 from sweeper.run.ownership import require_marked
 from sweeper.search.study import read_storage
 
@@ -44,7 +44,11 @@ def status(folder: SweepFolder) -> SweepStatus:
         for stage, study in _studies(folder)
     ]
     budget = spec.budget.model_dump(exclude_defaults=True) if spec.budget is not None else None
-    return SweepStatus(spec.name, stages, model_usage(folder), budget)
+    if is_running(folder):
+        state = "running"
+    else:  # a killed driver leaves RUNNING trials behind: stopped, not running
+        state = "finished" if all(s.finished >= s.target for s in stages) else "stopped"
+    return SweepStatus(spec.name, stages, model_usage(folder), budget, state)
 
 
 def load_view(folder: SweepFolder) -> SweepView:
@@ -131,5 +135,5 @@ def list_sweeps(root: Path) -> list[SweepSummary]:
             continue
         done = sum(s.finished for s in summary.stages)
         target = sum(s.target for s in summary.stages)
-        out.append(SweepSummary(summary.name, str(path.parent), done, target))
+        out.append(SweepSummary(summary.name, str(path.parent), done, target, state=summary.state))
     return out

@@ -57,6 +57,8 @@ def test_killed_driver_resumes_with_exact_counts(tmp_path):
     kill_driver(driver)
     caught = {t.number: t.params for t in _running(folder, "crash")}
     assert caught, "the kill should catch trials mid-flight"
+    shown = cli("status", "crash", cwd=tmp_path, timeout=60)  # its RUNNING trials: no driver
+    assert "stopped: `sweeper resume crash` runs the rest" in shown.stdout, shown.stdout
     # a journal line cut short by the kill, as a write interrupted halfway leaves it
     with open(folder / "optuna.journal", "ab") as journal:
         journal.write(b'{"op_code": 5, "worker_id": "dead-')

@@ -58,6 +58,7 @@ def test_sweep_records_exactly_n_trials_everywhere(ray_local, tmp_path, monkeypa
     every = [t for s in trials.values() for t in s.values() if t.state.name == "COMPLETE"]
     assert top.value == pytest.approx(max(t.value for t in every))
     summary = status(folder).to_json()  # as `sweeper status --json` prints it
+    assert summary["state"] == "finished"
     assert [(s["complete"] + s["pruned"], s["running"]) for s in summary["stages"]] == [
         (6, 0),
         (4, 0),
