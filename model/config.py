@@ -173,7 +173,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None or (name in PER_LAYER and isinstance(value, list | tuple)):
                 continue  # a list is `_per_layer_problem`'s
-            if name in WHOLE and not (number(value) and isinstance(value, int)):
+            if name in WHOLE and not (isinstance(value, int) and not isinstance(value, bool)):
                 problems.append(f"{name}={value!r} must be a whole number")
             elif name in REAL and not number(value):
                 hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) else ""

@@ -86,8 +86,7 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
     for key, url in spec.storage.model_dump().items():
         problem = secrets.url_problem(url)
         if problem:
-            line = specs.line_of(spec_path, f"storage.{key}")
-            raise UserError(f"{spec_path}:{line}: storage.{key}: {problem}")
+            raise _storage_error(spec_path, key, problem)
     base = spec_path.resolve().parent
     data = spec.data.model_copy(
         update={
@@ -160,28 +159,25 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) ->
     """A sweep's existing Optuna and MLflow stores can be read, and a new SQLite file can be
     made where its URL puts it (else one clear UserError)."""
     optuna_url, mlflow_url = spec.storage.optuna, spec.storage.mlflow
-
-    def located(key: str, problem: str) -> UserError:  # at the URL's line in space.yaml
-        line = specs.line_of(spec_path, f"storage.{key}")
-        return UserError(f"{spec_path}:{line}: storage.{key}: {problem}")
-
     for key, url in (("optuna", optuna_url), ("mlflow", mlflow_url)):
         if url and _new_sqlite(url):
             problem = _cannot_create(Path(url.removeprefix("sqlite:///")).parent)
             if problem:
-                raise located(key, problem)
+                raise _storage_error(spec_path, key, problem)
     try:
         if (optuna_url and not _new_sqlite(optuna_url)) or (folder.path / JOURNAL).exists():
             make_storage(optuna_url, folder.path)
     except UserError as error:
-        raise (located("optuna", str(error)) if optuna_url else error) from None
+        raise (_storage_error(spec_path, "optuna", str(error)) if optuna_url else error) from None
     if folder.has_mlflow_store(spec) and not (mlflow_url and _new_sqlite(mlflow_url)):
         from sweeper.tracking.tracker import check_store  # mlflow: only once a store exists
 
         try:
             check_store(folder.tracking_uri(spec))
         except UserError as error:
-            raise (located("mlflow", str(error)) if mlflow_url else error) from None
+            raise (
+                _storage_error(spec_path, "mlflow", str(error)) if mlflow_url else error
+            ) from None
 
 
 def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) -> SweepResult:
@@ -309,6 +305,13 @@ def delete(folder: SweepFolder, force: bool = False) -> None:
 
         delete_experiment(folder.tracking_uri(spec), spec.name)
     ownership.remove_owned(folder.path, force)
+
+
+def _storage_error(spec_path: Path, key: str, problem: str) -> UserError:
+    """A problem of `storage.<key>`, at its line in space.yaml."""
+    return UserError(
+        f"{spec_path}:{specs.line_of(spec_path, f'storage.{key}')}: storage.{key}: {problem}"
+    )
 
 
 def _cannot_create(parent: Path) -> str | None:

@@ -249,7 +249,7 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
         if option in WHOLE and param.scale in CONTINUOUS_SCALES:
             problems.append(
                 (
-                    (("space", name)),
+                    ("space", name),
                     f"{name} takes whole numbers: search it on an int, log_int "
                     f"or pow2 scale, not {param.scale}",
                 )
