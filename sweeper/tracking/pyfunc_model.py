@@ -28,12 +28,16 @@ from sweeper.tracking.models import NETWORK, PREPROCESSING
 class SweepModel(mlflow.pyfunc.PythonModel):
     """Raw feature columns in, the data's own labels (or class probabilities) out."""
 
+    # predict's input is checked by our own Preprocessing (column names and types, in messages
+    # that name the column); MLflow's type-hint validation would only warn on every load
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         self.network = Checkpoint.load(Path(context.artifacts[NETWORK])).network()
         stored = json.loads(Path(context.artifacts[PREPROCESSING]).read_text())
         self.preprocessing = Preprocessing.from_json(stored)
 
-    def predict(self, context, model_input, params=None):  # no hints: MLflow reads them as a schema
+    def predict(self, context, model_input, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         X = self.preprocessing.inputs(pa.Table.from_pandas(frame, preserve_index=False), "input")
         Yhat = self.network.predict(X)  # (C, m) softmax, or (1, m) P(class 1)
