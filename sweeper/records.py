@@ -205,6 +205,7 @@ class StageStatus:
     counts: dict[str, int]  # COUNT_KEYS → trials, warm-start copies left out
     space: dict[str, Any] | None = None  # parameter name → its scale, low, high (or choices)
     plan: str = ""  # how it samples, prunes and zooms (`Stage.describe`)
+    diverged: int = 0  # of the pruned: their cost blew up (`is_diverged`)
 
     @property
     def finished(self) -> int:
@@ -212,6 +213,7 @@ class StageStatus:
 
     def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "target": self.target, "plan": self.plan, **self.counts}
+        out["diverged"] = self.diverged
         return out | ({"space": self.space} if self.space is not None else {})
 
 

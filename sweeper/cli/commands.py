@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -25,6 +25,9 @@ from rich.text import Text
 
 from sweeper.errors import UserError
 from sweeper.secrets import mask
+
+if TYPE_CHECKING:
+    from sweeper.api import Sweep
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -207,15 +210,24 @@ def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = 
         )
     elif finished:  # every trial pruned, most often diverged: say so, not nothing
         errors.print(
-            f"warning: none of the {finished} finished trials completed, so no model was kept; "
-            f"`sweeper status {name}` says why each ended (diverged: lower the learning_rate "
-            "range)",
+            f"warning: none of the {finished} finished trials completed, so no model was kept"
+            f"{_diverged_hint(folder)}",
             soft_wrap=True,
         )
     console.print(
         f"results: sweeper status {name}  |  sweeper ui {name}  |  sweeper report {name}",
         soft_wrap=True,
     )
+
+
+def _diverged_hint(sweep: Sweep) -> str:
+    """How many of a sweep's trials diverged, and what to do about it (nothing if none did)."""
+    from sweeper import api
+
+    diverged = sum(stage.diverged for stage in api.status(sweep).stages)
+    if not diverged:
+        return ""
+    return f"; {diverged} diverged (lower the learning_rate range)"
 
 
 def _warn_of_mlflow_errors(mlflow_errors: list[str], name: str) -> None:
@@ -274,21 +286,25 @@ def status(
         plan = "the thorough plan" if budget.get("search") == "thorough" else "the recommended plan"
         caption = f"budget: {budget['trials']} trials{limit}, {plan}"
     table = Table(title=f"sweep {summary['name']}", caption=caption)
-    for column in ("stage", "target", "plan", "complete", "pruned", "failed", "running", "space"):
-        table.add_column(column)
+    for column in ("stage", "target", "complete", "pruned", "failed", "running"):
+        table.add_column(column, no_wrap=True)
     for s in summary["stages"]:
-        box = ", ".join(f"{k}: {_describe(v)}" for k, v in s.get("space", {}).items())
         table.add_row(
             s["name"],
             str(s["target"]),
-            s["plan"],
             str(s["complete"]),
-            str(s["pruned"]),
+            f"{s['pruned']} ({s['diverged']} diverged)" if s["diverged"] else str(s["pruned"]),
             str(s["failed"]),
             str(s["running"]),
-            box,
         )
     console.print(table)
+    # each stage's plan and box below the counts, as text that wraps: as columns of the table
+    # they were squeezed to a word per line in 80 columns
+    for s in summary["stages"]:
+        console.print(Text.assemble((s["name"], "bold"), f": {s['plan']}"))
+        if "space" in s:
+            box = ", ".join(f"{k} {_describe(v)}" for k, v in s["space"].items())
+            console.print(Text(f"  box: {box}"))
     if "models" in summary:
         kept = summary["models"]
         console.print(f"kept models: {kept['kept']}, {kept['bytes'] / 1e6:.2f} MB on disk")
@@ -315,7 +331,9 @@ def best(
 
     found = api.best(sweep)
     if found is None:
-        raise UserError(f"sweep {sweep!r} has no completed trial yet")
+        if api.status(sweep).state == "running":
+            raise UserError(f"sweep {sweep!r} has no completed trial yet")
+        raise UserError(f"sweep {sweep!r} has no completed trial{_diverged_hint(sweep)}")
     if as_json:
         print(json.dumps(found.to_json()))
         return

@@ -18,6 +18,7 @@ from sweeper.records import (
     SweepStatus,
     SweepSummary,
     empty_counts,
+    is_diverged,
 )
 from sweeper.results.view import SweepView, stage_counts, stage_studies, view
 from sweeper.run.folder import SweepFolder, is_running
@@ -40,6 +41,7 @@ def status(folder: SweepFolder) -> SweepStatus:
             stage_counts(study) if study else empty_counts(),
             study.user_attrs.get("space") if study else None,
             stage.describe(),
+            sum(map(is_diverged, study.get_trials(deepcopy=False))) if study else 0,
         )
         for stage, study in _studies(folder)
     ]

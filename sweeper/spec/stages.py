@@ -41,14 +41,18 @@ class Stage(Strict):
         parts = [f"{self.sampler} sampler"]
         p = self.pruner
         if p.type == "median":
-            parts.append(f"median pruner after {p.warmup_epochs} epochs")
+            parts.append(f"median pruner after {_epochs(p.warmup_epochs)}")
         elif p.type != "none":
             parts.append(f"{p.type} pruner from epoch {p.min_epochs}, η={p.reduction_factor}")
         if self.patience is not None:
-            parts.append(f"a trial ends after {self.patience} epochs without improving")
+            parts.append(f"a trial ends after {_epochs(self.patience)} without improving")
         if self.zoom is not None:
             parts.append(
                 f"zoomed on the top {self.zoom.top:.0%} of the previous stage "
                 f"(+{self.zoom.margin:.0%} of each range), warm-started"
             )
         return ", ".join(parts)
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"

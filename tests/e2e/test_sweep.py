@@ -110,8 +110,17 @@ def test_diverging_trials_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
     )
     launched = cli("launch", path.name, "--quiet", cwd=tmp_path)
     assert launched.returncode == 0, launched.stderr
-    assert "none of the 3 finished trials completed, so no model was kept" in launched.stderr
+    assert (
+        "none of the 3 finished trials completed, so no model was kept; 3 diverged (lower the "
+        "learning_rate range)" in launched.stderr
+    )
     assert "best:" not in launched.stdout
+    shown = json.loads(cli("status", "diverge", "--json", cwd=tmp_path).stdout)
+    assert [(s["pruned"], s["diverged"]) for s in shown["stages"]] == [(3, 3)]
+    assert "3 (3 diverged)" in cli("status", "diverge", cwd=tmp_path).stdout
+    nothing = cli("best", "diverge", cwd=tmp_path)  # it said "yet" of a finished sweep
+    assert nothing.returncode == 2
+    assert "has no completed trial; 3 diverged" in nothing.stderr
     folder = sweep.prepare(path).folder
     runs, _ = mlflow_runs(folder.path, "diverge")
     assert len(runs) == 3
