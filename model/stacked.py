@@ -292,7 +292,8 @@ def each_trained(
     if X_dev is not None:
         dev_labels = backend.to_host(xp.asarray(y_dev))
         Y_dev = encode_targets(xp, dev_labels, loss.name, n_out, dtype)
-        dev = (xp.asarray(X_dev, dtype=dtype), Y_dev, xp.asarray(y_dev))
+        dev_classes = xp.asarray(y_dev) if loss.predict_classes is not None else None
+        dev = (xp.asarray(X_dev, dtype=dtype), Y_dev, dev_classes)
     ended = _run_epochs(pack, XT, YT, labels, dev, backend, callback)
     while True:
         # overflow in a diverging network is reported as DIVERGED (the state is not left set

@@ -118,6 +118,7 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
     except DataError as error:
         line = specs.line_of(spec_path, error.field)
         raise UserError(f"{spec_path}:{line}: {error.field}: {error}") from None
+    _check_loss_fits(spec, dataset.n_classes, spec_path)
     changed = folder.changed_input(dataset.inputs)
     if changed:
         now, began = changed
@@ -129,6 +130,20 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
         )
     check_stores(spec, folder, spec_path)
     return Plan(spec, folder, dataset)
+
+
+def _check_loss_fits(spec: specs.SweepSpec, n_classes: int, spec_path: Path) -> None:
+    """Binary cross-entropy has one output, P(class 1): with more classes it would train on
+    class indices as if they were probabilities."""
+    searched = spec.space.get("loss")
+    field = "space.loss" if searched is not None else "train.loss"
+    losses = searched.choices or [] if searched is not None else [spec.train.get("loss")]
+    if "binary_cross_entropy" in losses and n_classes > 2:
+        raise UserError(
+            f"{spec_path}:{specs.line_of(spec_path, field)}: {field}: binary_cross_entropy "
+            f"fits two classes and {spec.data.source} has {n_classes}: use auto or "
+            "softmax_cross_entropy"
+        )
 
 
 def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:

@@ -265,7 +265,8 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
                 problems.append((("space", name), str(error)))
                 break
     problems += _layer_problems(spec)
-    problems += _objective_problems(spec.objective, spec.train)
+    problems += _loss_problems(spec)
+    problems += _objective_problems(spec.objective)
     if spec.budget is not None and spec.budget.epochs is not None and "epochs" in spec.space:
         problems.append(
             (("budget", "epochs"), "epochs is searched in `space`: budget.epochs cannot fix it")
@@ -278,6 +279,23 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
             (("stages", 0, "zoom"), "the first stage has no earlier stage to zoom from")
         )
     return problems
+
+
+def _loss_problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
+    """The sweeper's target column holds classes: `mse` (the trainer's regression loss) would
+    fit the class indices as numbers, and its kept model could not name a class."""
+    searched = spec.space.get("loss")
+    losses = searched.choices if searched is not None and searched.choices else []
+    where = ("space", "loss") if "mse" in losses else ("train", "loss")
+    if spec.train.get("loss") == "mse" or "mse" in losses:
+        return [
+            (
+                where,
+                "mse is a regression loss and the sweeper's data are classes: use auto "
+                "(softmax or binary cross-entropy by the number of classes)",
+            )
+        ]
+    return []
 
 
 def _deepest(spec: SweepSpec) -> int | None:
@@ -310,7 +328,7 @@ def _layer_problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
     ]
 
 
-def _objective_problems(objective: Objective, train: dict[str, Any]) -> list[tuple[tuple, str]]:
+def _objective_problems(objective: Objective) -> list[tuple[tuple, str]]:
     """The test set is for the final, unbiased estimate: a sweep that optimizes on it has made it
     a second dev set. Any other name must be one the trainer reports (a misspelled one failed
     every trial, and the stage asked for new ones without end), and a loss is minimized, an
@@ -333,8 +351,6 @@ def _objective_problems(objective: Objective, train: dict[str, Any]) -> list[tup
                 f"choose among {', '.join(OBJECTIVE_METRICS)}",
             )
         ]
-    if metric.endswith("_accuracy") and train.get("loss") == "mse":
-        return [(("objective", "metric"), f"a regression (loss mse) reports no {metric}")]
     direction = "maximize" if metric.endswith("_accuracy") else "minimize"
     if objective.direction != direction:
         return [

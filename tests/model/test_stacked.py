@@ -158,6 +158,18 @@ def test_float32_members_equal_training_alone(data, optimizer, batch_norm):
         _assert_same(result, train(config, X_train, y_train, X_dev, y_dev, 10), rtol=1e-6)
 
 
+def test_regression_members_with_a_dev_set_equal_training_alone(data):
+    """mse has no classes: the dev split's accuracy was computed anyway and raised."""
+    X_train, y_train, X_dev, y_dev = data
+    targets = (y_train / 9.0, y_dev / 9.0)
+    configs = [TrainConfig(loss="mse", hidden_units=[8], epochs=2, seed=s) for s in (0, 1)]
+    packed = train_members(configs, X_train, targets[0], X_dev, targets[1], None, backend=FLOAT64)
+    for config, result in zip(configs, packed, strict=True):
+        alone = train(config, X_train, targets[0], X_dev, targets[1], None, backend=FLOAT64)
+        assert "dev_accuracy" not in result.history[-1]
+        _assert_same(result, alone, 1e-10)
+
+
 def test_a_diverging_member_leaves_and_the_others_go_on(data):
     """α = 1e4 makes one network's cost NaN/inf or 1000× its start; the other two are unaffected."""
     X_train, y_train, X_dev, y_dev = data

@@ -410,6 +410,27 @@ CORPUS |= {
         12,
         "environment variable SWEEPER_UNSET_9 is not set",
     ),
+    "a regression loss on classes": (
+        _spec("  epochs: 3", "  epochs: 3\n  loss: mse"),
+        CSV,
+        7,
+        "train.loss: mse is a regression loss and the sweeper's data are classes",
+    ),
+    "binary cross-entropy on three classes": (
+        _spec("  epochs: 3", "  epochs: 3\n  loss: binary_cross_entropy"),
+        CSV.replace(",a\n", ",c\n", 1),
+        7,
+        "train.loss: binary_cross_entropy fits two classes and",
+    ),
+    "binary cross-entropy searched on three classes": (
+        GOOD.replace(
+            "space:\n",
+            "space:\n  loss: {scale: categorical, choices: [auto, binary_cross_entropy]}\n",
+        ),
+        CSV.replace(",a\n", ",c\n", 1),
+        8,
+        "space.loss: binary_cross_entropy fits two classes and",
+    ),
     "a data error with SQLite storage creates no database": (
         GOOD + "storage: {optuna: 'sqlite:///optuna.db', mlflow: 'sqlite:///mlflow.db'}\n",
         CSV.replace(",b\n", ",a\n"),
