@@ -275,43 +275,37 @@ def status(
     """Trial counts per stage, each stage's plan (what `budget:` expanded into) and search box."""
     from sweeper import api
 
-    summary = api.status(sweep).to_json()
+    found = api.status(sweep)
     if as_json:
-        print(json.dumps(summary))
+        print(json.dumps(found.to_json()))
         return
-    budget = summary.get("budget")
-    caption = None
+    table = Table(title=f"sweep {found.name}")
+    for column in ("stage", "target", "complete", "pruned", "failed", "running"):
+        table.add_column(column, no_wrap=True)
+    for s in found.stages:
+        pruned = str(s.counts["pruned"]) + (f" ({s.diverged} diverged)" if s.diverged else "")
+        counts = (s.counts["complete"], pruned, s.counts["failed"], s.counts["running"])
+        table.add_row(s.name, str(s.target), *map(str, counts))
+    console.print(table)
+    budget = found.budget
     if budget:
         limit = f", at most {budget['hours']:g} h a launch" if "hours" in budget else ""
         plan = "the thorough plan" if budget.get("search") == "thorough" else "the recommended plan"
-        caption = f"budget: {budget['trials']} trials{limit}, {plan}"
-    table = Table(title=f"sweep {summary['name']}", caption=caption)
-    for column in ("stage", "target", "complete", "pruned", "failed", "running"):
-        table.add_column(column, no_wrap=True)
-    for s in summary["stages"]:
-        table.add_row(
-            s["name"],
-            str(s["target"]),
-            str(s["complete"]),
-            f"{s['pruned']} ({s['diverged']} diverged)" if s["diverged"] else str(s["pruned"]),
-            str(s["failed"]),
-            str(s["running"]),
-        )
-    console.print(table)
+        console.print(f"budget: {budget['trials']} trials{limit}, {plan}", soft_wrap=True)
     # each stage's plan and box below the counts, as text that wraps: as columns of the table
     # they were squeezed to a word per line in 80 columns
-    for s in summary["stages"]:
-        console.print(Text.assemble((s["name"], "bold"), f": {s['plan']}"))
-        if "space" in s:
-            box = ", ".join(f"{k} {_describe(v)}" for k, v in s["space"].items())
+    for s in found.stages:
+        console.print(Text.assemble((s.name, "bold"), f": {s.plan}"))
+        if s.space is not None:
+            box = ", ".join(f"{k} {_describe(v)}" for k, v in s.space.items())
             console.print(Text(f"  box: {box}"))
-    if "models" in summary:
-        kept = summary["models"]
-        console.print(f"kept models: {kept['kept']}, {kept['bytes'] / 1e6:.2f} MB on disk")
-    if summary["state"] == "stopped":  # trials shown running lost their driver
+    if found.models:
+        kept = found.models
+        console.print(f"kept models: {kept.kept}, {kept.bytes / 1e6:.2f} MB on disk")
+    if found.state == "stopped":  # trials shown running lost their driver
         console.print(f"stopped: `sweeper resume {sweep}` runs the rest", soft_wrap=True)
     else:
-        console.print(summary["state"])
+        console.print(found.state)
 
 
 def _describe(param: dict[str, Any]) -> str:
