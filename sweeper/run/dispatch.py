@@ -143,6 +143,9 @@ class StageRun:
     stop_starting_at: float | None = None  # time.monotonic() after which no trial starts
     in_flight: dict[Any, dict[int, Member]] = field(default_factory=dict)  # task → untold
     retry: list[list[Member]] = field(default_factory=list)  # lost packs, their next attempts
+    # FAILs of this launch that would fail again (the stage's count also holds lost and
+    # interrupted trials, which are retried: after a Ctrl-C of 12 trials, one error ended it)
+    failures: int = 0
 
     def run(self) -> StageProgress:
         task = ray.remote(train_trials).options(
@@ -265,8 +268,8 @@ class StageRun:
         return best is None or (value > best if self.maximize else value < best)
 
     def _check_failures(self, error: str) -> None:
-        failures = self.progress.counts["failed"]
-        if failures > max(3, self.progress.target // 2):
+        self.failures += 1
+        if self.failures > max(3, self.progress.target // 2):
             raise RuntimeError(
-                f"stage {self.progress.stage}: {failures} trials failed; last error:\n{error}"
+                f"stage {self.progress.stage}: {self.failures} trials failed; last error:\n{error}"
             )
