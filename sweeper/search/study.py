@@ -80,10 +80,20 @@ def make_storage(
     except Exception as error:
         raise UserError(
             f"{where}: the Optuna storage cannot be read "
-            f"({type(error).__name__}: {secrets.mask(str(error))}); "
-            "restore it from a backup, or delete the sweep"
+            f"({type(error).__name__}: {secrets.mask(' '.join(str(error).split()))}); "
+            f"{_remedy(url, error)}"  # on one line: a driver's message spans several
         ) from None
     return storage
+
+
+def _remedy(url: str | None, error: Exception) -> str:
+    """What to do about a storage that cannot be read: only a file may be broken for good (a
+    database server that is down, or a driver not installed, is no reason to delete a sweep)."""
+    if isinstance(error, ImportError):
+        return f"install the database driver it needs ({error.name})"
+    if url is None or url.startswith("sqlite:"):
+        return "restore it from a backup, or delete the sweep"
+    return "check that the database server is up and that the URL is right"
 
 
 # -- Optuna internals: the only two places the sweeper reaches past Optuna's public API --------

@@ -431,6 +431,12 @@ CORPUS |= {
         8,
         "space.loss: binary_cross_entropy fits two classes and",
     ),
+    "a database server that refuses the connection": (
+        GOOD + "storage: {optuna: 'postgresql://me@127.0.0.1:1/optuna'}\n",
+        CSV,
+        12,
+        "); check that the database server is up and that the URL is right",
+    ),
     "a data error with SQLite storage creates no database": (
         GOOD + "storage: {optuna: 'sqlite:///optuna.db', mlflow: 'sqlite:///mlflow.db'}\n",
         CSV.replace(",b\n", ",a\n"),
