@@ -300,8 +300,9 @@ def _some(names: list[str]) -> str:
     return str(names) if len(names) <= 20 else f"{names[:20]} and {len(names) - 20} more"
 
 
-def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
-    """Load, split and standardize the data a spec names (relative paths from `base_dir`)."""
+def load_dataset(spec: DataSpec) -> Dataset:
+    """Load, split and standardize the data a spec names (a relative path from the working
+    folder: `sweep.prepare` makes a space.yaml's paths absolute first)."""
     test_arrays, target = None, spec.target or "label"
     if spec.source.startswith("builtin:"):
         name = spec.source.removeprefix("builtin:")
@@ -311,13 +312,13 @@ def load_dataset(spec: DataSpec, base_dir: Path = Path()) -> Dataset:
         classes, features = np.unique(y).tolist(), [f"x{i}" for i in range(X.shape[1])]
         inputs = [DataInput.of(spec.source, X, y, classes, features, target, "training")]
     else:
-        path = base_dir / spec.source
+        path = Path(spec.source)
         X, y, classes, features = table_to_arrays(
             read_table(path), spec.target, spec.features, str(path)
         )
         inputs = [DataInput.of(str(path), X, y, classes, features, target, "training")]
         if spec.test:
-            test_path = base_dir / spec.test
+            test_path = Path(spec.test)
             if test_path.exists() and path.exists() and test_path.samefile(path):
                 raise DataError(
                     f"{test_path} is the training file too: a test set must be data the model "

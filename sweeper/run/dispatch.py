@@ -102,7 +102,6 @@ class StageProgress:
     counts: dict[str, int]
     running: int = 0
     best: float | None = None
-    last: dict[str, Any] = field(default_factory=dict)
 
     @property
     def finished(self) -> int:
@@ -256,7 +255,6 @@ class StageRun:
         value = result.metrics.get(self.objective.metric)
         if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value
-        progress.last = {"number": member.number, "state": state, "params": member.params}
         progress.running = self._running()
         if self.on_progress is not None:
             self.on_progress(progress)

@@ -269,7 +269,7 @@ def family(folder: SweepFolder, spec: SweepSpec, text: str) -> list[FamilyRun]:
         frontier = {i for i, parent in parent_of.items() if parent in frontier} - members
         members |= frontier
     ordered = sorted((by_id[i] for i in members), key=lambda r: r.info.start_time)
-    return [_family_run(client, run, by_id, metric, maximize) for run in ordered]
+    return [_family_run(client, run, metric, maximize) for run in ordered]
 
 
 def _root(run_id: str, parent_of: dict[str, str | None]) -> str:
@@ -278,9 +278,7 @@ def _root(run_id: str, parent_of: dict[str, str | None]) -> str:
     return run_id
 
 
-def _family_run(
-    client: MlflowClient, run: Any, by_id: dict[str, Any], metric: str, maximize: bool
-) -> FamilyRun:
+def _family_run(client: MlflowClient, run: Any, metric: str, maximize: bool) -> FamilyRun:
     tags = run.data.tags
     first = int(tags.get("sweeper.first_epoch", "1"))
     last = first + int(tags.get("sweeper.epochs", "0")) - 1

@@ -66,19 +66,6 @@ def top_trials(
     return peers[:n], common
 
 
-def zoom_space(
-    space: scales.Space,
-    trials: list[optuna.trial.FrozenTrial],
-    top: float,
-    margin: float,
-    maximize: bool,
-) -> tuple[scales.Space, list[optuna.trial.FrozenTrial]]:
-    """The box around the top fraction of finished trials (see `top_trials`), widened by `margin`
-    of each range in scaled coordinates, and those top trials."""
-    best, _ = top_trials(trials, top, maximize)
-    return box(space, best, margin), best
-
-
 def box(space: scales.Space, best: list[optuna.trial.FrozenTrial], margin: float) -> scales.Space:
     """The sub-box of `space` spanning the `best` trials, widened by `margin` of each range. A
     per-layer option's range is drawn from the trials that have that layer; where none has it,
@@ -99,12 +86,13 @@ def next_stage(
     source: str,
     copied: set[str],
 ) -> tuple[scales.Space, list[optuna.trial.FrozenTrial]]:
-    """Open a zoomed stage: its box (see `zoom_space`) around the finished `trials` of stage
-    `source`, and the warm-start copies of those top trials, so that its sampler starts
-    informed. A copy is COMPLETE with the value its trial had at the common budget of the
-    ranking and no learning curve (pruners see fresh trials only), and names its origin
-    (`warm_start_from` = "stage:number"); origins in `copied` (a stage opened again on resume)
-    are not copied twice."""
+    """Open a zoomed stage: its box around the top fraction of the finished `trials` of stage
+    `source` (see `top_trials`), widened by `zoom.margin` of each range in scaled coordinates,
+    and the warm-start copies of those top trials, so that its sampler starts informed. A copy
+    is COMPLETE with the value its trial had at the common budget of the ranking and no
+    learning curve (pruners see fresh trials only), and names its origin (`warm_start_from` =
+    "stage:number"); origins in `copied` (a stage opened again on resume) are not copied
+    twice."""
     best, common = top_trials(trials, zoom.top, maximize)
     space = box(previous_space, best, zoom.margin)
     distributions = scales.distributions(space)

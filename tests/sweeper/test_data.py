@@ -22,7 +22,8 @@ def _table(m=120, seed=0):
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".feather", ".arrow"])
-def test_formats_and_string_labels(tmp_path, suffix):
+def test_formats_and_string_labels(tmp_path, monkeypatch, suffix):
+    monkeypatch.chdir(tmp_path)  # the data's relative paths are from here
     path = tmp_path / f"data{suffix}"
     table = _table()
     {
@@ -31,7 +32,7 @@ def test_formats_and_string_labels(tmp_path, suffix):
         ".feather": feather.write_feather,
         ".arrow": feather.write_feather,
     }[suffix](table, path)
-    ds = load_dataset(DataSpec(source=path.name, target="label"), tmp_path)
+    ds = load_dataset(DataSpec(source=path.name, target="label"))
     assert ds.classes == ["no", "yes"] and ds.n_classes == 2
     assert ds.features == ["a", "b"]  # the string column is not a default feature
     assert ds.X_train.shape[0] == 2 and ds.X_train.dtype == np.float32
@@ -76,30 +77,31 @@ def _write(tmp_path, table, name="d.parquet"):
         (lambda t: t.drop_columns(["a", "b"]), "label", None, "no numeric feature columns"),
     ],
 )
-def test_bad_data_names_the_column(tmp_path, mutate, target, features, expected):
+def test_bad_data_names_the_column(tmp_path, monkeypatch, mutate, target, features, expected):
+    monkeypatch.chdir(tmp_path)  # the data's relative paths are from here
     name = _write(tmp_path, mutate(_table()))
     with pytest.raises(UserError) as info:
-        load_dataset(DataSpec(source=name, target=target, features=features), tmp_path)
+        load_dataset(DataSpec(source=name, target=target, features=features))
     assert expected in str(info.value)
     assert "d.parquet" in str(info.value)
 
 
-def test_missing_and_unreadable_files(tmp_path):
+def test_missing_and_unreadable_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the data's relative paths are from here
     with pytest.raises(UserError, match="not found"):
-        load_dataset(DataSpec(source="nope.csv", target="y"), tmp_path)
+        load_dataset(DataSpec(source="nope.csv", target="y"))
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(UserError, match="cannot read as parquet"):
-        load_dataset(DataSpec(source="broken.parquet", target="y"), tmp_path)
+        load_dataset(DataSpec(source="broken.parquet", target="y"))
 
 
-def test_builtins_and_separate_test_file(tmp_path):
+def test_builtins_and_separate_test_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the data's relative paths are from here
     ds = load_dataset(DataSpec(source="builtin:digits"))
     assert ds.n_classes == 10 and ds.X_train.shape[0] == 64
     _write(tmp_path, _table(seed=0), "train.parquet")
     _write(tmp_path, _table(m=30, seed=1), "test.parquet")
-    ds = load_dataset(
-        DataSpec(source="train.parquet", test="test.parquet", target="label"), tmp_path
-    )
+    ds = load_dataset(DataSpec(source="train.parquet", test="test.parquet", target="label"))
     assert ds.X_test.shape[1] == 30
 
 

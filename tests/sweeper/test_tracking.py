@@ -212,7 +212,10 @@ def test_sqlite_pragmas_apply_to_the_sweeps_store_only(tmp_path: Path) -> None:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # SQLite's FULL
 
 
-def test_the_data_is_told_apart_by_its_values_and_logged_as_run_inputs(tmp_path: Path) -> None:
+def test_the_data_is_told_apart_by_its_values_and_logged_as_run_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the data's relative paths are from here
     import pyarrow as pa
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
@@ -227,7 +230,7 @@ def test_the_data_is_told_apart_by_its_values_and_logged_as_run_inputs(tmp_path:
     pq.write_table(changed, tmp_path / "changed.parquet")
 
     def read(source: str, test: str | None = None):
-        return load_dataset(DataSpec(source=source, target="label", test=test), tmp_path).inputs
+        return load_dataset(DataSpec(source=source, target="label", test=test)).inputs
 
     (parquet,), (csv,), (other,) = read("same.parquet"), read("same.csv"), read("changed.parquet")
     assert parquet.digest == csv.digest  # the same values, whatever the file format

@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper.search.zoom import next_stage, top_trials, zoom_space
+from sweeper.search.zoom import next_stage, top_trials
 from sweeper.spec import scales
 from sweeper.spec.scales import Param
 from sweeper.spec.schema import Zoom
@@ -106,21 +106,29 @@ def test_the_fine_stages_pruner_compares_fresh_trials_only():
 
 def test_zoom_box_spans_the_top_fraction_of_finished_trials_not_only_the_completed():
     pruned = TrialState.PRUNED
-    trials = [
-        _trial(0, 0.50, [0.8, 0.9, 0.92]),  # the only completed trial
-        _trial(1, 0.30, [0.8, 0.85], pruned, "pruned"),
-        _trial(2, 0.62, [0.7, 0.8], pruned, "pruned"),
-        _trial(3, 0.95, [0.6], pruned, "pruned"),
-        _trial(4, 0.05, [0.5], pruned, "pruned"),
-        _trial(5, 0.90, [0.4], pruned, "pruned"),
-    ]
-    box, best = zoom_space(SPACE, trials, top=0.5, margin=0.1, maximize=True)
-    assert sorted(scales.decode(SPACE, t.params)["x"] for t in best) == [0.30, 0.50, 0.62]
+    trials = _numbered(
+        [
+            _trial(0, 0.50, [0.8, 0.9, 0.92]),  # the only completed trial
+            _trial(1, 0.30, [0.8, 0.85], pruned, "pruned"),
+            _trial(2, 0.62, [0.7, 0.8], pruned, "pruned"),
+            _trial(3, 0.95, [0.6], pruned, "pruned"),
+            _trial(4, 0.05, [0.5], pruned, "pruned"),
+            _trial(5, 0.90, [0.4], pruned, "pruned"),
+        ]
+    )
+    box, best = _zoom(SPACE, trials, top=0.5, margin=0.1)
+    assert sorted(best) == [0, 1, 2]  # x = 0.50, 0.30 and 0.62
     assert (box["x"].low, box["x"].high) == pytest.approx((0.20, 0.72))
 
 
+def _zoom(space, trials, top: float, margin: float):
+    """The zoomed box of a maximizing stage, and the numbers of the trials it copied."""
+    box, warm = next_stage(space, trials, Zoom(top=top, margin=margin), True, "s", set())
+    return box, [int(copy.user_attrs["warm_start_from"].split(":")[1]) for copy in warm]
+
+
 def test_zoom_without_finished_trials_keeps_the_space():
-    assert zoom_space(SPACE, [], top=0.2, margin=0.1, maximize=True) == (SPACE, [])
+    assert _zoom(SPACE, [], top=0.2, margin=0.1) == (SPACE, [])
 
 
 LAYERED = {
@@ -157,8 +165,8 @@ def test_the_zoom_box_of_a_per_layer_width_comes_from_the_trials_that_have_the_l
         )
         trial.number = number
         trials.append(trial)
-    box, best = zoom_space(LAYERED, trials, top=0.75, margin=0.0, maximize=True)
-    assert [t.number for t in best] == [0, 1, 2]
+    box, best = _zoom(LAYERED, trials, top=0.75, margin=0.0)
+    assert best == [0, 1, 2]
     assert (box["num_layers"].low, box["num_layers"].high) == (1, 3)
     assert (box["hidden_units"].low, box["hidden_units"].high) == (32, 128)
     assert (box["hidden_units_3"].low, box["hidden_units_3"].high) == (16, 64)  # trials 1, 2 only
