@@ -23,7 +23,7 @@ from scipy.stats import spearmanr
 from search_quality import DATASETS, OBJECTIVE, SPACE, load, run_args_fixed, threadpool_limits_one
 
 from sweeper.data.datasets import Dataset
-from sweeper.run.trial import fit, kept_network
+from sweeper.run.fit import fit, kept_network
 from sweeper.spec import scales
 
 

@@ -1,6 +1,6 @@
 """Search quality against the peers: the best model found for the same trials and epochs.
 
-For each data set, budget and seed, the same trainer (model.train through `sweeper.run.trial.fit`,
+For each data set, budget and seed, the same trainer (model.train through `sweeper.run.fit.fit`,
 the best epoch's model kept: `objective.at: best`), search space and epochs run as
   (a) recipe     the plan `budget: {trials: N}` expands to (sweeper.search.recipe), its stages
                  driven through the sweeper's own make_sampler / make_pruner / zoom.next_stage
@@ -56,7 +56,7 @@ from sklearn.datasets import make_classification
 from sweeper.data.builtin import digits, flower, moons
 from sweeper.data.datasets import Dataset, load_dataset
 from sweeper.records import decide
-from sweeper.run.trial import fit, kept_network
+from sweeper.run.fit import fit, kept_network
 from sweeper.search.patience import STALLED, Patience
 from sweeper.search.recipe import recipe
 from sweeper.search.study import make_pruner, make_sampler

@@ -28,7 +28,7 @@ from sweeper.data.datasets import load_dataset
 from sweeper.results.summary import load_view
 from sweeper.run import sweep
 from sweeper.run.dispatch import start_ray
-from sweeper.run.trial import fit
+from sweeper.run.fit import fit
 from sweeper.spec.schema import DataSpec
 
 DATA = {"source": "builtin:digits", "split": {"dev": 0.2, "test": 0.2, "seed": 0}}

@@ -32,9 +32,9 @@ from sweeper.errors import UserError
 from sweeper.records import Best, Outcome, TrialRecord
 from sweeper.run import ownership
 from sweeper.run.epoch_checkpoints import EpochCheckpoints
+from sweeper.run.fit import fit
 from sweeper.run.lineage import Origin
 from sweeper.run.sweep import Plan
-from sweeper.run.trial import fit
 from sweeper.spec import scales
 from sweeper.spec.schema import TRAINER_OPTIONS, SweepSpec
 from sweeper.tracking.tracker import Tracker

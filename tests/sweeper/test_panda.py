@@ -80,3 +80,14 @@ def test_centre_is_the_middle_in_the_scaled_coordinate():
 def test_sparkline_spans_the_range():
     assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
     assert sparkline([1.0, float("nan")]) == "▁!"
+
+
+def test_panda_mode_does_not_import_ray():
+    """One model in this process: Ray's import is seconds for nothing (it came with the trial
+    task's module, for `fit`)."""
+    import subprocess
+    import sys
+
+    code = "import sys, sweeper.run.panda; print('ray' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"

@@ -7,7 +7,7 @@ import pytest
 from model import evaluate
 from sweeper.data.datasets import load_dataset
 from sweeper.records import Outcome
-from sweeper.run.trial import fit, fit_pack, kept_network
+from sweeper.run.fit import fit, fit_pack, kept_network
 from sweeper.spec.schema import DataSpec, Objective, Split
 
 OPTIONS = {"epochs": 40, "hidden_units": [16, 8], "learning_rate": 0.05, "early_stopping": 2}
