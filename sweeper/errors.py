@@ -1,4 +1,5 @@
-"""The one exception type the CLI turns into a readable message (exit code 2)."""
+"""The exceptions the CLI turns into a readable message (exit code 2): `UserError`, and its
+`DataError`, which names the spec key the data came from."""
 
 
 class UserError(Exception):

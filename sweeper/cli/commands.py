@@ -423,8 +423,8 @@ def train(
         typer.Option(
             "--from",
             help="continue RUN_ID[@EPOCH] (an earlier train run), NAME (a sweep's best trial) "
-            "or NAME:STAGE:TRIAL; --set may then change any option but the network's layers, "
-            "activation, batch norm and optimizer",
+            "or NAME:STAGE:TRIAL; --set may then change the learning rate and its schedule, "
+            "β, β2, ε, L2, keep_prob, batch_size, epochs and early_stopping",
         ),
     ] = None,
     epochs: Annotated[

@@ -19,7 +19,6 @@ import yaml
 from sweeper.errors import UserError
 from sweeper.run import locks, ownership
 from sweeper.spec import schema as specs
-from sweeper.tracking.recorder import default_tracking_uri
 
 if TYPE_CHECKING:
     from sweeper.data.datasets import DataInput
@@ -65,7 +64,9 @@ class SweepFolder:
         return None
 
     def tracking_uri(self, spec: specs.SweepSpec) -> str:
-        return spec.storage.mlflow or default_tracking_uri(self.path)
+        """The spec's MLflow store, else SQLite in the folder (MLflow's plain file store
+        refuses new runs)."""
+        return spec.storage.mlflow or f"sqlite:///{self.path.resolve() / 'mlflow.db'}"
 
     def has_mlflow_store(self, spec: specs.SweepSpec) -> bool:
         """A tracking server, or the sweep's SQLite store once it exists."""

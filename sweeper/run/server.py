@@ -49,6 +49,7 @@ from sweeper.records import METRICS_ATTR, Outcome, TrialRecord, TrialResult, dec
 from sweeper.results.view import is_warm_start, stage_best, stage_counts, view
 from sweeper.run import locks
 from sweeper.run.control import PruneRequests
+from sweeper.run.folder import SweepFolder
 from sweeper.run.keep import KeptModels
 from sweeper.run.packing import shapes_the_pack
 from sweeper.search.patience import STALLED, Patience
@@ -67,7 +68,7 @@ from sweeper.search.study import (
 from sweeper.search.zoom import next_stage
 from sweeper.spec import scales
 from sweeper.spec.schema import read_back
-from sweeper.tracking.recorder import Recorder, default_tracking_uri
+from sweeper.tracking.recorder import Recorder
 
 if TYPE_CHECKING:
     from sweeper.data.datasets import DataInput
@@ -120,7 +121,7 @@ class StudyServer:
         self.closed: set[int] = set()
         self.kept: dict[int, KeptModels] = {}
         self.recorder = Recorder(
-            self.spec.storage.mlflow or default_tracking_uri(self.sweep_dir),
+            SweepFolder(self.sweep_dir).tracking_uri(self.spec),
             self.spec.name,
             self.sweep_dir / "artifacts",
             preprocessing,

@@ -1,4 +1,5 @@
-"""A sweep on disk and its run: folder, lock, spec copy, dataset, StudyServer, stages in order.
+"""A sweep checked (`prepare`: spec, data, folder and stores) and run (`run`: the StudyServer,
+its stages in order, Ctrl-C); the folder itself is `sweeper.run.folder`'s.
 
 Everything a sweep needs lives in its folder (or in the storage URLs of its spec), so a sweep is
 resumed by name: `run` on an existing folder with the same spec continues where it stopped.

@@ -96,7 +96,8 @@ def _remedy(url: str | None, error: Exception) -> str:
     return "check that the database server is up and that the URL is right"
 
 
-# -- Optuna internals: the only two places the sweeper reaches past Optuna's public API --------
+# -- Optuna internals: two of the three places the sweeper reaches past Optuna's public API (the --
+# -- third is search/gp.py's view of a study for GPSampler) ------------------------------------
 def sync(storage: optuna.storages.BaseStorage) -> None:
     """Make what a single-writer journal holds durable (RDB storages commit as they go).
     JournalStorage keeps its backend in `_backend` and has no public accessor."""

@@ -38,11 +38,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def default_tracking_uri(sweep_dir: Path) -> str:
-    """SQLite in the sweep folder: MLflow's plain file store refuses new runs."""
-    return f"sqlite:///{sweep_dir.resolve() / 'mlflow.db'}"
-
-
 Queue = deque[tuple[str, Job] | TrialEvent]
 
 
