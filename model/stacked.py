@@ -39,13 +39,14 @@ from model.network import Architecture, Network, NetworkState
 from model.optimizers import Optimizer, make_optimizer
 from model.schedules import learning_rate
 from model.train import (
-    DIVERGENCE_FACTOR,
     EVAL_CHUNK,
     TRAIN_EVAL_EXAMPLES,
+    EpochBook,
     KeepBest,
     Outcome,
     TrainResult,
     architecture,
+    diverged,
     encode_targets,
 )
 
@@ -163,13 +164,7 @@ class _Member:
     outcome: Outcome = Outcome.COMPLETED
     kept_epoch: int = 0
     initial_cost: float | None = None  # J of the untrained network on its first mini-batch
-    keep_best: KeepBest | None = None  # as `model.train`'s
-    kept_value: float | None = None  # the best epoch by `keep_best`: its value, state, epoch
-    kept: tuple[NetworkState, int] | None = None
-    best_loss: float = math.inf  # early stopping's lowest dev_loss epoch
-    best_state: NetworkState | None = None
-    best_epoch: int = 0
-    stale: int = 0
+    book: EpochBook = field(default_factory=lambda: EpochBook(None, None))  # as model.train's
     result: TrainResult | None = None
 
 
@@ -277,7 +272,7 @@ def each_trained(
             architecture(config, n_x, n_classes),
             np.random.default_rng(config.seed),
             np.sort(np.random.default_rng(config.seed).permutation(m)[:TRAIN_EVAL_EXAMPLES]),
-            keep_best=keep_best,
+            book=EpochBook(keep_best, config.early_stopping),
         )
         for k, config in enumerate(configs)
     ]
@@ -379,26 +374,12 @@ def _epoch_ends(
 ) -> bool:
     """Record network k's epoch as `model.train` does, up to its callback; True when it diverged
     or stopped early."""
-    config = member.config
     member.history.append(metrics)
-    diverged = not all(math.isfinite(v) for v in metrics.values()) or (
-        metrics["minibatch_cost"] > DIVERGENCE_FACTOR * max(member.initial_cost, 1e-3)
-    )
-    if diverged:
+    if diverged(metrics, member.initial_cost):
         return _end(member, Outcome.DIVERGED, net, k)
     member.kept_epoch = epoch
-    if member.keep_best is not None:
-        value = metrics.get(member.keep_best.metric, math.nan)
-        if member.keep_best.improves(value, member.kept_value):
-            member.kept_value, member.kept = value, (net.member_state(k), epoch)
-    if config.early_stopping is not None and "dev_loss" in metrics:
-        if metrics["dev_loss"] < member.best_loss:
-            member.best_loss, member.best_epoch, member.stale = metrics["dev_loss"], epoch, 0
-            member.best_state = net.member_state(k)
-        else:
-            member.stale += 1
-            if member.stale >= config.early_stopping:
-                return _end(member, Outcome.EARLY_STOPPED, net, k)
+    if member.book.record(epoch, metrics, lambda: net.member_state(k)):
+        return _end(member, Outcome.EARLY_STOPPED, net, k)
     return False
 
 
@@ -406,10 +387,7 @@ def _end(member: _Member, outcome: Outcome, net: StackedNetwork, k: int) -> bool
     """Network k is done: its result holds a single `Network` with the parameters `model.train`
     would return: the best epoch's by `keep_best`, else after early stopping the lowest
     dev_loss epoch's, else (and always when it diverged) the last's."""
-    chosen = None
-    if outcome is not Outcome.DIVERGED:
-        early = (member.best_state, member.best_epoch) if outcome is Outcome.EARLY_STOPPED else None
-        chosen = member.kept if member.keep_best is not None else early
+    chosen = member.book.chosen(outcome) if outcome is not Outcome.DIVERGED else None
     state, member.kept_epoch = chosen or (net.member_state(k), member.kept_epoch)
     alone = Network(member.arch, net.backend, seed=member.config.seed)
     alone.restore(state)

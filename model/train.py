@@ -90,6 +90,50 @@ class KeepBest:
         return best is None or (value > best if self.maximize else value < best)
 
 
+@dataclass
+class EpochBook:
+    """What a trainer remembers from epoch to epoch about one network: the epoch `keep_best`
+    keeps, and early stopping's lowest dev_loss epoch, each as (snapshot, epoch). `train` and
+    `model.stacked` share it, so a network trained in a pack keeps what it would alone."""
+
+    keep_best: KeepBest | None
+    early_stopping: int | None  # patience on dev_loss, in epochs
+    kept_value: float | None = None
+    kept: tuple[Any, int] | None = None
+    lowest_loss: float = math.inf
+    lowest: tuple[Any, int] | None = None
+    stale: int = 0
+
+    def record(self, epoch: int, metrics: dict[str, float], snapshot: Callable[[], Any]) -> bool:
+        """Note an epoch that did not diverge (`snapshot()` copies what to keep of it); True
+        when early stopping ends training here."""
+        if self.keep_best is not None:
+            value = metrics.get(self.keep_best.metric, math.nan)
+            if self.keep_best.improves(value, self.kept_value):
+                self.kept_value, self.kept = value, (snapshot(), epoch)
+        if self.early_stopping is None or "dev_loss" not in metrics:
+            return False
+        if metrics["dev_loss"] < self.lowest_loss:
+            self.lowest_loss, self.lowest, self.stale = metrics["dev_loss"], (snapshot(), epoch), 0
+            return False
+        self.stale += 1
+        return self.stale >= self.early_stopping
+
+    def chosen(self, outcome: Outcome) -> tuple[Any, int] | None:
+        """The (snapshot, epoch) to return instead of the last: the best by `keep_best`, else
+        after early stopping the lowest dev_loss epoch's; None: the last."""
+        if self.keep_best is not None:
+            return self.kept
+        return self.lowest if outcome is Outcome.EARLY_STOPPED else None
+
+
+def diverged(metrics: dict[str, float], initial_cost: float | None) -> bool:
+    """NaN or infinite anywhere, or a cost DIVERGENCE_FACTOR × the untrained network's."""
+    return not all(math.isfinite(v) for v in metrics.values()) or (
+        metrics["minibatch_cost"] > DIVERGENCE_FACTOR * max(initial_cost, 1e-3)
+    )
+
+
 EpochCallback = Callable[[int, dict[str, float]], bool]  # (epoch, metrics) → True to stop
 CheckpointCallback = Callable[[Checkpoint, dict[str, float]], None]  # after each epoch
 # (epoch, m) → the order in which epoch 1, 2, … visits the m training examples
@@ -308,8 +352,7 @@ def _run_epochs(
     xp = net.backend.xp
     m, batch = XT.shape[0], config.batch_size
     schedule_arguments = config.schedule_arguments()
-    best_loss, best, stale = math.inf, None, 0  # early stopping's lowest dev_loss epoch
-    kept_value, kept = None, None  # the best epoch by `keep_best`
+    book = EpochBook(keep_best, config.early_stopping)
     for epoch in range(result.first_epoch, config.epochs + 1):
         alpha = learning_rate(
             config.learning_rate, epoch, schedule=config.lr_schedule, **schedule_arguments
@@ -333,39 +376,21 @@ def _run_epochs(
             for split, (X, y) in (("train", train_sample), ("dev", dev)):
                 if X is not None:
                     metrics.update({f"{split}_{k}": v for k, v in evaluate(net, X, y).items()})
-        diverged = not all(math.isfinite(v) for v in metrics.values()) or (
-            metrics["minibatch_cost"] > DIVERGENCE_FACTOR * max(loop.initial_cost, 1e-3)
-        )
         result.history.append(metrics)
-        if diverged:
+        if diverged(metrics, loop.initial_cost):
             result.outcome, result.progress = Outcome.DIVERGED, None
             return
         result.kept_epoch = epoch
         if on_checkpoint is not None:
             on_checkpoint(Checkpoint.of(net, loop.progress(epoch)), metrics)
-        if keep_best is not None:
-            value = metrics.get(keep_best.metric, math.nan)
-            if keep_best.improves(value, kept_value):
-                kept_value, kept = value, (net.state(), epoch, loop.progress(epoch))
-        if config.early_stopping is not None and "dev_loss" in metrics:
-            if metrics["dev_loss"] < best_loss:
-                best_loss, best, stale = (
-                    metrics["dev_loss"],
-                    (net.state(), epoch, loop.progress(epoch)),
-                    0,
-                )
-            else:
-                stale += 1
-                if stale >= config.early_stopping:
-                    result.outcome = Outcome.EARLY_STOPPED
-                    break
+        if book.record(epoch, metrics, lambda: (net.state(), loop.progress(epoch))):  # noqa: B023
+            result.outcome = Outcome.EARLY_STOPPED
+            break
         if callback is not None and callback(epoch, metrics):
             result.outcome = Outcome.STOPPED
             break
     result.progress = loop.progress(result.kept_epoch) if result.kept_epoch else None
-    chosen = (
-        kept if keep_best is not None else best if result.outcome is Outcome.EARLY_STOPPED else None
-    )
+    chosen = book.chosen(result.outcome)
     if chosen is not None and chosen[1] != result.kept_epoch:
-        state, result.kept_epoch, result.progress = chosen
+        (state, result.progress), result.kept_epoch = chosen
         net.restore(state)  # θ and the running statistics of the epoch kept
