@@ -105,11 +105,7 @@ def find_sweep(name_or_path: str, root: Path | None = None) -> SweepFolder:
 
 def is_running(folder: SweepFolder) -> bool:
     """Whether a driver holds the sweep's lock right now."""
-    try:
-        with sweep_lock(folder, create=False):
-            return False
-    except UserError:
-        return True
+    return locks.held(folder.path / "lock")
 
 
 @contextmanager
@@ -131,13 +127,10 @@ def launch_lock(folder: SweepFolder) -> Iterator[None]:
 
 
 @contextmanager
-def sweep_lock(folder: SweepFolder, create: bool = True) -> Iterator[None]:
-    """One driver per sweep: an exclusive lock on <folder>/lock for the driver's lifetime
-    (`create`: make the lock file; the folder must exist)."""
-    if not create and not (folder.path / "lock").exists():
-        yield
-        return
-    handle = locks.acquire(folder.path / "lock")
+def sweep_lock(folder: SweepFolder) -> Iterator[None]:
+    """One driver per sweep: an exclusive lock on <folder>/lock for the driver's lifetime (the
+    folder must exist). It waits a second for `is_running` probes of other commands."""
+    handle = locks.acquire(folder.path / "lock", wait_s=1.0)
     if handle is None:
         raise UserError(f"sweep {folder.path} is already running (another driver holds its lock)")
     try:

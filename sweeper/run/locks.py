@@ -34,6 +34,22 @@ def acquire(path: Path, wait_s: float = 0.0) -> IO[str] | None:
         return handle
 
 
+def held(path: Path) -> bool:
+    """Whether some process holds the lock at `path`: a probe that takes a shared lock for an
+    instant and writes nothing (taking it exclusively wrote the prober's PID into the file)."""
+    try:
+        handle = open(path)
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def release(handle: IO[str]) -> None:
     fcntl.flock(handle, fcntl.LOCK_UN)
     handle.close()

@@ -180,15 +180,34 @@ def test_cli_sweep_on_a_parquet_file_with_string_labels(tmp_path):
 
 
 def test_second_driver_is_refused_while_one_holds_the_lock(tmp_path):
+    """...and `is_running` (status, list, ui, delete) only looks: it wrote its own PID into the
+    lock file, and held it exclusively for an instant, long enough to refuse a launch."""
+    import os
+    import subprocess
+    import sys
+
     from sweeper.errors import UserError
 
     folder = folder_module.SweepFolder(tmp_path)
-    with (
-        folder_module.sweep_lock(folder),
-        pytest.raises(UserError, match="already running"),
-        folder_module.sweep_lock(folder),
-    ):
-        pass
+    assert not folder_module.is_running(folder) and not (tmp_path / "lock").exists()
+    with folder_module.sweep_lock(folder):
+        assert (tmp_path / "lock").read_text() == str(os.getpid())
+        probe = (
+            "import sys; from sweeper.run.folder import *; "
+            "print(is_running(SweepFolder(Path(sys.argv[1]))))"
+        )
+        seen = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True
+        )
+        assert seen.stdout.strip() == "True", seen.stderr
+        with pytest.raises(UserError, match="already running"), folder_module.sweep_lock(folder):
+            pass
+        assert (tmp_path / "lock").read_text() == str(os.getpid())
+    seen = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True
+    )
+    assert seen.stdout.strip() == "False", seen.stderr
+    assert (tmp_path / "lock").read_text() == str(os.getpid())  # the last driver's, untouched
 
 
 EPOCHS_TIMED = 1000  # ~2 s a trial: the first one outlasts the coarse stage's share
