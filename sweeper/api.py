@@ -26,7 +26,7 @@ from sweeper.run.folder import SweepFolder, find_sweep
 from sweeper.run.sweep import Plan
 
 if TYPE_CHECKING:
-    from sweeper.run.dispatch import StageProgress
+    from sweeper.records import StageProgress
     from sweeper.run.lineage import FamilyRun, Origin
     from sweeper.run.panda import PandaResult
     from sweeper.run.sweep import SweepResult

@@ -217,6 +217,23 @@ class StageStatus:
         return out | ({"space": self.space} if self.space is not None else {})
 
 
+@dataclass
+class StageProgress:
+    """A stage as it runs: what the StudyServer says of a stage it opens (a resumed one starts
+    from its counts and best), and what the driver loop tells its observer after each trial."""
+
+    stage: str
+    target: int
+    counts: dict[str, int]
+    running: int = 0
+    best: float | None = None
+
+    @property
+    def finished(self) -> int:
+        """Trials that count toward `target` (as `StageStatus.finished`)."""
+        return self.counts["complete"] + self.counts["pruned"]
+
+
 @dataclass(frozen=True)
 class ModelUsage:
     """The kept models of a sweep on disk."""

@@ -16,7 +16,7 @@ import model
 import sweeper
 from model.config import TrainConfig
 from sweeper.errors import UserError
-from sweeper.records import Outcome, TrialResult, count_key
+from sweeper.records import Outcome, StageProgress, TrialResult, count_key
 from sweeper.run.packing import balanced, members_per_task, shapes_the_pack
 from sweeper.run.trial import train_trials
 from sweeper.spec.schema import Objective, Resources
@@ -91,22 +91,6 @@ def concurrency(resources: Resources) -> int:
     if resources.gpus_per_trial:
         slots = min(slots, total["GPU"] / resources.gpus_per_trial)
     return max(1, int(slots))
-
-
-@dataclass
-class StageProgress:
-    """What the driver loop tells its observer after each finished trial."""
-
-    stage: str
-    target: int
-    counts: dict[str, int]
-    running: int = 0
-    best: float | None = None
-
-    @property
-    def finished(self) -> int:
-        """Trials that count toward `target` (as `records.StageStatus.finished`)."""
-        return self.counts["complete"] + self.counts["pruned"]
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,14 @@ import optuna
 import ray
 from optuna.trial import TrialState
 
-from sweeper.records import METRICS_ATTR, Outcome, TrialRecord, TrialResult, decide
+from sweeper.records import (
+    METRICS_ATTR,
+    Outcome,
+    StageProgress,
+    TrialRecord,
+    TrialResult,
+    decide,
+)
 from sweeper.results.view import is_warm_start, stage_best, stage_counts, view
 from sweeper.run import locks
 from sweeper.run.control import PruneRequests
@@ -129,8 +136,9 @@ class StudyServer:
         )
 
     # -- stages ----------------------------------------------------------------------------
-    def open_stage(self, index: int) -> dict[str, Any]:
-        """Create or load stage `index`'s study; recover what a crash left; return its state."""
+    def open_stage(self, index: int) -> StageProgress:
+        """Create or load stage `index`'s study; recover what a crash left; return where it
+        stands (a resumed stage's counts and best so far)."""
         stage = self.spec.stages[index]
         name = study_name(self.spec.name, stage.name)
         study = optuna.create_study(
@@ -164,11 +172,9 @@ class StudyServer:
         )
         self._recover_lost_trials(index)
         self._reconcile_models(index, study)
-        return {
-            "counts": stage_counts(study),
-            "best": stage_best(study, self.maximize),
-            "space": {k: p.model_dump(exclude_none=True) for k, p in space.items()},
-        }
+        return StageProgress(
+            stage.name, stage.trials, stage_counts(study), best=stage_best(study, self.maximize)
+        )
 
     def _new_stage_space(self, index: int, study: optuna.Study) -> scales.Space:
         """The box of a stage opened for the first time, recorded in its study; a zoomed stage

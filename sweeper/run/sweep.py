@@ -45,8 +45,7 @@ from sweeper.spec import schema as specs
 from sweeper.spec.scales import distributions
 
 if TYPE_CHECKING:
-    from sweeper.records import Best
-    from sweeper.run.dispatch import StageProgress
+    from sweeper.records import Best, StageProgress
 
 
 @dataclass
@@ -208,7 +207,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     import ray
     from ray.exceptions import RayActorError
 
-    from sweeper.run.dispatch import StageProgress, StageRun, concurrency
+    from sweeper.run.dispatch import StageRun, concurrency
     from sweeper.run.server import as_actor
 
     spec, folder = plan.spec, plan.folder
@@ -231,8 +230,8 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
             for index, stage in enumerate(spec.stages):
                 if deadline is not None and deadline.passed():
                     break  # the later stages wait for `sweeper resume`
-                opened: dict[str, Any] = ray.get(server.open_stage.remote(index))
-                left = stage.trials - opened["counts"]["complete"] - opened["counts"]["pruned"]
+                opened: StageProgress = ray.get(server.open_stage.remote(index))
+                left = stage.trials - opened.finished
                 later = sum(s.trials for s in spec.stages[index + 1 :])
                 progress = StageRun(
                     server,
@@ -242,7 +241,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                     spec.objective,
                     spec.objective.direction == "maximize",
                     spec.resources,
-                    StageProgress(stage.name, stage.trials, opened["counts"], best=opened["best"]),
+                    opened,
                     on_progress,
                     (plan.dataset.X_train.shape[0], plan.dataset.n_classes),
                     deadline.stage_end(left, left + later) if deadline is not None else None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper.run.dispatch import StageProgress, StageRun
+from sweeper.records import StageProgress
+from sweeper.run.dispatch import StageRun
 from sweeper.spec.schema import Objective, Resources
 
 

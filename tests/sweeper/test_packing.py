@@ -74,7 +74,8 @@ def test_pack_is_one_by_default_and_a_number_or_auto():
 
 def _auto_k(stage_trials: int, params: dict, fixed: dict | None = None) -> int:
     """K the driver picks for a leader with `params` in a stage of `stage_trials` (digits)."""
-    from sweeper.run.dispatch import StageProgress, StageRun
+    from sweeper.records import StageProgress
+    from sweeper.run.dispatch import StageRun
     from sweeper.spec.schema import Objective
 
     stage = StageRun(

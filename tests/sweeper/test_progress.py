@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from sweeper.cli.commands import _Display
-from sweeper.run.dispatch import StageProgress
+from sweeper.records import StageProgress
 
 
 def test_the_last_table_ends_its_line_when_the_output_is_a_file():

@@ -65,7 +65,7 @@ def trials(storage, stage: str) -> list[optuna.trial.FrozenTrial]:
 
 def test_ask_report_tell_record_each_outcome_in_optuna_and_mlflow(server, storage, tmp_path):
     opened = server.open_stage(0)
-    assert opened["counts"] == {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
+    assert opened.counts == {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
     asked = [server.ask(0) for _ in range(6)]
     assert [n for n, _ in asked] == list(range(6))
     for _, params in asked:
@@ -113,7 +113,7 @@ def test_the_next_stage_opens_zoomed_and_warm_started_and_ctrl_c_requeues(server
     coarse = trials(storage, "coarse")
 
     opened = server.open_stage(1)
-    box = opened["space"]["learning_rate"]
+    box = server.spaces[1]["learning_rate"].model_dump()
     top = sorted(coarse, key=lambda t: -t.value)[:2]  # top: 0.5 of 4 finished trials
     rates = [server._record(0, t).params["learning_rate"] for t in top]
     others = [server._record(0, t).params["learning_rate"] for t in coarse if t not in top]
@@ -123,7 +123,7 @@ def test_the_next_stage_opens_zoomed_and_warm_started_and_ctrl_c_requeues(server
     assert sorted(t.user_attrs["warm_start_from"] for t in copies) == sorted(
         f"coarse:{t.number}" for t in top
     )
-    assert opened["counts"]["complete"] == 0  # copies do not count toward the fine target
+    assert opened.counts["complete"] == 0  # copies do not count toward the fine target
 
     number, params = server.ask(1)
     assert box["low"] <= params["learning_rate"] <= box["high"]
@@ -152,7 +152,7 @@ def test_a_new_server_fails_and_requeues_the_trials_a_dead_one_left_running(
 
     successor = StudyServer(SPEC.model_dump_json(), str(tmp_path), storage=storage)
     try:
-        assert successor.open_stage(0)["best"] == 0.7  # the resumed stage's progress starts there
+        assert successor.open_stage(0).best == 0.7  # the resumed stage's progress starts there
         coarse = {t.number: t for t in trials(storage, "coarse")}
         assert coarse[left].state == TrialState.FAIL
         assert coarse[left].user_attrs["reason"] == "lost"
