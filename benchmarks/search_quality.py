@@ -57,7 +57,7 @@ from sweeper.data.builtin import digits, flower, moons
 from sweeper.data.datasets import Dataset, load_dataset
 from sweeper.records import decide
 from sweeper.run.fit import fit, kept_network
-from sweeper.search.patience import STALLED, Patience
+from sweeper.search.patience import Patience, stops_now
 from sweeper.search.recipe import recipe
 from sweeper.search.study import make_pruner, make_sampler
 from sweeper.search.zoom import next_stage
@@ -184,12 +184,7 @@ def run_stage(
             stall: Patience | None = stall,
         ) -> bool:
             value = metrics.get(OBJECTIVE.metric, math.nan)
-            if math.isfinite(value):
-                trial.report(value, step=epoch)
-            if stall is not None and stall.stalled(value):
-                trial.set_user_attr("reason", STALLED)  # as StudyServer.report tags it
-                return True
-            return trial.should_prune()
+            return stops_now(trial, epoch, value, stall, manual=False)  # as StudyServer.report
 
         result = fit(fixed | values, data, report, "numpy", kept_network(OBJECTIVE))
         verdict = decide(result, OBJECTIVE.metric, trial.user_attrs.get("reason"))

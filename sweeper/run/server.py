@@ -59,7 +59,7 @@ from sweeper.run.control import PruneRequests
 from sweeper.run.folder import SweepFolder
 from sweeper.run.keep import KeptModels
 from sweeper.run.packing import shapes_the_pack
-from sweeper.search.patience import STALLED, Patience
+from sweeper.search.patience import Patience, stops_now
 from sweeper.search.study import (
     import_what_samplers_import,
     make_pruner,
@@ -353,24 +353,16 @@ class StudyServer:
         stage = self.spec.stages[index].name
         self.recorder.log_epoch(stage, number, epoch, metrics)
         value = metrics.get(self.spec.objective.metric, math.nan)
-        if math.isfinite(value):
-            trial.report(value, step=epoch)
-        if (stage, number) in self.prune_requests:
-            trial.set_user_attr("reason", "manual")
-            return True
-        if self._stalled(index, number, value):
-            trial.set_user_attr("reason", STALLED)
-            return True
-        return trial.should_prune()
+        manual = (stage, number) in self.prune_requests
+        return stops_now(trial, epoch, value, self._patience(index, number), manual)
 
-    def _stalled(self, index: int, number: int, value: float) -> bool:
-        """Whether the stage's `patience` ends trial `number` now (counted afresh in a resumed
+    def _patience(self, index: int, number: int) -> Patience | None:
+        """Trial `number`'s count toward its stage's `patience` (counted afresh in a resumed
         driver, as the trainer's early stopping is in a continued call)."""
         epochs = self.spec.stages[index].patience
         if epochs is None:
-            return False
-        patience = self.patience.setdefault((index, number), Patience(epochs, self.maximize))
-        return patience.stalled(value)
+            return None
+        return self.patience.setdefault((index, number), Patience(epochs, self.maximize))
 
     def report_pack(
         self, index: int, reports: list[tuple[int, int, dict[str, float]]]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import optuna
+
 STALLED = "stalled"  # the reason tag of a trial that patience stopped
 
 
@@ -36,3 +38,21 @@ class Patience:
         else:
             self.stale += 1
         return self.stale >= self.epochs
+
+
+def stops_now(
+    trial: optuna.Trial, epoch: int, value: float, patience: Patience | None, manual: bool
+) -> bool:
+    """Report an epoch's objective `value` to Optuna and say whether the trial stops now: by
+    hand (`sweeper prune`), stalled (`patience`), or by its stage's pruner. The first two are
+    tagged on the trial (`reason`), which `records.decide` reads when it ends. The StudyServer
+    and the benchmark's in-process stages both decide here."""
+    if math.isfinite(value):
+        trial.report(value, step=epoch)
+    if manual:
+        trial.set_user_attr("reason", "manual")
+        return True
+    if patience is not None and patience.stalled(value):
+        trial.set_user_attr("reason", STALLED)
+        return True
+    return trial.should_prune()
