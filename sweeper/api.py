@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +26,8 @@ from sweeper.run.sweep import Plan
 
 if TYPE_CHECKING:
     from sweeper.records import StageProgress
-    from sweeper.run.lineage import FamilyRun, Origin
-    from sweeper.run.panda import PandaResult
+    from sweeper.run.lineage import FamilyRun
+    from sweeper.run.panda import PandaResult, PandaRun
     from sweeper.run.sweep import SweepResult
 
 Sweep = str | Path | SweepFolder  # a sweep's name under ./sweeps/, or its folder
@@ -168,42 +167,6 @@ def prune(sweep: Sweep, trial: int, stage: str | None = None) -> str:
     return stage_name
 
 
-@dataclass(frozen=True)
-class PandaRun:
-    """One configuration to train in panda mode: the sweep's plan, the checked options and,
-    for a continued run, where it starts and which options it changes."""
-
-    plan: Plan
-    options: dict[str, Any]
-    origin: Origin | None = None
-    changed: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
-
-    @property
-    def epochs(self) -> int:
-        """The number of its last epoch (epochs are counted on from a source)."""
-        from model import TrainConfig
-
-        return TrainConfig.from_dict(self.options).epochs
-
-    @property
-    def first_epoch(self) -> int:
-        return self.origin.epoch + 1 if self.origin else 1
-
-    def train(self, backend: str = "auto", on_epoch: OnEpoch | None = None) -> PandaResult:
-        """Train in this process (no Ray), keep each epoch's checkpoint and log the run to the
-        sweep's MLflow experiment."""
-        from sweeper.run import panda
-
-        return panda.train_one(
-            self.plan,
-            self.options,
-            backend,
-            on_epoch or (lambda e, m: None),
-            self.origin,
-            self.changed,
-        )
-
-
 def panda_run(
     spec_path: str | Path,
     overrides: dict[str, Any] | None = None,
@@ -228,14 +191,14 @@ def panda_run(
         if epochs is not None:
             overrides["epochs"] = epochs
         found = results.best(plan.folder) if plan.folder.spec_copy.is_file() else None
-        return PandaRun(plan, panda.configuration(plan.spec, found, overrides))
+        return panda.PandaRun(plan, panda.configuration(plan.spec, found, overrides))
     origin = lineage.resolve(source, plan.folder, plan.spec)
     more = overrides.pop("epochs", None) if epochs is None else epochs
     if more is None:
         more = plan.spec.train.get("epochs", TrainConfig.epochs)
     options, changed = lineage.continued_options(origin.checkpoint.progress, overrides, more)
     panda.check_fits(origin, options, plan)
-    return PandaRun(plan, options, origin, changed)
+    return panda.PandaRun(plan, options, origin, changed)
 
 
 def train_one(

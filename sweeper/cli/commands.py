@@ -28,6 +28,9 @@ from sweeper.secrets import mask
 
 if TYPE_CHECKING:
     from sweeper.api import Sweep
+    from sweeper.records import StageProgress
+    from sweeper.run.folder import SweepFolder
+    from sweeper.run.panda import PandaRun
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -81,7 +84,7 @@ class _Display:
     ) -> None:
         self.clock = clock
         self.start = clock()
-        self.rows: dict[str, Any] = {}
+        self.rows: dict[str, StageProgress] = {}
         # each stage's time: from the end of the one before (or the start) to its own end
         self.began: dict[str, float] = {}
         self.ended: dict[str, float] = {}
@@ -121,7 +124,7 @@ class _Display:
             )
         return table
 
-    def update(self, progress: Any) -> None:
+    def update(self, progress: StageProgress) -> None:
         now = self.clock()
         self.began.setdefault(progress.stage, max(self.ended.values(), default=self.start))
         if progress.finished >= progress.target:
@@ -149,7 +152,9 @@ class _Display:
             self.live.console.line()
 
 
-def _run_sweep(spec_path: Path, address: str | None, quiet: bool, folder: Any = None) -> None:
+def _run_sweep(
+    spec_path: Path, address: str | None, quiet: bool, folder: SweepFolder | None = None
+) -> None:
     from sweeper import api
     from sweeper.run.folder import sweep_folder
 
@@ -369,7 +374,7 @@ class _Curve:
 
     WIDTH = 60  # epochs shown per curve
 
-    def __init__(self, panda: Any) -> None:
+    def __init__(self, panda: PandaRun) -> None:
         self.first, self.last = panda.first_epoch, panda.epochs
         self.before = panda.origin.history if panda.origin else []
         self.branch = f" · from {panda.origin.label} {BRANCH}" if panda.origin else ""

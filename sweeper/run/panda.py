@@ -139,21 +139,44 @@ class PandaResult:
     interrupted: bool = False  # Ctrl-C: the run holds the epochs completed before it
 
 
-def train_one(
-    plan: Plan,
-    options: dict[str, Any],
-    backend: str,
-    on_epoch: Callable[[int, dict[str, float]], None],
-    origin: Origin | None = None,
-    changed: dict[str, tuple[Any, Any]] | None = None,
+@dataclass(frozen=True)
+class PandaRun:
+    """One configuration to train in panda mode: the sweep's plan, the checked options and,
+    for a continued run, where it starts and which options it changes."""
+
+    plan: Plan
+    options: dict[str, Any]
+    origin: Origin | None = None
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        """The number of its last epoch (epochs are counted on from a source)."""
+        return TrainConfig.from_dict(self.options).epochs
+
+    @property
+    def first_epoch(self) -> int:
+        return self.origin.epoch + 1 if self.origin else 1
+
+    def train(
+        self, backend: str = "auto", on_epoch: Callable[[int, dict[str, float]], None] | None = None
+    ) -> PandaResult:
+        """Train in this process (no Ray), keep each epoch's checkpoint and log the run to the
+        sweep's MLflow experiment."""
+        return train(self, backend, on_epoch or (lambda e, m: None))
+
+
+def train(
+    run: PandaRun, backend: str, on_epoch: Callable[[int, dict[str, float]], None]
 ) -> PandaResult:
-    """Train `options` on the plan's data (from `origin`'s checkpoint when given), keep its
-    epochs' checkpoints and log the run to the sweep's experiment."""
+    """Train `run.options` on the plan's data (from its origin's checkpoint when given), keep
+    its epochs' checkpoints and log the run to the sweep's experiment."""
     start_ms = int(time.time() * 1000)
+    plan, options, origin, changed = run.plan, run.options, run.origin, run.changed
     spec, folder = plan.spec, plan.folder
     metric, maximize = spec.objective.metric, spec.objective.direction == "maximize"
-    first_epoch = origin.epoch + 1 if origin else 1
-    planned = TrainConfig.from_dict(options).epochs - first_epoch + 1
+    first_epoch = run.first_epoch
+    planned = run.epochs - first_epoch + 1
     ownership.claim(folder.path, ownership.Identity(spec.name, spec.fingerprint()))
     folder.keep_spec(spec, plan.dataset.inputs)
     keeper = EpochCheckpoints.under(folder.path, f"{start_ms}-{os.getpid()}", planned, maximize)
