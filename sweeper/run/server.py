@@ -78,7 +78,7 @@ from sweeper.spec.schema import read_back
 from sweeper.tracking.recorder import Recorder
 
 if TYPE_CHECKING:
-    from sweeper.data.datasets import DataInput
+    from sweeper.data.datasets import DataInput, Preprocessing
 
 WRITER_WAIT_S = 60  # how long a new StudyServer waits for a dead driver's one to be gone
 SAMPLING = "sampling"  # the concurrency group of `ask` and `ask_like`, beside the default one
@@ -94,13 +94,13 @@ class StudyServer:
         credentials: dict[str, str] | None = None,
         *,
         storage: optuna.storages.BaseStorage | None = None,
-        preprocessing: dict[str, Any] | None = None,
+        preprocessing: Preprocessing | None = None,
         inputs: list[DataInput] | None = None,
     ):
         """`credentials`: the `${VAR}`s of the storage URLs, from the driver's environment
         (an argument, not a runtime_env: Ray writes those to its log files). `storage`: the
         Optuna storage to write instead of the spec's (a test's in-memory one).
-        `preprocessing`: the dataset's (`Preprocessing.to_json`), saved with every kept model;
+        `preprocessing`: the dataset's, saved with every kept model;
         `inputs`: the data it was read from, each stage run's MLflow input datasets."""
         os.environ.update(credentials or {})  # this actor's own process
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # this process: the actor's

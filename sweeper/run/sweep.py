@@ -220,7 +220,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
             spec.model_dump_json(),
             str(folder.path.resolve()),
             secrets.environment(*spec.storage.model_dump().values()),
-            preprocessing=plan.dataset.preprocessing.to_json(),
+            preprocessing=plan.dataset.preprocessing,
             inputs=plan.dataset.inputs,
         )
         results, interrupted = [], False

@@ -24,7 +24,7 @@ from sweeper.records import TrialRecord
 from sweeper.tracking.events import Epoch, Finished, Started, TrialEvent
 
 if TYPE_CHECKING:
-    from sweeper.data.datasets import DataInput
+    from sweeper.data.datasets import DataInput, Preprocessing
     from sweeper.tracking.live import LiveRuns
     from sweeper.tracking.tracker import Tracker
 
@@ -70,7 +70,7 @@ class Recorder:
         tracking_uri: str,
         experiment: str,
         artifact_dir: Path,
-        preprocessing: dict[str, Any] | None = None,
+        preprocessing: Preprocessing | None = None,
         inputs: list[DataInput] | None = None,
     ):
         self.errors: list[str] = []
@@ -240,13 +240,11 @@ class Recorder:
 
     def _save(self, tracker: Tracker, stage: str, number: int, staged: Path) -> None:
         from model.checkpoint import Checkpoint
-        from sweeper.data.datasets import Preprocessing
 
         if self.preprocessing is None:
             raise ValueError("no preprocessing given to the StudyServer: model not saved")
         run_id = self._trial_run(tracker, stage, number)
-        preprocessing = Preprocessing.from_json(self.preprocessing)
-        tracker.save_model(run_id, Checkpoint.load(staged), preprocessing)
+        tracker.save_model(run_id, Checkpoint.load(staged), self.preprocessing)
         shutil.rmtree(staged)
 
     def drop_model(self, stage: str, number: int) -> None:

@@ -88,7 +88,7 @@ def test_a_kept_model_pushed_out_before_its_turn_is_never_written(tmp_path):
     X = np.random.default_rng(0).normal(size=(2, 40)).astype(np.float32)
     network = train(TrainConfig(epochs=1, hidden_units=3), X, (X[0] > 0) * 1, n_classes=2).network
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"]).to_json()
+    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"])
     recorder = Recorder(uri, "kept", tmp_path / "artifacts", preprocessing)
     recorder.open_stage("coarse", {}, [record(n) for n in range(3)])
     recorder.open_stage("busy", {}, [])

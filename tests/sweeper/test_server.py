@@ -191,7 +191,7 @@ def tiny_network() -> tuple[np.ndarray, Network]:
 
 def model_keeping_server(spec: SweepSpec, tmp_path, storage) -> StudyServer:
     """A StudyServer that can write kept models (it knows the columns and class names)."""
-    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"]).to_json()
+    preprocessing = Preprocessing(["x0", "x1"], ["no", "yes"])
     return StudyServer(
         spec.model_dump_json(), str(tmp_path), storage=storage, preprocessing=preprocessing
     )
