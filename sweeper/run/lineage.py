@@ -35,10 +35,11 @@ from sweeper.errors import UserError
 from sweeper.records import MODEL_ARTIFACT, TrialRecord
 from sweeper.run.folder import SweepFolder, find_sweep
 from sweeper.spec.schema import SweepSpec
+from sweeper.tracking.models import NETWORK
 
 RUN_SOURCE = re.compile(r"^(?P<run>[0-9a-f]{32})(?:@(?P<epoch>\d+))?$")
 CHECKPOINTS = "checkpoints"  # a panda run's artifact folder of kept epochs
-TRIAL_CHECKPOINT = f"{MODEL_ARTIFACT}/artifacts/network"  # inside a kept trial model
+TRIAL_CHECKPOINT = f"{MODEL_ARTIFACT}/artifacts/{NETWORK}"  # inside a kept trial model
 # What a continued run may change: the update rule's numbers, the regularization, the batch
 # size and how long. Anything else would change θ's shapes, the optimizer's state or the random
 # streams the checkpoint continues, and is refused.

@@ -33,7 +33,7 @@ PREPROCESSING = "preprocessing"
 def save(folder: Path, checkpoint: Checkpoint, preprocessing: Preprocessing) -> None:
     """Write an MLflow Model to `folder` (which must not exist yet)."""
     with tempfile.TemporaryDirectory() as staging:
-        network, stored = Path(staging) / "network", Path(staging) / "preprocessing.json"
+        network, stored = Path(staging) / NETWORK, Path(staging) / f"{PREPROCESSING}.json"
         checkpoint.save(network)
         stored.write_text(json.dumps(preprocessing.to_json()))
         mlflow.pyfunc.save_model(
