@@ -5,7 +5,8 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from sweeper.cli.commands import app, sparkline
+from sweeper.cli.commands import app
+from sweeper.cli.display import sparkline
 from sweeper.run.panda import centre
 from sweeper.spec.scales import Param
 

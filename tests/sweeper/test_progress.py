@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from sweeper.cli.commands import _Display
+from sweeper.cli.display import Display
 from sweeper.records import StageProgress
 
 
@@ -14,7 +14,7 @@ def test_the_last_table_ends_its_line_when_the_output_is_a_file():
     """Rich ends a live display with a newline on a terminal only; in a log file the line after
     the table (`best: …`) ran into its bottom border."""
     out = io.StringIO()
-    display = _Display(Console(file=out, width=120))
+    display = Display(Console(file=out, width=120))
     display.live.start()
     display.update(StageProgress("coarse", 4, {"complete": 3, "pruned": 1, "failed": 0}))
     display.stop()
@@ -28,7 +28,7 @@ def test_the_table_fits_80_columns_whole():
     """A terminal or a log of 80 columns showed "comple…", "runni…" and "elaps…", and wrapped
     the ETA: nine ruled columns need more than 80."""
     out = io.StringIO()
-    display = _Display(Console(file=out, width=80))
+    display = Display(Console(file=out, width=80))
     display.live.start()
     display.start -= 1_234  # four-digit seconds elapsed, five of ETA
     counts = {"complete": 600, "pruned": 30, "failed": 10}
@@ -51,7 +51,7 @@ def test_a_log_file_gets_a_progress_line_as_trials_end_and_when_a_stage_is_done(
     """A live table reaches a file once, at the end: a long sweep's log shows its progress in
     lines, at most every `log_every_s` seconds and when a stage's last trial ends."""
     out = io.StringIO()
-    display = _Display(Console(file=out, width=120), log_every_s=0.0)
+    display = Display(Console(file=out, width=120), log_every_s=0.0)
     display.live.start()
     for done in (1, 2):
         counts = {"complete": done, "pruned": 0, "failed": 0}
@@ -64,7 +64,7 @@ def test_a_log_file_gets_a_progress_line_as_trials_end_and_when_a_stage_is_done(
     assert "sweep progress" in lines[2]  # then the final table
 
     quiet = io.StringIO()
-    display = _Display(Console(file=quiet, width=120), log_every_s=3600.0)
+    display = Display(Console(file=quiet, width=120), log_every_s=3600.0)
     display.live.start()
     display.update(StageProgress("coarse", 2, {"complete": 1, "pruned": 0, "failed": 0}))
     display.update(StageProgress("coarse", 2, {"complete": 1, "pruned": 1, "failed": 0}))
@@ -78,7 +78,7 @@ def test_a_finished_stage_shows_its_own_time_and_the_next_one_counts_from_its_en
     own progress line had said 15 s)."""
     now = [100.0]
     out = io.StringIO()
-    display = _Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
+    display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
     display.live.start()
     now[0] = 115.0
     display.update(StageProgress("coarse", 2, {"complete": 2, "pruned": 0, "failed": 0}))
