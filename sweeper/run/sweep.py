@@ -43,6 +43,7 @@ from sweeper.search.study import (
 )
 from sweeper.spec import schema as specs
 from sweeper.spec.scales import distributions
+from sweeper.spec.yaml_lines import line_of
 
 if TYPE_CHECKING:
     from sweeper.records import Best, StageProgress
@@ -99,7 +100,7 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
     if spec.dir and folder is None:
         problem = ownership.dir_problem(Path(spec.dir))
         if problem:
-            raise UserError(f"{spec_path}:{specs.line_of(spec_path, 'dir')}: dir: {problem}")
+            raise UserError(f"{spec_path}:{line_of(spec_path, 'dir')}: dir: {problem}")
         spec = spec.model_copy(update={"dir": str(Path(spec.dir).expanduser().absolute())})
     folder = folder or sweep_folder(spec)
     path = folder.path.absolute()
@@ -116,7 +117,7 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
     try:
         dataset = load_dataset(spec.data)
     except DataError as error:
-        line = specs.line_of(spec_path, error.field)
+        line = line_of(spec_path, error.field)
         raise UserError(f"{spec_path}:{line}: {error.field}: {error}") from None
     _check_loss_fits(spec, dataset.n_classes, spec_path)
     changed = folder.changed_input(dataset.inputs)
@@ -124,7 +125,7 @@ def prepare(spec_path: Path, folder: SweepFolder | None = None) -> Plan:
         now, began = changed
         field = "data.test" if now.context == "test" else "data.source"
         raise UserError(
-            f"{spec_path}:{specs.line_of(spec_path, field)}: {field}: {now.name} holds other "
+            f"{spec_path}:{line_of(spec_path, field)}: {field}: {now.name} holds other "
             f"data than this sweep began on (digest {began}, now {now.digest}): launch it "
             "under a new name"
         )
@@ -140,7 +141,7 @@ def _check_loss_fits(spec: specs.SweepSpec, n_classes: int, spec_path: Path) -> 
     losses = searched.choices or [] if searched is not None else [spec.train.get("loss")]
     if "binary_cross_entropy" in losses and n_classes > 2:
         raise UserError(
-            f"{spec_path}:{specs.line_of(spec_path, field)}: {field}: binary_cross_entropy "
+            f"{spec_path}:{line_of(spec_path, field)}: {field}: binary_cross_entropy "
             f"fits two classes and {spec.data.source} has {n_classes}: use auto or "
             "softmax_cross_entropy"
         )
@@ -166,7 +167,7 @@ def _check_stage_options(spec: specs.SweepSpec, spec_path: Path) -> None:
             field = planned or f"stages.{index}.sampler"
             make_sampler(stage, stage_seed(stage, index), distributions(spec.space))
         except ValueError as error:
-            line = specs.line_of(spec_path, field)
+            line = line_of(spec_path, field)
             raise UserError(f"{spec_path}:{line}: {field}: {error}") from None
 
 
@@ -325,7 +326,7 @@ def delete(folder: SweepFolder, force: bool = False) -> None:
 def _storage_error(spec_path: Path, key: str, problem: str) -> UserError:
     """A problem of `storage.<key>`, at its line in space.yaml."""
     return UserError(
-        f"{spec_path}:{specs.line_of(spec_path, f'storage.{key}')}: storage.{key}: {problem}"
+        f"{spec_path}:{line_of(spec_path, f'storage.{key}')}: storage.{key}: {problem}"
     )
 
 

@@ -3,8 +3,8 @@
 YAML is read with the safe loader only (no tags that build Python objects). Each problem found by
 validation is reported as `file:line: field.path: message`, all of them in one UserError.
 
-(About 300 lines: the models, the checks across fields and the YAML line map are one contract,
-read together when space.yaml gains a key.)
+(Over 300 lines: the models and the checks across fields are one contract, read together when
+space.yaml gains a key; the YAML line map is `sweeper.spec.yaml_lines`.)
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from sweeper.run.ownership import name_problem
 from sweeper.search.recipe import Search, recipe
 from sweeper.spec.scales import SCALES, Param
 from sweeper.spec.stages import Pruner, Seed, Stage, Strict, Zoom
+from sweeper.spec.yaml_lines import LineLoader, key_lines, nearest_line
 
 __all__ = ["Pruner", "Stage", "Zoom"]  # re-exported: the stage models live in spec/stages.py
 
@@ -43,7 +44,6 @@ INTEGER_SCALES = ("int", "log_int", "pow2")
 # pydantic's names for a union's members in an error's location: constrained-int, literal['auto']
 UNION_MEMBER = re.compile(r"(int|float|str|bool|[a-z]+(-[a-z]+)+|[a-z-]+\[.*\])")
 MAX_SPEC_BYTES = 1_000_000
-MAX_YAML_NODES = 100_000  # after aliases are expanded: an alias bomb stops here
 
 
 class Split(Strict):
@@ -368,40 +368,6 @@ def _did_you_mean(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records the line of every mapping key and sequence item by path."""
-
-
-def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
-    """Line of each key path. Raises ValueError for a duplicate key, or once aliases expand to
-    more than MAX_YAML_NODES values (an "alias bomb" grows exponentially)."""
-    out = {} if out is None else out
-    out.setdefault(path, node.start_mark.line + 1)
-    if len(out) > MAX_YAML_NODES:
-        raise ValueError(
-            f"{node.start_mark.line + 1}: more than {MAX_YAML_NODES} values once its aliases "
-            "(*name) are expanded"
-        )
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key, value in node.value:
-            line = key.start_mark.line + 1
-            if key.value in seen and isinstance(key, yaml.ScalarNode):
-                field = ".".join(map(str, (*path, key.value)))
-                raise ValueError(
-                    f"{line}: {field}: duplicate key (first at line {seen[key.value]})"
-                )
-            seen[key.value] = line
-            child = (*path, key.value)
-            out[child] = line
-            _lines(value, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out[(*path, i)] = item.start_mark.line + 1
-            _lines(item, (*path, i), out)
-    return out
-
-
 def read_back(spec_json: str) -> SweepSpec:
     """A spec the driver checked and sent as JSON: its stages are its plan, whatever made them."""
     return SweepSpec.model_validate_json(spec_json, context={"planned": True})
@@ -422,7 +388,7 @@ def load(path: str | Path, planned: bool = False) -> SweepSpec:
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: cannot read: {error}") from None
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
+        node = yaml.compose(text, Loader=LineLoader)
         raw = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -432,7 +398,7 @@ def load(path: str | Path, planned: bool = False) -> SweepSpec:
     if not isinstance(raw, dict):
         raise UserError(f"{path}:1: the file must be a mapping of keys (name, data, space, …)")
     try:
-        lines = _lines(node) if node is not None else {}
+        lines = key_lines(node) if node is not None else {}
     except ValueError as error:
         raise UserError(f"{path}:{error}") from None
     try:
@@ -443,19 +409,11 @@ def load(path: str | Path, planned: bool = False) -> SweepSpec:
     if problems:
         raise UserError(
             "\n".join(
-                f"{path}:{_nearest_line(loc, lines)}: {'.'.join(map(str, loc))}: {message}"
+                f"{path}:{nearest_line(loc, lines)}: {'.'.join(map(str, loc))}: {message}"
                 for loc, message in problems
             )
         )
     return spec
-
-
-def line_of(path: Path, field: str) -> int:
-    """The line of dotted key `field` (or of its nearest parent) in a space.yaml that loaded; a
-    number is a list index (`stages.0.pruner`; a mapping key of digits finds its parent's line)."""
-    node = yaml.compose(Path(path).read_text(), Loader=_LineLoader)
-    loc = tuple(int(part) if part.isdigit() else part for part in field.split("."))
-    return _nearest_line(loc, _lines(node) if node is not None else {})
 
 
 def _format(path: Path, error: ValidationError, lines: dict[tuple, int]) -> str:
@@ -475,7 +433,7 @@ def _format(path: Path, error: ValidationError, lines: dict[tuple, int]) -> str:
         message = ", or ".join(
             [messages[0], *(m.removeprefix("Input should be ") for m in messages[1:])]
         )
-        problems.append(f"{path}:{_nearest_line(loc, lines)}: {field}: {message}")
+        problems.append(f"{path}:{nearest_line(loc, lines)}: {field}: {message}")
     return "\n".join(problems)
 
 
@@ -484,13 +442,6 @@ def _without_union_members(loc: tuple) -> tuple:
     while loc and isinstance(loc[-1], str) and UNION_MEMBER.fullmatch(loc[-1]):
         loc = loc[:-1]
     return loc
-
-
-def _nearest_line(loc: tuple, lines: dict[tuple, int]) -> int:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
 
 
 def _model_fields_at(loc: tuple) -> list[str]:
