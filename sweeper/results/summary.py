@@ -91,7 +91,7 @@ def best(folder: SweepFolder, with_model: bool = True) -> Best | None:
 
 def models(folder: SweepFolder) -> dict[tuple[str, int], str]:
     """(stage, trial) → the model URI of each kept model."""
-    from sweeper.tracking.tracker import kept_models
+    from sweeper.tracking.store import kept_models
 
     spec = folder.load_spec()
     return kept_models(folder.tracking_uri(spec), spec.name)

@@ -186,7 +186,7 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) ->
     except UserError as error:
         raise (_storage_error(spec_path, "optuna", str(error)) if optuna_url else error) from None
     if folder.has_mlflow_store(spec) and not (mlflow_url and _new_sqlite(mlflow_url)):
-        from sweeper.tracking.tracker import check_store  # mlflow: only once a store exists
+        from sweeper.tracking.store import check_store  # mlflow: only once a store exists
 
         try:
             check_store(folder.tracking_uri(spec))
@@ -317,7 +317,7 @@ def delete(folder: SweepFolder, force: bool = False) -> None:
         if study_name(spec.name, stage.name) in existing:
             optuna.delete_study(study_name=study_name(spec.name, stage.name), storage=storage)
     if folder.has_mlflow_store(spec):
-        from sweeper.tracking.tracker import delete_experiment
+        from sweeper.tracking.store import delete_experiment
 
         delete_experiment(folder.tracking_uri(spec), spec.name)
     ownership.remove_owned(folder.path, force)

@@ -1,1 +1,2 @@
-"""MLflow: client (`tracker`), bulk inserts (`run_tables`), writer thread."""
+"""MLflow: the store (`store`), its client (`tracker`), bulk inserts (`run_tables`), and
+the writer thread."""

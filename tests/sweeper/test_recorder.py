@@ -83,7 +83,7 @@ def test_a_kept_model_pushed_out_before_its_turn_is_never_written(tmp_path):
     from model import TrainConfig, train
     from model.checkpoint import Checkpoint
     from sweeper.data.datasets import Preprocessing
-    from sweeper.tracking.tracker import kept_models
+    from sweeper.tracking.store import kept_models
 
     X = np.random.default_rng(0).normal(size=(2, 40)).astype(np.float32)
     network = train(TrainConfig(epochs=1, hidden_units=3), X, (X[0] > 0) * 1, n_classes=2).network

@@ -23,7 +23,7 @@ from sweeper.run.server import StudyServer, orphans
 from sweeper.search.study import study_name
 from sweeper.spec.schema import SweepSpec
 from sweeper.spec.stages import Pruner
-from sweeper.tracking.tracker import kept_models
+from sweeper.tracking.store import kept_models
 
 SPEC = SweepSpec.model_validate(
     {

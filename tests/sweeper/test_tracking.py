@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 from sweeper.records import TrialRecord
 from sweeper.tracking.events import Epoch, Finished, Started
 from sweeper.tracking.live import LiveRuns
-from sweeper.tracking.tracker import Tracker, check_store, create_sqlite_store
+from sweeper.tracking.store import check_store, create_sqlite_store
+from sweeper.tracking.tracker import Tracker
 
 START = 1_700_000_000_000
 EPOCHS = 3
