@@ -68,6 +68,12 @@ class SweepFolder:
         refuses new runs)."""
         return spec.storage.mlflow or f"sqlite:///{self.path.resolve() / 'mlflow.db'}"
 
+    @property
+    def sweep_id(self) -> str | None:
+        """The id its marker holds (None: not made yet, or made by an earlier version)."""
+        marked = ownership.read_marker(self.path)
+        return marked.sweep_id if marked else None
+
     def has_mlflow_store(self, spec: specs.SweepSpec) -> bool:
         """A tracking server, or the sweep's SQLite store once it exists."""
         return bool(spec.storage.mlflow) or (self.path / "mlflow.db").exists()

@@ -8,10 +8,12 @@ MARKER, which names the sweep; every other command refuses a folder without that
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,17 +81,21 @@ def dir_problem(path: Path, cwd: Path | None = None) -> str | None:
 
 @dataclass(frozen=True)
 class Identity:
-    """What the marker records: the sweep this folder belongs to."""
+    """What the marker records: the sweep this folder belongs to. `sweep_id` is drawn once, when
+    the folder is made: its studies and experiment in a shared store carry it, so that a sweep of
+    the same name from another folder is told apart (None: a folder of an earlier version)."""
 
     name: str
     fingerprint: str
+    sweep_id: str | None = None
 
 
 def read_marker(folder: Path) -> Identity | None:
     try:
         raw = json.loads((folder / MARKER).read_text())
-        return Identity(str(raw["name"]), str(raw["fingerprint"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        sweep_id = raw.get("sweep_id")
+        return Identity(str(raw["name"]), str(raw["fingerprint"]), sweep_id and str(sweep_id))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -113,7 +119,8 @@ def claim(folder: Path, identity: Identity) -> None:
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
     folder.mkdir(mode=0o700)
-    write_private(folder / MARKER, json.dumps(identity.__dict__) + "\n")
+    marked = dataclasses.replace(identity, sweep_id=identity.sweep_id or uuid.uuid4().hex)
+    write_private(folder / MARKER, json.dumps(dataclasses.asdict(marked)) + "\n")
 
 
 def write_private(path: Path, text: str) -> None:

@@ -203,7 +203,9 @@ def train(
     except Exception:  # a bug: nothing is logged, and nothing left pending
         keeper.discard()
         raise
-    tracker = Tracker(folder.tracking_uri(spec), spec.name, folder.path / "artifacts")
+    tracker = Tracker(
+        folder.tracking_uri(spec), spec.name, folder.path / "artifacts", folder.sweep_id
+    )
     number = tracker.count_runs("panda")
     record = TrialRecord(
         stage="panda",

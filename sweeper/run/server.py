@@ -61,6 +61,7 @@ from sweeper.run.keep import KeptModels
 from sweeper.run.packing import shapes_the_pack
 from sweeper.search.patience import Patience, stops_now
 from sweeper.search.study import (
+    SWEEP_ID,
     import_what_samplers_import,
     make_pruner,
     make_sampler,
@@ -106,6 +107,7 @@ class StudyServer:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # this process: the actor's
         self.spec = read_back(spec_json)
         self.sweep_dir = Path(sweep_dir)
+        self.sweep_id = SweepFolder(self.sweep_dir).sweep_id
         self.writer_lock = locks.acquire(self.sweep_dir / "writer.lock", WRITER_WAIT_S)
         if self.writer_lock is None:
             raise RuntimeError(
@@ -133,6 +135,7 @@ class StudyServer:
             self.sweep_dir / "artifacts",
             preprocessing,
             inputs,
+            self.sweep_id,
         )
 
     # -- stages ----------------------------------------------------------------------------
@@ -147,6 +150,8 @@ class StudyServer:
             load_if_exists=True,
             direction="maximize" if self.maximize else "minimize",
         )
+        if self.sweep_id and SWEEP_ID not in study.user_attrs:  # see `study.foreign_studies`
+            study.set_user_attr(SWEEP_ID, self.sweep_id)
         if "space" in study.user_attrs:
             space = {
                 k: scales.Param.model_validate(v) for k, v in study.user_attrs["space"].items()

@@ -34,6 +34,7 @@ from sweeper.run.folder import (
 )
 from sweeper.search.study import (
     JOURNAL,
+    foreign_studies,
     make_pruner,
     make_sampler,
     make_storage,
@@ -180,11 +181,19 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) ->
             problem = _cannot_create(Path(url.removeprefix("sqlite:///")).parent)
             if problem:
                 raise _storage_error(spec_path, key, problem)
+    storage = None
     try:
         if (optuna_url and not _new_sqlite(optuna_url)) or (folder.path / JOURNAL).exists():
-            make_storage(optuna_url, folder.path)
+            storage = make_storage(optuna_url, folder.path)
     except UserError as error:
         raise (_storage_error(spec_path, "optuna", str(error)) if optuna_url else error) from None
+    for key in shared_with_another_folder(spec, folder, storage):
+        raise _storage_error(
+            spec_path,
+            key,
+            f"it holds a sweep named {spec.name!r} that another folder made: give this one "
+            "another name, or resume that one from its own folder",
+        )
     if folder.has_mlflow_store(spec) and not (mlflow_url and _new_sqlite(mlflow_url)):
         from sweeper.tracking.store import check_store  # mlflow: only once a store exists
 
@@ -194,6 +203,31 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) ->
             raise (
                 _storage_error(spec_path, "mlflow", str(error)) if mlflow_url else error
             ) from None
+
+
+def shared_with_another_folder(
+    spec: specs.SweepSpec, folder: SweepFolder, storage: optuna.storages.BaseStorage | None
+) -> list[str]:
+    """The stores (`optuna`, `mlflow`) given as URLs that hold a sweep of this name made from
+    another folder: launched there too, the two sweeps shared studies and an experiment, and
+    deleting one deleted the other's runs and models."""
+    made, sweep_id = folder.path.exists(), folder.sweep_id
+    shared = []
+    if (
+        spec.storage.optuna
+        and storage is not None
+        and foreign_studies(storage, spec.name, made, sweep_id)
+    ):
+        shared.append("optuna")
+    mlflow_url = spec.storage.mlflow
+    if mlflow_url and not _new_sqlite(mlflow_url):
+        from sweeper.tracking.store import foreign_experiment
+
+        # a store that cannot be read is check_store's to report, with its own message
+        with contextlib.suppress(Exception):
+            if foreign_experiment(mlflow_url, spec.name, made, sweep_id):
+                shared.append("mlflow")
+    return shared
 
 
 def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) -> SweepResult:
@@ -302,6 +336,14 @@ def check_deletable(folder: SweepFolder, force: bool = False) -> None:
         raise UserError(f"sweep {folder.path} is running; stop it (Ctrl-C) before deleting it")
     if not force:
         ownership.refuse_foreign(folder.path)
+    spec = folder.load_spec()
+    storage = make_storage(spec.storage.optuna, folder.path) if spec.storage.optuna else None
+    shared = shared_with_another_folder(spec, folder, storage)
+    if shared:
+        raise UserError(
+            f"storage.{shared[0]} holds the studies or runs of another folder's sweep named "
+            f"{spec.name!r}, not this one's: nothing deleted"
+        )
 
 
 def delete(folder: SweepFolder, force: bool = False) -> None:

@@ -242,3 +242,23 @@ def max_epochs(spec: SweepSpec) -> int:
 
 def study_name(sweep: str, stage: str) -> str:
     return f"{sweep}:{stage}"
+
+
+SWEEP_ID = "sweep_id"  # the user attribute of a stage's study: its sweep folder's id
+
+
+def foreign_studies(
+    storage: optuna.storages.BaseStorage, sweep: str, folder_made: bool, sweep_id: str | None
+) -> list[str]:
+    """The studies named for sweep `sweep` that another sweep folder made (two folders of one
+    name sharing a store mixed their trials): all of them for a folder not made yet; none for
+    one of an earlier version, which has no id; else those not tagged with its id."""
+    if folder_made and sweep_id is None:
+        return []
+    prefix = study_name(sweep, "")
+    return [
+        summary.study_name
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if summary.study_name.startswith(prefix)
+        and (not folder_made or summary.user_attrs.get(SWEEP_ID) != sweep_id)
+    ]

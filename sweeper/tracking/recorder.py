@@ -72,6 +72,7 @@ class Recorder:
         artifact_dir: Path,
         preprocessing: Preprocessing | None = None,
         inputs: list[DataInput] | None = None,
+        sweep_id: str | None = None,
     ):
         self.errors: list[str] = []
         self.preprocessing = preprocessing  # saved with each kept model
@@ -88,17 +89,19 @@ class Recorder:
         # kept models queued, not yet being written: (stage, trial) → (its job, staged folder)
         self._waiting_saves: dict[tuple[str, int], tuple[tuple[str, Job], Path]] = {}
         threading.Thread(
-            target=self._work, args=(tracking_uri, experiment, artifact_dir), daemon=True
+            target=self._work, args=(tracking_uri, experiment, artifact_dir, sweep_id), daemon=True
         ).start()
 
-    def _work(self, tracking_uri: str, experiment: str, artifact_dir: Path) -> None:
+    def _work(
+        self, tracking_uri: str, experiment: str, artifact_dir: Path, sweep_id: str | None
+    ) -> None:
         tracker = None
         try:
             from sweeper.tracking.live import LiveRuns
             from sweeper.tracking.tracker import Tracker
 
             self.live = LiveRuns()
-            tracker = Tracker(tracking_uri, experiment, artifact_dir)
+            tracker = Tracker(tracking_uri, experiment, artifact_dir, sweep_id)
             # matplotlib and scikit-learn (under optuna.importance) load now, while trials run,
             # not after the last one: seconds off the end of every sweep
             import sweeper.results.plots  # noqa: F401

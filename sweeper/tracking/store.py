@@ -25,6 +25,7 @@ from sweeper.run.locks import user_cache
 
 CREATING = ".creating"  # suffix of an SQLite store while MLflow builds its schema
 MODEL_TAG = "sweeper.model"  # on a trial run that holds a kept model: its artifact path
+SWEEP_ID_TAG = "sweeper.sweep_id"  # on a sweep's experiment: its folder's id
 
 
 def create_sqlite_store(tracking_uri: str) -> None:
@@ -102,12 +103,34 @@ def _reachable(url: str, timeout_s: float = 10.0) -> None:
         urllib.request.urlopen(probe, timeout=timeout_s).close()
 
 
+def foreign_experiment(
+    tracking_uri: str, experiment: str, folder_made: bool, sweep_id: str | None
+) -> bool:
+    """Whether the store holds an experiment of this name that another sweep folder made, by
+    the rule of `search.study.foreign_studies`."""
+    if folder_made and sweep_id is None:
+        return False
+    found = MlflowClient(secrets.expand(tracking_uri)).get_experiment_by_name(experiment)
+    return found is not None and (not folder_made or found.tags.get(SWEEP_ID_TAG) != sweep_id)
+
+
 def delete_experiment(tracking_uri: str, experiment: str) -> bool:
-    """Delete a sweep's experiment, renamed first so that its name can be used again."""
+    """Delete a sweep's experiment, renamed first so that its name can be used again, and the
+    versions of its registered model (left, they pointed at deleted artifacts for good)."""
     client = MlflowClient(secrets.expand(tracking_uri))
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return False
+    runs = {
+        run.info.run_id for run in client.search_runs([found.experiment_id], max_results=50_000)
+    }
+    for version in client.search_model_versions(f"name = '{experiment}'"):
+        if version.run_id in runs:
+            client.delete_model_version(experiment, version.version)
+    if client.search_registered_models(f"name = '{experiment}'") and not (
+        client.search_model_versions(f"name = '{experiment}'")
+    ):
+        client.delete_registered_model(experiment)
     client.rename_experiment(found.experiment_id, f"{experiment}.deleted-{int(time.time())}")
     client.delete_experiment(found.experiment_id)
     return True

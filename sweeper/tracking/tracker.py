@@ -27,7 +27,7 @@ from sweeper.records import MODEL_ARTIFACT, TrialRecord
 from sweeper.tracking import models
 from sweeper.tracking.live import Key, Writes
 from sweeper.tracking.run_tables import RunContent, RunTables, is_database
-from sweeper.tracking.store import MODEL_TAG, create_sqlite_store
+from sweeper.tracking.store import MODEL_TAG, SWEEP_ID_TAG, create_sqlite_store
 
 BATCH_LIMIT = 1000  # MLflow's maximum metrics per log_batch call
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -49,7 +49,15 @@ def _run_name(run: Any) -> str:
 class Tracker:
     """Writes a sweep's runs; all methods are called from the StudyServer only."""
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_dir: Path | None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_dir: Path | None,
+        sweep_id: str | None = None,
+    ):
+        """`sweep_id`: the sweep folder's, tagged on an experiment this makes (see
+        `store.foreign_experiment`)."""
         tracking_uri = secrets.expand(tracking_uri)  # `${VAR}` in the spec: the secret, here only
         create_sqlite_store(tracking_uri)
         self.client = MlflowClient(tracking_uri)
@@ -58,8 +66,9 @@ class Tracker:
             # a tracking server keeps artifacts where it is configured to; a local store, here
             local = artifact_dir is not None and not tracking_uri.startswith(("http:", "https:"))
             location = artifact_dir.resolve().as_uri() if local else None
+            tags = {SWEEP_ID_TAG: sweep_id} if sweep_id else None
             found = self.client.get_experiment(
-                self.client.create_experiment(experiment, artifact_location=location)
+                self.client.create_experiment(experiment, location, tags=tags)
             )
         self.experiment_id = found.experiment_id
         # MLflow 3's UI opens an experiment of this kind on its training runs, not on GenAI

@@ -112,3 +112,42 @@ def test_resume_by_path_from_elsewhere_then_delete_only_what_the_sweeper_made(tm
     assert deleted.returncode == 0, deleted.stderr
     assert not folder.exists() and (home / "my-analysis.ipynb").is_file()
     assert _tree(elsewhere) == {"sweeps/owned/notes.txt": b"not a sweep"}
+
+
+def test_a_sweep_of_the_same_name_from_another_folder_cannot_share_its_stores(tmp_path):
+    """Two folders, one space.yaml naming shared stores: the second launch mixed its trials into
+    the first's studies and experiment, and deleting it deleted the first's runs, models and
+    registered versions. It is refused, creating nothing; the first is deleted whole, its
+    registered model included."""
+    from mlflow.tracking import MlflowClient
+
+    stores = tmp_path / "stores"
+    stores.mkdir()
+    urls = {"optuna": f"sqlite:///{stores}/optuna.db", "mlflow": f"sqlite:///{stores}/mlflow.db"}
+    spec = write_spec(tmp_path, "dup", "  - {name: only, trials: 2}", epochs=2).read_text()
+    spec += f"storage: {{optuna: '{urls['optuna']}', mlflow: '{urls['mlflow']}'}}\n"
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "dup.yaml").write_text(spec)
+    assert cli("launch", "dup.yaml", "--quiet", cwd=first).returncode == 0
+    client = MlflowClient(urls["mlflow"])
+    assert len(client.search_model_versions("name = 'dup'")) == 1
+    runs_before = len(client.search_runs([client.get_experiment_by_name("dup").experiment_id]))
+
+    refused = cli("launch", "dup.yaml", "--quiet", cwd=second)
+    assert refused.returncode == 2, refused.stderr
+    assert "dup.yaml:15: storage.optuna: it holds a sweep named 'dup' that another folder" in (
+        refused.stderr
+    )
+    assert sorted(p.name for p in second.iterdir()) == ["dup.yaml"]
+    experiment = client.get_experiment_by_name("dup")
+    assert len(client.search_runs([experiment.experiment_id])) == runs_before
+
+    again = cli("launch", "dup.yaml", "--quiet", cwd=first)  # its own folder: a resume
+    assert again.returncode == 0, again.stderr
+    deleted = cli("delete", "dup", "--yes", cwd=first)
+    assert deleted.returncode == 0, deleted.stderr
+    assert client.get_experiment_by_name("dup") is None
+    assert not client.search_registered_models("name = 'dup'")
+    assert cli("launch", "dup.yaml", "--quiet", cwd=second).returncode == 0  # the name is free
