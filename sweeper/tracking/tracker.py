@@ -9,6 +9,7 @@ deleted when its stage opens again and rebuilt from Optuna (the source of truth)
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +59,9 @@ class Tracker:
     ):
         """`sweep_id`: the sweep folder's, tagged on an experiment this makes (see
         `store.foreign_experiment`)."""
+        # MLflow prints a tracking server's URL at every run's end, credentials and all: into
+        # the StudyServer's Ray log (world-readable, and served by `ray logs`)
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         tracking_uri = secrets.expand(tracking_uri)  # `${VAR}` in the spec: the secret, here only
         create_sqlite_store(tracking_uri)
         self.client = MlflowClient(tracking_uri)

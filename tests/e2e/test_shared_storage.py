@@ -141,6 +141,16 @@ def test_killed_sweep_resumes_on_postgresql_and_an_mlflow_server(postgres, mlflo
     assert not (folder / "optuna.journal").exists() and not (folder / "mlflow.db").exists()
 
 
+def test_a_tracking_servers_url_is_not_printed_at_a_runs_end(mlflow_server, capfd):
+    """MLflow prints "View run … at: URL" when a run ends on a server: with the URL's
+    credentials, into the StudyServer's world-readable Ray log."""
+    from sweeper.tracking.tracker import Tracker
+
+    tracker = Tracker(mlflow_server, "quiet-urls", None)
+    tracker.finish_run(tracker.stage_run("coarse", {}, 0), {"best": 0.5})
+    assert "View run" not in capfd.readouterr().out
+
+
 def test_bulk_runs_on_postgresql_read_back_as_client_runs(postgres, tmp_path):
     """A PostgreSQL tracking URI (no server between) takes the bulk path too."""
     import psycopg
