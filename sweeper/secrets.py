@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 
 from sweeper.errors import UserError
 
-# scheme://user:password@ — the password is what gets hidden
-CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<password>[^@\s]+)@")
+# scheme://user:password@host — the password is what gets hidden, up to the last @ before the
+# host (a password may hold an @: masked up to the first, its end was shown)
+CREDENTIALS = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<password>\S+)@(?=[^@\s]*(?:\s|$))"
+)
 # …?password=… (libpq, SQLAlchemy and MySQL drivers read one there too)
 QUERY_SECRET = re.compile(
     r"(?P<head>[?&](?:password|passwd|pwd|secret|token|access_token)=)(?P<password>[^&#\s]+)",
@@ -52,21 +56,36 @@ def url_problem(url: str | None) -> str | None:
 
 
 def expand(url: str) -> str:
-    """The URL with each `${NAME}` replaced by its environment variable, for connecting only."""
+    """The URL with each `${NAME}` replaced by its environment variable, for connecting only.
+    A password is percent-encoded: one holding @, /, # or ? was read as part of the host or
+    path, and the driver's error then showed what followed the @."""
+    secret = [m.span("password") for m in (*CREDENTIALS.finditer(url), *QUERY_SECRET.finditer(url))]
 
     def value(match: re.Match) -> str:
         try:
-            return os.environ[match[1]]
+            found = os.environ[match[1]]
         except KeyError:
             raise UserError(
                 f"environment variable {match[1]} is not set (named in {url})"
             ) from None
+        inside = any(start <= match.start() and match.end() <= end for start, end in secret)
+        return urllib.parse.quote(found, safe="") if inside else found
 
     return PLACEHOLDER.sub(value, url)
 
 
+# what the database and tracking clients read themselves, besides a URL's `${NAME}`s
+CLIENT_CREDENTIALS = (
+    "PGPASSWORD",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+)
+
+
 def environment(*urls: str | None) -> dict[str, str]:
-    """The variables these URLs name, with their values: what a process that connects needs."""
-    return {
-        name: os.environ[name] for url in urls for name in placeholders(url) if name in os.environ
-    }
+    """The variables these URLs name, and the clients' own credential variables, with their
+    values: what a process that connects needs (the StudyServer on a cluster node has not the
+    driver's environment: given PGPASSWORD, it died with "no password supplied")."""
+    named = [name for url in urls for name in placeholders(url)]
+    return {name: os.environ[name] for name in (*named, *CLIENT_CREDENTIALS) if name in os.environ}

@@ -187,13 +187,6 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) ->
             storage = make_storage(optuna_url, folder.path)
     except UserError as error:
         raise (_storage_error(spec_path, "optuna", str(error)) if optuna_url else error) from None
-    for key in shared_with_another_folder(spec, folder, storage):
-        raise _storage_error(
-            spec_path,
-            key,
-            f"it holds a sweep named {spec.name!r} that another folder made: give this one "
-            "another name, or resume that one from its own folder",
-        )
     if folder.has_mlflow_store(spec) and not (mlflow_url and _new_sqlite(mlflow_url)):
         from sweeper.tracking.store import check_store  # mlflow: only once a store exists
 
@@ -203,6 +196,14 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) ->
             raise (
                 _storage_error(spec_path, "mlflow", str(error)) if mlflow_url else error
             ) from None
+    # after check_store, which says at once that a server is down (MLflow's client retries ~4 min)
+    for key in shared_with_another_folder(spec, folder, storage):
+        raise _storage_error(
+            spec_path,
+            key,
+            f"it holds a sweep named {spec.name!r} that another folder made: give this one "
+            "another name, or resume that one from its own folder",
+        )
 
 
 def shared_with_another_folder(
@@ -223,10 +224,8 @@ def shared_with_another_folder(
     if mlflow_url and not _new_sqlite(mlflow_url):
         from sweeper.tracking.store import foreign_experiment
 
-        # a store that cannot be read is check_store's to report, with its own message
-        with contextlib.suppress(Exception):
-            if foreign_experiment(mlflow_url, spec.name, made, sweep_id):
-                shared.append("mlflow")
+        if foreign_experiment(mlflow_url, spec.name, made, sweep_id):
+            shared.append("mlflow")
     return shared
 
 
@@ -338,6 +337,10 @@ def check_deletable(folder: SweepFolder, force: bool = False) -> None:
         ownership.refuse_foreign(folder.path)
     spec = folder.load_spec()
     storage = make_storage(spec.storage.optuna, folder.path) if spec.storage.optuna else None
+    if spec.storage.mlflow:  # a server that is down: said now, before any study is deleted
+        from sweeper.tracking.store import check_store
+
+        check_store(spec.storage.mlflow)
     shared = shared_with_another_folder(spec, folder, storage)
     if shared:
         raise UserError(
