@@ -30,6 +30,13 @@ def start_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
+    if address and address.startswith("ray://"):  # failed at the first task, a folder made
+        raise UserError(
+            f"Ray cluster at {address}: Ray Client (ray://) cannot run the sweeper's trial tasks, "
+            "which stream each trial's result as it ends; give the head's GCS address "
+            "(HEAD:6379) from a machine in the cluster, or submit the launch as a Ray job "
+            "(`ray job submit -- sweeper launch space.yaml`)"
+        )
     # the two packages' folders, wherever this module sits inside them
     runtime_env = (
         {"py_modules": [os.path.dirname(model.__file__), os.path.dirname(sweeper.__file__)]}

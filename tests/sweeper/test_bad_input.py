@@ -578,6 +578,13 @@ def test_a_malformed_ray_address_is_a_clear_error(tmp_path):
     assert "Ray cluster at garbage: Invalid address format" in result.stderr
     assert "Traceback" not in result.stderr
     assert _snapshot(tmp_path) == before
+    client = subprocess.run(  # Ray Client: it failed at the first task, a folder made
+        [sweeper, "launch", "space.yaml", "--quiet", "--address", "ray://127.0.0.1:1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert client.returncode == 2, client.stderr
+    assert "Ray Client (ray://) cannot run the sweeper's trial tasks" in client.stderr
+    assert _snapshot(tmp_path) == before
 
 
 def test_a_file_where_the_sweep_folder_would_be_is_a_clear_error(tmp_path, monkeypatch):
