@@ -431,7 +431,7 @@ def ui(
         host,
         port,
         dashboard,
-        lambda url: console.print(f"serving {url}", soft_wrap=True),
+        lambda line: console.print(line, soft_wrap=True),
     )
 
 

@@ -58,17 +58,26 @@ def free_port(host: str) -> int:
 def serve(
     folder: SweepFolder, host: str, port: int, dashboard: bool, announce: Callable[[str], None]
 ) -> None:
-    """Serve until Ctrl-C; `announce` receives the URL once it answers."""
+    """Serve until Ctrl-C; `announce` receives the line to show once it answers. A sweep that
+    writes to a tracking server is already served: its page there is announced instead (an
+    `mlflow server` over a server's URL failed after 30 s with MLflow's traceback)."""
     spec = folder.load_spec()
     port = port or free_port(host)
     url = f"http://{host}:{port}"
     if dashboard:
         import optuna_dashboard
 
-        announce(url)
+        announce(f"serving {url}")
         optuna_dashboard.run_server(make_storage(spec.storage.optuna, folder.path), host, port)
         return
     store = expand(folder.tracking_uri(spec))
+    if store.startswith(("http://", "https://")):
+        parts = urllib.parse.urlsplit(store)
+        netloc = parts.netloc.rpartition("@")[2]  # its page, without the URL's credentials
+        server_url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        page = runs_page(server_url, spec.name)
+        announce(f"the sweep's runs are on its tracking server: {page}")
+        return
     if store.startswith("sqlite:///"):
         _wait_for_the_sweeps_store(Path(store.removeprefix("sqlite:///")), folder)
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server
@@ -91,7 +100,7 @@ def serve(
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     try:
         _wait_until_up(server, f"{url}/health", log)
-        announce(runs_page(url, spec.name))
+        announce(f"serving {runs_page(url, spec.name)}")
         server.wait()
     finally:
         stop_group(server)

@@ -151,6 +151,21 @@ def test_a_tracking_servers_url_is_not_printed_at_a_runs_end(mlflow_server, capf
     assert "View run" not in capfd.readouterr().out
 
 
+def test_ui_of_a_sweep_on_a_tracking_server_gives_the_servers_page(mlflow_server, tmp_path):
+    """It started an `mlflow server` over the server's URL, which failed after 30 s."""
+    from sweeper.run.ownership import Identity, claim
+
+    folder = tmp_path / "sweeps" / "served"
+    claim(folder, Identity("served", "0"))
+    spec = write_spec(tmp_path, "served", STAGES).read_text()
+    (folder / "spec.yaml").write_text(spec + f"storage: {{mlflow: '{mlflow_server}'}}\n")
+    shown = cli("ui", str(folder), cwd=tmp_path, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert f"the sweep's runs are on its tracking server: {mlflow_server}/#/experiments" in (
+        shown.stdout
+    )
+
+
 def test_bulk_runs_on_postgresql_read_back_as_client_runs(postgres, tmp_path):
     """A PostgreSQL tracking URI (no server between) takes the bulk path too."""
     import psycopg
