@@ -4,13 +4,17 @@ A model folder is MLflow's `python_function` flavor over `pyfunc_model.py` (mode
 with two artifacts: the network's checkpoint (JSON + `.npz`) and the preprocessing (JSON). Its
 signature names the raw feature columns, so `mlflow models serve` and the UI show what to send.
 The environment is written as this process's versions of what prediction imports (no inference
-of requirements, which starts a subprocess per model).
+of requirements, which starts a subprocess per model). The modules of `model` and `sweeper` that
+loading imports go with it (`code/`, first on sys.path when it loads): it is whole without this
+project installed, and a user's own `model.py` does not shadow the package.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import modulefinder
+import shutil
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -22,7 +26,8 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from model.checkpoint import Checkpoint
 from sweeper.data.datasets import Preprocessing
 
-REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "pydantic")
+REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml")
+OUR_PACKAGES = ("model", "sweeper")
 # The model's code: MLflow runs it when a model is loaded. Not imported here, since defining its
 # class makes MLflow warn (no type hints on `predict`) in every command that only names models.
 PYFUNC_MODEL = Path(__file__).with_name("pyfunc_model.py")
@@ -36,13 +41,46 @@ def save(folder: Path, checkpoint: Checkpoint, preprocessing: Preprocessing) -> 
         network, stored = Path(staging) / NETWORK, Path(staging) / f"{PREPROCESSING}.json"
         checkpoint.save(network)
         stored.write_text(json.dumps(preprocessing.to_json()))
+        code = Path(staging) / "code"
+        for name, source in own_modules():
+            target = code / Path(*name.split(".")).with_suffix(".py")
+            if source.name == "__init__.py":
+                target = target.with_suffix("") / "__init__.py"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
         mlflow.pyfunc.save_model(
             path=str(folder),
             python_model=str(PYFUNC_MODEL),
             artifacts={NETWORK: str(network), PREPROCESSING: str(stored)},
             signature=signature(preprocessing),
             pip_requirements=list(requirements()),
+            code_paths=[str(code / package) for package in OUR_PACKAGES],
         )
+
+
+class _OurImports(modulefinder.ModuleFinder):
+    """Follows the imports of our packages only (MLflow's, NumPy's are requirements)."""
+
+    def import_hook(self, name, caller=None, fromlist=None, level=-1):
+        if name.partition(".")[0] not in OUR_PACKAGES:
+            return None
+        return super().import_hook(name, caller, fromlist, level)
+
+
+@functools.cache
+def own_modules() -> tuple[tuple[str, Path], ...]:
+    """(module name, its file) of every module of ours that loading a kept model imports,
+    found by following `pyfunc_model.py`'s imports, those inside functions too (~0.1 s)."""
+    root = Path(__file__).resolve().parents[2]
+    finder = _OurImports(path=[str(root)])
+    finder.run_script(str(PYFUNC_MODEL))
+    return tuple(
+        sorted(
+            (name, Path(module.__file__))
+            for name, module in finder.modules.items()
+            if name.partition(".")[0] in OUR_PACKAGES and module.__file__
+        )
+    )
 
 
 @functools.cache

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -236,3 +237,38 @@ def test_the_stage_run_records_the_parquet_file_as_its_input_dataset(sweep):
     ]
     assert json.loads(dataset.profile) == {"num_rows": len(data)}
     assert len(dataset.digest) == 16
+
+
+WITHOUT_THE_PROJECT = """
+import json, sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f)]
+sys.path = [p for p in sys.path if p not in ("", sys.argv[2]) and "__editable__" not in p]
+import mlflow, pandas as pd
+rows = pd.DataFrame({"f0": [1.0, -1.0], "f1": [6.0, 4.0], "f2": [0.0, 0.0]})
+print(json.dumps(list(mlflow.pyfunc.load_model(sys.argv[1]).predict(rows))))
+import model, sweeper
+print(model.__file__.startswith(sys.argv[1]), sweeper.__file__.startswith(sys.argv[1]))
+"""
+
+
+def test_a_kept_model_loads_without_the_project_and_beside_a_users_model_py(sweep, tmp_path):
+    """It imported `model` and `sweeper` from wherever they were installed: without them it
+    failed, and beside a user's own `model.py` it imported that ("'model' is not a package")."""
+    cwd, _, best = sweep
+    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+    try:
+        local = mlflow.artifacts.download_artifacts(best["model_uri"], dst_path=str(tmp_path))
+    finally:
+        mlflow.set_tracking_uri(None)
+    user = tmp_path / "project"
+    user.mkdir()
+    (user / "model.py").write_text("raise ImportError('the user model.py was imported')\n")
+    root = str(Path(__file__).resolve().parents[2])
+    shown = subprocess.run(
+        [sys.executable, "-c", WITHOUT_THE_PROJECT, local, root],
+        cwd=user, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    predicted, bundled = shown.stdout.strip().splitlines()
+    assert set(json.loads(predicted)) <= {"same", "different"}
+    assert bundled == "True True"  # the model's own copies of the packages
