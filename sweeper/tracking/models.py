@@ -2,7 +2,9 @@
 
 A model folder is MLflow's `python_function` flavor over `pyfunc_model.py` (models from code),
 with two artifacts: the network's checkpoint (JSON + `.npz`) and the preprocessing (JSON). Its
-signature names the raw feature columns, so `mlflow models serve` and the UI show what to send.
+signature declares the `probabilities` param only: the model checks its input columns itself, by
+name and type, in messages that name the column (MLflow's schema of `double` columns refused
+integer ones, which a CSV of counts or years holds, with a dump of the whole frame).
 The environment is written as this process's versions of what prediction imports (no inference
 of requirements, which starts a subprocess per model). The modules of `model` and `sweeper` that
 loading imports go with it (`code/`, first on sys.path when it loads): it is whole without this
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.types import ParamSchema, ParamSpec
 
 from model.checkpoint import Checkpoint
 from sweeper.data.datasets import Preprocessing
@@ -52,7 +54,7 @@ def save(folder: Path, checkpoint: Checkpoint, preprocessing: Preprocessing) -> 
             path=str(folder),
             python_model=str(PYFUNC_MODEL),
             artifacts={NETWORK: str(network), PREPROCESSING: str(stored)},
-            signature=signature(preprocessing),
+            signature=signature(),
             pip_requirements=list(requirements()),
             code_paths=[str(code / package) for package in OUR_PACKAGES],
         )
@@ -89,8 +91,5 @@ def requirements() -> tuple[str, ...]:
     return tuple(f"{name}=={version(name)}" for name in REQUIREMENTS)
 
 
-def signature(preprocessing: Preprocessing) -> ModelSignature:
-    return ModelSignature(
-        inputs=Schema([ColSpec("double", name) for name in preprocessing.features]),
-        params=ParamSchema([ParamSpec("probabilities", "boolean", False)]),
-    )
+def signature() -> ModelSignature:
+    return ModelSignature(params=ParamSchema([ParamSpec("probabilities", "boolean", False)]))

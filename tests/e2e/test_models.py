@@ -101,6 +101,17 @@ def test_sweeper_predict_agrees_with_pyfunc_and_rejects_bad_columns_by_name(swee
     missing = cli("predict", "pairs", "missing.csv", "--out", "bad.csv", cwd=cwd)
     assert missing.returncode == 2 and "'f1' not found" in missing.stderr
     assert "missing.csv" in missing.stderr and "Traceback" not in missing.stderr
+    # integer columns (a CSV of counts): MLflow's schema of doubles refused int64, exit 1
+    counts = data.drop(columns="label").assign(f1=data["f1"].round().astype("int64"))
+    counts.to_csv(cwd / "counts.csv", index=False)
+    whole = cli("predict", "pairs", "counts.csv", "--out", "counts-out.csv", cwd=cwd)
+    assert whole.returncode == 0, whole.stderr
+    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+    try:
+        in_process = mlflow.pyfunc.load_model(best["model_uri"]).predict(counts)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert pd.read_csv(cwd / "counts-out.csv")["prediction"].tolist() == in_process.tolist()
     data.assign(f2="x").to_csv(cwd / "text.csv", index=False)
     text = cli("predict", "pairs", "text.csv", "--out", "bad.csv", cwd=cwd)
     assert text.returncode == 2 and "'f2' is not numeric" in text.stderr
