@@ -186,6 +186,8 @@ class Best:
     params: dict[str, Any]
     metrics: dict[str, float]
     model_uri: str | None = None  # its MLflow Model (runs:/…/model), when kept
+    # the MLflow store model_uri is in (MLFLOW_TRACKING_URI for plain MLflow), its ${VAR}s kept
+    tracking_uri: str | None = None
 
     @classmethod
     def of(cls, record: TrialRecord) -> Best:

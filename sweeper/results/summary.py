@@ -86,7 +86,8 @@ def best(folder: SweepFolder, with_model: bool = True) -> Best | None:
     if not with_model:
         return found
     uri = models(folder).get((found.stage, found.trial))
-    return dataclasses.replace(found, model_uri=uri)
+    tracking_uri = folder.tracking_uri(folder.load_spec())
+    return dataclasses.replace(found, model_uri=uri, tracking_uri=tracking_uri)
 
 
 def models(folder: SweepFolder) -> dict[tuple[str, int], str]:

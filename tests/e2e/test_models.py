@@ -78,7 +78,8 @@ def test_sweeper_predict_agrees_with_pyfunc_and_rejects_bad_columns_by_name(swee
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr  # MLflow's type-hint warning came on every load
     out = pq.read_table(cwd / "out.parquet").to_pandas()
-    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'sweeps/pairs/mlflow.db'}")
+    assert best["tracking_uri"].endswith("/sweeps/pairs/mlflow.db")  # what plain MLflow needs
+    mlflow.set_tracking_uri(best["tracking_uri"])
     try:
         expected = mlflow.pyfunc.load_model(best["model_uri"]).predict(data)
     finally:
