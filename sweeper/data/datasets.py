@@ -180,6 +180,22 @@ def _is_number(column: pa.ChunkedArray) -> bool:
     return pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
 
 
+def _as_numbers(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column whose every cell is a number (a Parquet file that stored them as strings),
+    as float64; any other column as it is."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    if (
+        column.length() == column.null_count
+        or not pc.all(pc.match_substring_regex(column, NUMBER)).as_py()
+    ):
+        return column
+    try:
+        return pc.cast(pc.utf8_trim_whitespace(column), pa.float64())
+    except pa.ArrowInvalid:  # a number Arrow does not read: said as not numeric, by name
+        return column
+
+
 def _stray_cell(column: pa.ChunkedArray) -> tuple[int, str] | None:
     """(row, text) of the first non-number in a text column that is mostly numbers, else None:
     one stray cell turns a CSV column into text, which must not drop the feature silently."""
@@ -218,7 +234,7 @@ def table_to_arrays(
         for i, name in enumerate(names):
             if name == target:
                 continue
-            column = table.column(i)
+            column = _as_numbers(table.column(i))
             if _is_number(column):
                 features.append(name)
             elif (stray := _stray_cell(column)) is not None:
@@ -234,6 +250,8 @@ def table_to_arrays(
 
 def feature_matrix(table: pa.Table, features: list[str], source: str) -> np.ndarray:
     """X (m, n) float64 of the named columns, in that order; each problem names its column."""
+    if table.num_rows == 0:  # its columns have no type: "not numeric (null)" misled
+        raise DataError(f"{source}: the file has no rows")
     names = table.column_names
     index = {name: i for i, name in enumerate(names)}
     columns = []
@@ -243,7 +261,7 @@ def feature_matrix(table: pa.Table, features: list[str], source: str) -> np.ndar
                 f"{source}: feature column {name!r} not found; columns: {_some(names)}",
                 "data.features",
             )
-        column = table.column(index[name])
+        column = _as_numbers(table.column(index[name]))
         if not _is_number(column):
             stray = _stray_cell(column)
             where = f": row {stray[0] + 1} holds {stray[1]!r}" if stray else ""
@@ -286,6 +304,13 @@ def _labels(labels: pa.ChunkedArray, target: str, source: str) -> tuple[np.ndarr
             "data.target",
         )
     classes = sorted(pc.unique(labels).to_pylist(), key=str)
+    fractional = [c for c in classes if isinstance(c, float) and not c.is_integer()]
+    if fractional:  # a regression target: it became one class per value, trained as such
+        raise DataError(
+            f"{source}: target column {target!r} holds real numbers (e.g. {fractional[0]!r}) "
+            "and the sweeper trains classifiers: a label is text, an integer or a boolean",
+            "data.target",
+        )
     if len(classes) < 2:
         raise DataError(
             f"{source}: target column {target!r} has a single class {classes}; need ≥ 2",

@@ -75,6 +75,12 @@ def _write(tmp_path, table, name="d.parquet"):
         ),
         (lambda t: t.slice(0, 0), "label", None, "has no rows"),
         (lambda t: t.drop_columns(["a", "b"]), "label", None, "no numeric feature columns"),
+        (  # a regression target became one class per value, with no word
+            lambda t: t.set_column(3, "label", pa.array(np.linspace(0.5, 9.5, 120))),
+            "label",
+            None,
+            "target column 'label' holds real numbers (e.g. 0.5) and the sweeper trains",
+        ),
     ],
 )
 def test_bad_data_names_the_column(tmp_path, monkeypatch, mutate, target, features, expected):
@@ -121,3 +127,23 @@ def test_a_file_with_20000_columns_loads_in_seconds(tmp_path):
     dataset = load_dataset(DataSpec(source=str(tmp_path / "wide.csv"), target="label"))
     assert time.monotonic() - started < 10  # the issue's bar; ~2 s here
     assert dataset.X_train.shape[0] == n and len(dataset.features) == n
+
+
+def test_numbers_stored_as_text_are_numbers_and_an_empty_file_is_said_so(tmp_path, monkeypatch):
+    """A Parquet column of numbers written as strings was left out of the features (and
+    refused by name, "row 0 holds '1045.0'"); a header-only file to predict on was "not
+    numeric (null)"."""
+    from sweeper.data.datasets import Preprocessing
+
+    monkeypatch.chdir(tmp_path)
+    table = _table()
+    as_text = table.set_column(1, "b", pa.array([f"{v:.6f}" for v in table["b"].to_pylist()]))
+    _write(tmp_path, as_text, "text.parquet")
+    _write(tmp_path, table, "numbers.parquet")
+    text = load_dataset(DataSpec(source="text.parquet", target="label"))
+    numbers = load_dataset(DataSpec(source="numbers.parquet", target="label"))
+    assert text.features == numbers.features == ["a", "b"]
+    np.testing.assert_allclose(text.X_train, numbers.X_train, atol=1e-6)
+    empty = pa.table({"a": pa.array([], pa.null()), "b": pa.array([], pa.null())})
+    with pytest.raises(UserError, match=r"rows\.csv: the file has no rows"):
+        Preprocessing(["a", "b"], ["no", "yes"]).inputs(empty, "rows.csv")
