@@ -349,10 +349,15 @@ def delete(
     from sweeper import api
 
     def confirm(folder: Path) -> bool:
-        return typer.confirm(f"delete sweep {sweep!r} ({folder}) and all its runs?")
+        try:
+            return typer.confirm(f"delete sweep {sweep!r} ({folder}) and all its runs?")
+        except typer.Abort:  # no answer (no terminal, end of input): it printed "error: Abort:"
+            errors.print()
+            return False
 
     deleted = api.delete(sweep, force, None if yes else confirm)
     if deleted is None:
+        errors.print("not deleted (--yes deletes without asking)")
         raise typer.Exit(1)
     console.print(f"deleted {deleted}")
 

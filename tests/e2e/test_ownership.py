@@ -102,6 +102,12 @@ def test_resume_by_path_from_elsewhere_then_delete_only_what_the_sweeper_made(tm
     assert asked.returncode == 2 and "delete sweep" not in asked.stdout, asked.stdout  # refused
     assert (folder / "my-analysis.ipynb").is_file()  # before the user is asked to confirm
     assert cli("status", str(folder), cwd=elsewhere, timeout=60).returncode == 0
+    (folder / "my-analysis.ipynb").rename(home / "my-analysis.ipynb")
+    for answer in ("n\n", ""):  # declined, or no answer at all: it printed "error: Abort:"
+        kept = cli("delete", str(folder), cwd=elsewhere, timeout=60, answer=answer)
+        assert kept.returncode == 1 and "not deleted" in kept.stderr, kept.stderr
+        assert "Abort" not in kept.stderr and (folder / "spec.yaml").is_file()
+    (home / "my-analysis.ipynb").rename(folder / "my-analysis.ipynb")
 
     (folder / "my-analysis.ipynb").rename(home / "my-analysis.ipynb")
     (folder / "artifacts" / "MY_NOTES.txt").write_text("mine")  # inside a folder of its own
