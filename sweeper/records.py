@@ -58,6 +58,15 @@ class Outcome(enum.Enum):
     LOST = "lost"  # its worker or node died: the driver says so, the task never returned
 
 
+RUN_AGAIN = ("lost", "interrupted")  # reasons of a FAIL whose params are queued to run again
+
+
+def runs_again(trial: optuna.trial.FrozenTrial) -> bool:
+    """FAIL only because its worker was lost or the sweep interrupted: its exact params run
+    again (`sweeper resume`), so it is no failure of the configuration."""
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("reason") in RUN_AGAIN
+
+
 def is_diverged(trial: optuna.trial.FrozenTrial) -> bool:
     """PRUNED because its cost blew up (`decide` tags the reason)."""
     reason = trial.user_attrs.get("reason")
@@ -208,6 +217,7 @@ class StageStatus:
     space: dict[str, Any] | None = None  # parameter name → its scale, low, high (or choices)
     plan: str = ""  # how it samples, prunes and zooms (`Stage.describe`)
     diverged: int = 0  # of the pruned: their cost blew up (`is_diverged`)
+    run_again: int = 0  # of the failed: lost or interrupted, their params run again
 
     @property
     def finished(self) -> int:
@@ -215,7 +225,7 @@ class StageStatus:
 
     def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "target": self.target, "plan": self.plan, **self.counts}
-        out["diverged"] = self.diverged
+        out["diverged"], out["run_again"] = self.diverged, self.run_again
         return out | ({"space": self.space} if self.space is not None else {})
 
 
@@ -229,6 +239,7 @@ class StageProgress:
     counts: dict[str, int]
     running: int = 0
     best: float | None = None
+    run_again: int = 0  # of the failed: lost or interrupted (see `runs_again`)
 
     @property
     def finished(self) -> int:

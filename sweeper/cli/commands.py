@@ -200,7 +200,8 @@ def status(
         table.add_column(column, no_wrap=True)
     for s in found.stages:
         pruned = str(s.counts["pruned"]) + (f" ({s.diverged} diverged)" if s.diverged else "")
-        counts = (s.counts["complete"], pruned, s.counts["failed"], s.counts["running"])
+        failed = str(s.counts["failed"]) + (f" ({s.run_again} run again)" if s.run_again else "")
+        counts = (s.counts["complete"], pruned, failed, s.counts["running"])
         table.add_row(s.name, str(s.target), *map(str, counts))
     console.print(table)
     budget = found.budget

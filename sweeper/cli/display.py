@@ -67,7 +67,7 @@ class Display:
                 f"{done}/{p.target}",
                 str(p.counts["complete"]),
                 str(p.counts["pruned"]),
-                str(p.counts["failed"]),
+                str(p.counts["failed"]) + (f" ({p.run_again} run again)" if p.run_again else ""),
                 str(p.running),
                 "" if p.best is None else f"{p.best:.4g}",
                 f"{elapsed:.0f}s",
@@ -90,7 +90,8 @@ class Display:
             best = "" if progress.best is None else f", best {progress.best:.4g}"
             self.live.console.print(
                 f"{progress.stage}: {done}/{progress.target} done ({c['complete']} complete, "
-                f"{c['pruned']} pruned, {c['failed']} failed), {progress.running} running"
+                f"{c['pruned']} pruned, {c['failed']} failed{_again(progress)}), "
+                f"{progress.running} running"
                 f"{best}, {now - self.start:.0f}s",
                 soft_wrap=True,
             )
@@ -130,6 +131,10 @@ def options_in_force(options: dict[str, Any], changed: dict[str, Any]) -> str:
         if options.get(name) is not None
     ]
     return " ".join(shown)
+
+
+def _again(progress: StageProgress) -> str:
+    return f" of which {progress.run_again} run again" if progress.run_again else ""
 
 
 class Curve:

@@ -243,6 +243,7 @@ class StageRun:
         state = ray.get(self.server.tell.remote(self.index, member.number, result))
         progress = self.progress
         progress.counts[count_key(state)] += 1
+        progress.run_again += state == "FAIL" and result.outcome is Outcome.LOST
         value = result.metrics.get(self.objective.metric)
         if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value

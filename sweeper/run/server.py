@@ -52,6 +52,7 @@ from sweeper.records import (
     TrialRecord,
     TrialResult,
     decide,
+    runs_again,
 )
 from sweeper.results.view import is_warm_start, stage_best, stage_counts, view
 from sweeper.run import locks
@@ -178,7 +179,11 @@ class StudyServer:
         self._recover_lost_trials(index)
         self._reconcile_models(index, study)
         return StageProgress(
-            stage.name, stage.trials, stage_counts(study), best=stage_best(study, self.maximize)
+            stage.name,
+            stage.trials,
+            stage_counts(study),
+            best=stage_best(study, self.maximize),
+            run_again=sum(map(runs_again, study.get_trials(deepcopy=False))),
         )
 
     def _new_stage_space(self, index: int, study: optuna.Study) -> scales.Space:

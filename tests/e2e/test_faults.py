@@ -6,6 +6,7 @@ trials, nothing is left RUNNING in Optuna or MLflow, and every trial has exactly
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -91,6 +92,11 @@ def test_ctrl_c_records_running_trials_and_prints_the_resume_command(tmp_path):
     assert {
         int(r.data.tags["sweeper.trial"]) for r in runs if r.info.status == "FAILED"
     } == interrupted
+    # status tells them from failures: they were "failed", as if their configurations were bad
+    shown = json.loads(cli("status", "ctrlc", "--json", cwd=tmp_path).stdout)["stages"][0]
+    assert shown["failed"] == shown["run_again"] == len(interrupted)
+    table = cli("status", "ctrlc", cwd=tmp_path).stdout
+    assert f"{len(interrupted)} ({len(interrupted)} run again)" in table
 
     resumed = cli("resume", "ctrlc", "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
