@@ -80,7 +80,7 @@ def _run_sweep(
     display = None if quiet else Display()
     if display:
         display.live.start()
-    from ray.exceptions import RayActorError
+    from ray.exceptions import RayActorError, RayTaskError
 
     try:
         result = api.run_plan(plan, address, display.update if display else None)
@@ -88,6 +88,18 @@ def _run_sweep(
         errors.print(
             f"error: the sweep's StudyServer was lost ({type(lost).__name__}); what it recorded "
             f"is kept: resume with: sweeper resume {name}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    except RayTaskError as failed:  # e.g. its database went away: one line, not Ray's 140
+        cause = failed.cause if isinstance(failed.cause, Exception) else failed
+        if isinstance(cause, UserError):
+            raise cause from None
+        first = (str(cause).strip().splitlines() or [""])[0]
+        errors.print(
+            f"error: the sweep's StudyServer failed ({type(cause).__name__}: {mask(first)}); "
+            f"what it recorded is kept: once the cause is fixed, resume with: sweeper resume "
+            f"{name}",
             soft_wrap=True,
         )
         raise typer.Exit(1) from None

@@ -45,6 +45,7 @@ import optuna
 import ray
 from optuna.trial import TrialState
 
+from sweeper.errors import UserError
 from sweeper.records import (
     METRICS_ATTR,
     Outcome,
@@ -153,6 +154,12 @@ class StudyServer:
         )
         if self.sweep_id and SWEEP_ID not in study.user_attrs:  # see `study.foreign_studies`
             study.set_user_attr(SWEEP_ID, self.sweep_id)
+        owner = study.user_attrs.get(SWEEP_ID) if self.sweep_id else None
+        if owner is not None and owner != self.sweep_id:  # two new folders launched at once
+            raise UserError(
+                f"the study {name} belongs to a sweep of the same name launched from another "
+                "folder at the same time: give this one another name"
+            )
         if "space" in study.user_attrs:
             space = {
                 k: scales.Param.model_validate(v) for k, v in study.user_attrs["space"].items()

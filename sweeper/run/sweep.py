@@ -239,7 +239,7 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
     # Ray here, not at the top: reading a sweep (status, best, export) needs this module only
     # for its folder, and should not pay for importing Ray
     import ray
-    from ray.exceptions import RayActorError
+    from ray.exceptions import RayActorError, RayTaskError
 
     from sweeper.run.dispatch import StageRun, concurrency
     from sweeper.run.server import as_actor
@@ -286,7 +286,8 @@ def run(plan: Plan, on_progress: Callable[[StageProgress], None] | None = None) 
                     break  # next stage zooms on a whole one, after `sweeper resume`
             ray.get(server.finish_sweep.remote())
         except BaseException as stopped:  # Ctrl-C, or a stage that failed: record what ran
-            with contextlib.suppress(RayActorError):
+            # a failure here (its database gone, say) must not replace the one being raised
+            with contextlib.suppress(RayActorError, RayTaskError):
                 ray.get(server.interrupt.remote())
             interrupted = isinstance(stopped, KeyboardInterrupt)
             if not interrupted:
