@@ -48,8 +48,11 @@ def predict(
     uri = model_uri(folder, stage, trial)
     table = read_table(data)
     spec = folder.load_spec()
+    local = _in_the_folder(folder, uri)
     loaded = mlflow.pyfunc.load_model(
-        mlflow.artifacts.download_artifacts(
+        str(local)
+        if local is not None
+        else mlflow.artifacts.download_artifacts(
             uri, tracking_uri=secrets.expand(folder.tracking_uri(spec))
         )
     )
@@ -61,3 +64,12 @@ def predict(
         f"probability.{c}": pa.array(probabilities[c].to_numpy()) for c in probabilities.columns
     }
     return write_table(pa.table(columns), out)
+
+
+def _in_the_folder(folder: SweepFolder, uri: str) -> Path | None:
+    """The model of `runs:/RUN/PATH` in the sweep's own artifacts folder, if it is there: MLflow
+    records where the folder was when the run was made, so a moved or renamed sweep folder
+    could not predict ("Failed to download artifacts")."""
+    run_id, _, path = uri.removeprefix("runs:/").partition("/")
+    here = folder.path / "artifacts" / run_id / "artifacts" / path
+    return here if (here / "MLmodel").is_file() else None

@@ -284,3 +284,22 @@ def test_a_kept_model_loads_without_the_project_and_beside_a_users_model_py(swee
     predicted, bundled = shown.stdout.strip().splitlines()
     assert set(json.loads(predicted)) <= {"same", "different"}
     assert bundled == "True True"  # the model's own copies of the packages
+
+
+def test_a_moved_sweep_folder_still_predicts(sweep, tmp_path):
+    """MLflow records where the artifacts were when each run was made: a sweep folder moved or
+    renamed failed to predict ("Failed to download artifacts from path 'model'")."""
+    import shutil
+
+    cwd, data, _ = sweep
+    data.drop(columns="label").to_csv(tmp_path / "rows.csv", index=False)
+    original = cwd / "sweeps" / "pairs"
+    moved = tmp_path / "elsewhere" / "pairs"
+    shutil.copytree(original, moved)
+    (original / "artifacts").rename(original / "artifacts.away")  # as if it had moved
+    try:
+        done = cli("predict", str(moved), "rows.csv", "--out", "out.csv", cwd=tmp_path)
+    finally:
+        (original / "artifacts.away").rename(original / "artifacts")
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(tmp_path / "out.csv")) == len(data)
