@@ -71,6 +71,13 @@ def _run_sweep(
 
     plan = api.prepare(spec_path, folder)
     spec, folder = plan.spec, plan.folder
+    if plan.dataset.left_out:
+        left_out = ", ".join(f"{name} ({kind})" for name, kind in plan.dataset.left_out.items())
+        errors.print(
+            f"note: {spec.data.source}: not numeric, left out of the features: {left_out} "
+            "(list the features in data.features to be told why)",
+            soft_wrap=True,
+        )
     # what `resume`, `status` … are given: the name when ./sweeps/NAME is the folder
     by_name = (
         folder.path.absolute()

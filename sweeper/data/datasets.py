@@ -137,6 +137,9 @@ class Dataset:
     n_classes: int
     preprocessing: Preprocessing  # what turns raw rows into X and outputs into labels
     inputs: list[DataInput] = dataclasses.field(default_factory=list)  # what it was read from
+    # columns that are neither the target nor numeric, left out of the features found on their
+    # own (name → type): said at launch, since a predictive boolean column went unnoticed
+    left_out: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def classes(self) -> list[Any]:
@@ -328,7 +331,7 @@ def _some(names: list[str]) -> str:
 def load_dataset(spec: DataSpec) -> Dataset:
     """Load, split and standardize the data a spec names (a relative path from the working
     folder: `sweep.prepare` makes a space.yaml's paths absolute first)."""
-    test_arrays, target = None, spec.target or "label"
+    test_arrays, target, left_out = None, spec.target or "label", {}
     if spec.source.startswith("builtin:"):
         name = spec.source.removeprefix("builtin:")
         if name not in BUILTINS:
@@ -338,9 +341,14 @@ def load_dataset(spec: DataSpec) -> Dataset:
         inputs = [DataInput.of(spec.source, X, y, classes, features, target, "training")]
     else:
         path = Path(spec.source)
-        X, y, classes, features = table_to_arrays(
-            read_table(path), spec.target, spec.features, str(path)
-        )
+        table = read_table(path)
+        X, y, classes, features = table_to_arrays(table, spec.target, spec.features, str(path))
+        if spec.features is None:
+            left_out = {
+                field.name: str(field.type)
+                for field in table.schema
+                if field.name != spec.target and field.name not in features
+            }
         inputs = [DataInput.of(str(path), X, y, classes, features, target, "training")]
         if spec.test:
             test_path = Path(spec.test)
@@ -369,7 +377,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
                 DataInput.of(str(test_path), *test_arrays, classes, features, target, "test")
             )
     dataset = split_and_standardize(X, y, classes, features, spec, test_arrays)
-    return dataclasses.replace(dataset, inputs=inputs)
+    return dataclasses.replace(dataset, inputs=inputs, left_out=left_out)
 
 
 def split_and_standardize(

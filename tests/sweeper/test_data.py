@@ -35,6 +35,7 @@ def test_formats_and_string_labels(tmp_path, monkeypatch, suffix):
     ds = load_dataset(DataSpec(source=path.name, target="label"))
     assert ds.classes == ["no", "yes"] and ds.n_classes == 2
     assert ds.features == ["a", "b"]  # the string column is not a default feature
+    assert list(ds.left_out) == ["note"]  # and the launch says so
     assert ds.X_train.shape[0] == 2 and ds.X_train.dtype == np.float32
     # examples contiguous: the trainer gathers mini-batches from X.T without transposing a copy
     assert all(X.T.flags.c_contiguous for X in (ds.X_train, ds.X_dev, ds.X_test))
