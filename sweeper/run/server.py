@@ -106,6 +106,8 @@ class StudyServer:
         `preprocessing`: the dataset's, saved with every kept model;
         `inputs`: the data it was read from, each stage run's MLflow input datasets."""
         os.environ.update(credentials or {})  # this actor's own process
+        if ray.is_initialized() and ray.get_runtime_context().get_actor_id():  # its own process
+            os.umask(0o077)  # as the CLI's: Ray's worker made its pending folders 0755
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # this process: the actor's
         self.spec = read_back(spec_json)
         self.sweep_dir = Path(sweep_dir)
