@@ -18,6 +18,7 @@ import json
 import modulefinder
 import shutil
 import tempfile
+from importlib import import_module
 from importlib.metadata import version
 from pathlib import Path
 
@@ -72,9 +73,12 @@ class _OurImports(modulefinder.ModuleFinder):
 @functools.cache
 def own_modules() -> tuple[tuple[str, Path], ...]:
     """(module name, its file) of every module of ours that loading a kept model imports,
-    found by following `pyfunc_model.py`'s imports, those inside functions too (~0.1 s)."""
-    root = Path(__file__).resolve().parents[2]
-    finder = _OurImports(path=[str(root)])
+    found by following `pyfunc_model.py`'s imports, those inside functions too (~0.1 s).
+
+    Each package is looked for where this process imports it from: under a Ray job's
+    `py_modules` every package is unpacked into a folder of its own."""
+    homes = dict.fromkeys(str(Path(import_module(p).__file__).parents[1]) for p in OUR_PACKAGES)
+    finder = _OurImports(path=list(homes))
     finder.run_script(str(PYFUNC_MODEL))
     return tuple(
         sorted(
