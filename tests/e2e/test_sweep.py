@@ -162,7 +162,15 @@ def test_cli_sweep_on_a_parquet_file_with_string_labels(tmp_path):
     shown = json.loads(cli("status", "pairs", "--json", cwd=tmp_path).stdout)
     assert shown["stages"][0]["complete"] + shown["stages"][0]["pruned"] == 3
     found = json.loads(cli("best", "pairs", "--json", cwd=tmp_path).stdout)
-    assert set(found) == {"stage", "trial", "value", "params", "metrics", "model_uri"}
+    assert set(found) == {
+        "stage",
+        "trial",
+        "value",
+        "params",
+        "metrics",
+        "model_uri",
+        "tracking_uri",
+    }
     bad = cli("status", "nope", cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "no sweep 'nope'" in bad.stderr
 
