@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import optuna
-import optuna.distributions as od
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from model.config import per_layer_key
+
+if TYPE_CHECKING:  # Optuna only where a distribution is made: a kept model imports this module
+    import optuna  # (through the schema), and Optuna is not among its requirements
+    import optuna.distributions as od
 
 SCALES = ("log", "one_minus_log", "pow2", "int", "log_int", "uniform", "categorical")
 
@@ -98,6 +100,8 @@ class Param(BaseModel):
 
     def distribution(self) -> od.BaseDistribution:
         """The Optuna distribution over the stored coordinate."""
+        import optuna.distributions as od
+
         if self.scale == "categorical":
             return od.CategoricalDistribution([_stored_choice(c) for c in self.choices])
         lo, hi = self.low, self.high
@@ -224,6 +228,8 @@ def sample(trial: optuna.Trial, space: Space) -> dict[str, Any]:
 
 def _suggest(trial: optuna.Trial, name: str, distribution: od.BaseDistribution) -> Any:
     """Optuna's public suggest call for a distribution (an enqueued retry's value is kept)."""
+    import optuna.distributions as od
+
     if isinstance(distribution, od.CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     suggest = (
