@@ -16,9 +16,10 @@ import urllib.parse
 from sweeper.errors import UserError
 
 # scheme://user:password@host — the password is what gets hidden, up to the last @ before the
-# host (a password may hold an @: masked up to the first, its end was shown)
+# host (a password may hold an @: masked up to the first, its end was shown). A user name may
+# hold an @ too (Azure's `me@server`, which SQLAlchemy reads as the user name).
 CREDENTIALS = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<password>\S+)@(?=[^@\s]*(?:\s|$))"
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/\s]*):(?P<password>\S+)@(?=[^@\s]*(?:\s|$))"
 )
 # …?password=… (libpq, SQLAlchemy and MySQL drivers read one there too)
 QUERY_SECRET = re.compile(

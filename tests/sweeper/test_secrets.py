@@ -44,3 +44,23 @@ def test_the_clients_own_credential_variables_go_to_the_process_that_connects(mo
     monkeypatch.setenv("UNRELATED_T", "d")
     given = secrets.environment("postgresql://me:${PGPASS_T}@db/optuna", None)
     assert given == {"PGPASS_T": "a", "PGPASSWORD": "b", "MLFLOW_TRACKING_PASSWORD": "c"}
+
+
+def test_a_password_after_a_user_name_holding_an_at_sign_is_refused_and_masked(monkeypatch):
+    """Azure's `me@server` user name: SQLAlchemy reads `me@server:hunter2@db` as that user with
+    password hunter2, which launch neither refused (the spec copy would keep it) nor masked (its
+    storage error printed it)."""
+    url = "postgresql://me@server:hunter2@db.example:5432/optuna"
+    assert sqlalchemy.engine.make_url(url).password == "hunter2"
+    problem = secrets.url_problem(url)
+    assert problem is not None and "hunter2" not in problem
+    assert secrets.mask(f"{url}: connection refused") == (
+        "postgresql://me@server:***@db.example:5432/optuna: connection refused"
+    )
+    monkeypatch.setenv("PGPASS_T", "x@y")
+    placeholder = "postgresql://me@server:${PGPASS_T}@db/optuna"
+    assert secrets.url_problem(placeholder) is None
+    assert sqlalchemy.engine.make_url(secrets.expand(placeholder)).password == "x@y"
+    assert secrets.mask("http://me@host:5000/api and sqlite:///a.db") == (
+        "http://me@host:5000/api and sqlite:///a.db"
+    )
