@@ -58,13 +58,21 @@ class Outcome(enum.Enum):
     LOST = "lost"  # its worker or node died: the driver says so, the task never returned
 
 
-RUN_AGAIN = ("lost", "interrupted")  # reasons of a FAIL whose params are queued to run again
+RUN_AGAIN = ("lost", "interrupted")  # reasons of a FAIL whose params may be queued again
 
 
-def runs_again(trial: optuna.trial.FrozenTrial) -> bool:
-    """FAIL only because its worker was lost or the sweep interrupted: its exact params run
-    again (`sweeper resume`), so it is no failure of the configuration."""
-    return trial.state == TrialState.FAIL and trial.user_attrs.get("reason") in RUN_AGAIN
+def run_again(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """How many trials FAILed only because their worker was lost or the sweep interrupted, and
+    have their exact params queued or run again (a trial of theirs carries `retry_of`): no
+    failure of the configuration. A lost trial whose retries were spent (`max_retries`) has
+    none, and is not counted: it never runs again."""
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    return sum(
+        t.state == TrialState.FAIL
+        and t.user_attrs.get("reason") in RUN_AGAIN
+        and t.number in retried
+        for t in trials
+    )
 
 
 def is_diverged(trial: optuna.trial.FrozenTrial) -> bool:
@@ -239,7 +247,7 @@ class StageProgress:
     counts: dict[str, int]
     running: int = 0
     best: float | None = None
-    run_again: int = 0  # of the failed: lost or interrupted (see `runs_again`)
+    run_again: int = 0  # of the failed: lost or interrupted, run again (see `run_again`)
 
     @property
     def finished(self) -> int:

@@ -19,7 +19,7 @@ from sweeper.records import (
     SweepSummary,
     empty_counts,
     is_diverged,
-    runs_again,
+    run_again,
 )
 from sweeper.results.view import SweepView, stage_counts, stage_studies, view
 from sweeper.run.folder import SweepFolder, is_running
@@ -43,7 +43,7 @@ def status(folder: SweepFolder) -> SweepStatus:
             study.user_attrs.get("space") if study else None,
             stage.describe(),
             sum(map(is_diverged, study.get_trials(deepcopy=False))) if study else 0,
-            sum(map(runs_again, study.get_trials(deepcopy=False))) if study else 0,
+            run_again(study.get_trials(deepcopy=False)) if study else 0,
         )
         for stage, study in _studies(folder)
     ]

@@ -243,7 +243,11 @@ class StageRun:
         state = ray.get(self.server.tell.remote(self.index, member.number, result))
         progress = self.progress
         progress.counts[count_key(state)] += 1
-        progress.run_again += state == "FAIL" and result.outcome is Outcome.LOST
+        progress.run_again += (  # retried: its retries not spent (see `_record`)
+            state == "FAIL"
+            and result.outcome is Outcome.LOST
+            and member.attempt < self.resources.max_retries
+        )
         value = result.metrics.get(self.objective.metric)
         if state == "COMPLETE" and value is not None and self._improves(value):
             progress.best = value

@@ -53,7 +53,7 @@ from sweeper.records import (
     TrialRecord,
     TrialResult,
     decide,
-    runs_again,
+    run_again,
 )
 from sweeper.results.view import is_warm_start, stage_best, stage_counts, view
 from sweeper.run import locks
@@ -192,7 +192,7 @@ class StudyServer:
             stage.trials,
             stage_counts(study),
             best=stage_best(study, self.maximize),
-            run_again=sum(map(runs_again, study.get_trials(deepcopy=False))),
+            run_again=run_again(study.get_trials(deepcopy=False)),
         )
 
     def _new_stage_space(self, index: int, study: optuna.Study) -> scales.Space:

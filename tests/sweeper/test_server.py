@@ -169,6 +169,26 @@ def test_a_new_server_fails_and_requeues_the_trials_a_dead_one_left_running(
         server.writer_lock = open(tmp_path / "unused.lock", "w")  # the fixture releases it
 
 
+def test_a_lost_trial_counts_as_run_again_only_when_it_is(server, storage, tmp_path):
+    """A trial lost with its retries spent (`max_retries`) never runs again; status and the
+    progress table said "failed 2 (2 run again)" all the same."""
+    server.open_stage(0)
+    (retried, _), (spent, _) = server.ask(0), server.ask(0)
+    for number in (retried, spent):
+        server.tell(0, number, TrialResult(Outcome.LOST, error="WorkerCrashedError"))
+    server.retry(0, retried)  # as the driver does while the lost trial has retries left
+    server.flush()
+    locks.release(server.writer_lock)
+
+    successor = StudyServer(SPEC.model_dump_json(), str(tmp_path), storage=storage)
+    try:
+        opened = successor.open_stage(0)
+        assert (opened.counts["failed"], opened.run_again) == (2, 1)
+    finally:
+        locks.release(successor.writer_lock)
+        server.writer_lock = open(tmp_path / "unused.lock", "w")  # the fixture releases it
+
+
 def test_orphans_are_running_trials_no_live_task_runs():
     def trial(number: int, state: TrialState) -> optuna.trial.FrozenTrial:
         value = 1.0 if state == TrialState.COMPLETE else None
