@@ -338,10 +338,11 @@ def check_deletable(folder: SweepFolder, force: bool = False) -> None:
         ownership.refuse_foreign(folder.path)
     spec = folder.load_spec()
     storage = make_storage(spec.storage.optuna, folder.path) if spec.storage.optuna else None
-    if spec.storage.mlflow:  # a server that is down: said now, before any study is deleted
-        from sweeper.tracking.store import check_store
+    mlflow_url = spec.storage.mlflow
+    if mlflow_url and not _new_sqlite(mlflow_url):  # a server that is down: said now, before
+        from sweeper.tracking.store import check_store  # any study is deleted
 
-        check_store(spec.storage.mlflow)
+        check_store(mlflow_url)
     shared = shared_with_another_folder(spec, folder, storage)
     if shared:
         raise UserError(
@@ -362,7 +363,8 @@ def delete(folder: SweepFolder, force: bool = False) -> None:
     for stage in spec.stages:
         if study_name(spec.name, stage.name) in existing:
             optuna.delete_study(study_name=study_name(spec.name, stage.name), storage=storage)
-    if folder.has_mlflow_store(spec):
+    # a SQLite store that does not exist holds nothing (opened, MLflow would create it)
+    if folder.has_mlflow_store(spec) and not _new_sqlite(folder.tracking_uri(spec)):
         from sweeper.tracking.store import delete_experiment
 
         delete_experiment(folder.tracking_uri(spec), spec.name)
@@ -388,8 +390,11 @@ def _cannot_create(parent: Path) -> str | None:
 
 
 def _new_sqlite(url: str) -> bool:
-    """A SQLite URL whose file does not exist yet: nothing to check (a check would create it)."""
-    return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
+    """A SQLite URL whose file does not exist yet: nothing to check (a check would create it).
+    Its `${VAR}`s are put in first: the path with them unexpanded never exists."""
+    if not url.startswith("sqlite:///"):
+        return False
+    return not Path(secrets.expand(url).removeprefix("sqlite:///")).exists()
 
 
 def _absolute(source: str, base: Path) -> str:

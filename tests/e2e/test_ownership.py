@@ -157,3 +157,34 @@ def test_a_sweep_of_the_same_name_from_another_folder_cannot_share_its_stores(tm
     assert client.get_experiment_by_name("dup") is None
     assert not client.search_registered_models("name = 'dup'")
     assert cli("launch", "dup.yaml", "--quiet", cwd=second).returncode == 0  # the name is free
+
+
+def test_delete_goes_on_when_the_sweeps_sqlite_mlflow_store_does_not_exist(tmp_path):
+    """A `storage.mlflow` SQLite file that is gone (or never made: the launch stopped first)
+    holds nothing of the sweep: delete refused ("the MLflow store cannot be read") and the
+    folder could not be deleted; it must not create the file either."""
+    from mlflow.tracking import MlflowClient
+
+    from sweeper.run.folder import SweepFolder
+    from sweeper.run.ownership import Identity, claim
+
+    folder, store = tmp_path / "sweeps" / "gone", tmp_path / "stores" / "mlflow.db"
+    claim(folder, Identity("gone", "0"))
+    spec = write_spec(tmp_path, "gone", "  - {name: only, trials: 1}").read_text()
+    (folder / "spec.yaml").write_text(spec + f"storage: {{mlflow: 'sqlite:///{store}'}}\n")
+    store.parent.mkdir()
+    deleted = cli("delete", "gone", "--yes", cwd=tmp_path, timeout=60)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not folder.exists() and not store.exists()
+    # a SQLite path of `${VAR}`s names the file they expand to: its experiment is deleted
+    claim(folder, Identity("gone", "0"))
+    (folder / "spec.yaml").write_text(spec + "storage: {mlflow: 'sqlite:///${STORES_T}/m.db'}\n")
+    made = {"sweeper.sweep_id": SweepFolder(folder).sweep_id}  # as the sweep's Tracker tags it
+    MlflowClient(f"sqlite:///{store.parent}/m.db").create_experiment(
+        "gone", (tmp_path / "runs").as_uri(), tags=made
+    )
+    deleted = cli(
+        "delete", "gone", "--yes", cwd=tmp_path, timeout=60, env={"STORES_T": str(store.parent)}
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert MlflowClient(f"sqlite:///{store.parent}/m.db").get_experiment_by_name("gone") is None
