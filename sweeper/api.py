@@ -191,7 +191,8 @@ def panda_run(
         if epochs is not None:
             overrides["epochs"] = epochs
         found = results.best(plan.folder) if plan.folder.spec_copy.is_file() else None
-        return panda.PandaRun(plan, panda.configuration(plan.spec, found, overrides))
+        options = panda.configuration(plan.spec, found, overrides, plan.dataset.n_classes)
+        return panda.PandaRun(plan, options)
     origin = lineage.resolve(source, plan.folder, plan.spec)
     more = overrides.pop("epochs", None) if epochs is None else epochs
     if more is None:

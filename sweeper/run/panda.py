@@ -85,10 +85,20 @@ def centre(param: scales.Param) -> Any:
     return round(middle) if param.scale in ("int", "log_int") else middle
 
 
-def configuration(spec: SweepSpec, best: Best | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The options to train, checked by the trainer (a bad value is a UserError)."""
+def configuration(
+    spec: SweepSpec, best: Best | None, overrides: dict[str, Any], n_classes: int
+) -> dict[str, Any]:
+    """The options to train, checked by the trainer (a bad value is a UserError). A loss that
+    does not fit the data's `n_classes` is refused, as in space.yaml (`schema._loss_problems`,
+    `sweep._check_loss_fits`)."""
     searched = best.params if best else {k: centre(p) for k, p in spec.space.items()}
     options = {**spec.train, **searched, **overrides}
+    loss = overrides.get("loss")
+    if loss == "mse" or (loss == "binary_cross_entropy" and n_classes > 2):
+        raise UserError(
+            f"--set loss={loss}: the data have {n_classes} classes, and {loss} would train on "
+            "their indices as numbers: use auto, or softmax_cross_entropy"
+        )
     try:
         TrainConfig.from_dict(options)
     except (TypeError, ValueError) as error:

@@ -71,6 +71,20 @@ def test_bad_overrides_are_one_clear_error(tmp_path, monkeypatch):
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_a_loss_that_does_not_fit_the_data_is_refused_in_set_as_in_the_spec(tmp_path, monkeypatch):
+    """space.yaml refuses mse and, on more than two classes, binary_cross_entropy; --set took
+    them and trained (digits with binary_cross_entropy: dev_loss -100.8, dev_accuracy 0.11)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPEC.replace("builtin:flower", "builtin:digits"))
+    for loss in ("mse", "binary_cross_entropy"):
+        result = CliRunner().invoke(
+            app, ["train", "space.yaml", "--epochs", "1", "--set", f"loss={loss}"]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"--set loss={loss}: the data have 10 classes" in result.output
+    assert not (tmp_path / "sweeps").exists()
+
+
 def test_centre_is_the_middle_in_the_scaled_coordinate():
     assert centre(Param(scale="log", low=1e-4, high=1e-2)) == 1e-3
     assert centre(Param(scale="one_minus_log", low=0.9, high=0.999)) == 0.99
