@@ -108,7 +108,7 @@ def _from_run(folder: SweepFolder, spec: SweepSpec, run_id: str, epoch: int | No
         raise UserError(f"--from {run_id}: no such run in sweep {folder.path.name!r}") from None
     if run.info.experiment_id != experiment_id or run.data.tags.get("sweeper.kind") != "panda":
         raise UserError(f"--from {run_id}: not a `sweeper train` run of this sweep")
-    kept = kept_epochs(client, run_id)
+    kept = kept_epochs(client, run_id, folder)
     if not kept:
         raise UserError(f"--from {run_id}: the run kept no checkpoint")
     epoch = kept[-1] if epoch is None else epoch
@@ -117,7 +117,7 @@ def _from_run(folder: SweepFolder, spec: SweepSpec, run_id: str, epoch: int | No
             f"--from {run_id}@{epoch}: epoch {epoch} was not kept; kept epochs: "
             + ", ".join(map(str, kept))
         )
-    checkpoint = _download(client, run_id, f"{CHECKPOINTS}/{epoch_folder(epoch)}")
+    checkpoint = _download(client, run_id, f"{CHECKPOINTS}/{epoch_folder(epoch)}", folder)
     history = _history(client, run_id, epoch)
     return Origin(checkpoint, f"{short_name(run)}@{epoch}", run_id, history)
 
@@ -128,10 +128,15 @@ def short_name(run: Any) -> str:
     return f"{tags.get('sweeper.stage')}-{tags.get('sweeper.trial')}"
 
 
-def kept_epochs(client: MlflowClient, run_id: str) -> list[int]:
-    """The epochs whose checkpoints a panda run kept, in order."""
-    found = client.list_artifacts(run_id, CHECKPOINTS)
-    return sorted(int(Path(f.path).name.removeprefix("epoch-")) for f in found if f.is_dir)
+def kept_epochs(client: MlflowClient, run_id: str, folder: SweepFolder) -> list[int]:
+    """The epochs whose checkpoints a panda run kept, in order (in `folder`'s own artifacts
+    when they are there, see `_own_artifact`)."""
+    here = _own_artifact(folder, run_id, CHECKPOINTS)
+    if here is not None:
+        names = [p.name for p in here.iterdir() if p.is_dir()]
+    else:
+        names = [Path(f.path).name for f in client.list_artifacts(run_id, CHECKPOINTS) if f.is_dir]
+    return sorted(int(name.removeprefix("epoch-")) for name in names)
 
 
 def _from_trial(folder: SweepFolder, name: str, stage: str | None, number: int | None) -> Origin:
@@ -157,7 +162,7 @@ def _from_trial(folder: SweepFolder, name: str, stage: str | None, number: int |
         )
     client, _ = client_of(folder, folder.load_spec())
     run_id = uri.removeprefix("runs:/").split("/")[0]
-    checkpoint = _download(client, run_id, TRIAL_CHECKPOINT)
+    checkpoint = _download(client, run_id, TRIAL_CHECKPOINT, folder)
     if checkpoint.progress is None:  # a model kept without its progress: continue from it
         checkpoint = _with_progress(checkpoint, record)
     return Origin(checkpoint, label, run_id, record.history[: checkpoint.progress.epoch])
@@ -171,10 +176,21 @@ def _with_progress(checkpoint: Checkpoint, record: TrialRecord) -> Checkpoint:
     return Checkpoint(checkpoint.arch, checkpoint.state, checkpoint.blocks, progress)
 
 
-def _download(client: MlflowClient, run_id: str, path: str) -> Checkpoint:
-    with tempfile.TemporaryDirectory() as folder, _no_progress_bar():
-        local = client.download_artifacts(run_id, path, folder)
+def _download(client: MlflowClient, run_id: str, path: str, folder: SweepFolder) -> Checkpoint:
+    here = _own_artifact(folder, run_id, path)
+    if here is not None:
+        return Checkpoint.load(here)
+    with tempfile.TemporaryDirectory() as temporary, _no_progress_bar():
+        local = client.download_artifacts(run_id, path, temporary)
         return Checkpoint.load(Path(local))
+
+
+def _own_artifact(folder: SweepFolder, run_id: str, path: str) -> Path | None:
+    """A run's artifact in the sweep folder's own artifacts, if it is there: MLflow records
+    where the folder was when the run was made, so from a moved or renamed folder `--from`
+    failed ("Failed to download artifacts"), as `predict` did (`results.predict`)."""
+    here = folder.path / "artifacts" / run_id / "artifacts" / path
+    return here if here.is_dir() else None
 
 
 @contextlib.contextmanager

@@ -303,3 +303,24 @@ def test_a_moved_sweep_folder_still_predicts(sweep, tmp_path):
         (original / "artifacts.away").rename(original / "artifacts")
     assert done.returncode == 0, done.stderr
     assert len(pd.read_csv(tmp_path / "out.csv")) == len(data)
+
+
+def test_a_moved_sweep_folder_still_continues_its_kept_model(sweep, tmp_path):
+    """`sweeper train --from SWEEP` of a moved or renamed folder read the kept model where
+    MLflow recorded it ("Failed to download artifacts from path 'network'"), as predict did."""
+    import shutil
+
+    cwd, _, _ = sweep
+    original = cwd / "sweeps" / "pairs"
+    moved = tmp_path / "elsewhere" / "pairs"
+    shutil.copytree(original, moved)
+    (original / "artifacts").rename(original / "artifacts.away")  # as if it had moved
+    try:
+        # a new panda folder (tmp_path/sweeps/pairs) from the moved sweep's best trial
+        done = cli(
+            "train", str(moved / "spec.yaml"), "--from", str(moved), "--epochs", "1", cwd=tmp_path
+        )
+    finally:
+        (original / "artifacts.away").rename(original / "artifacts")
+    assert done.returncode == 0, done.stderr
+    assert "checkpoints kept at epochs" in done.stdout
