@@ -67,12 +67,15 @@ class Display:
                 f"{done}/{p.target}",
                 str(p.counts["complete"]),
                 str(p.counts["pruned"]),
-                str(p.counts["failed"]) + (f" ({p.run_again} run again)" if p.run_again else ""),
+                str(p.counts["failed"]),
                 str(p.running),
                 "" if p.best is None else f"{p.best:.4g}",
                 f"{elapsed:.0f}s",
                 f"{eta:.0f}s",
             )
+        again = sum(p.run_again for p in self.rows.values())
+        if again:  # below, as text that wraps: in the failed column it broke the 80 columns
+            table.caption = f"failed: {again} lost or interrupted, run again"
         return table
 
     def update(self, progress: StageProgress) -> None:

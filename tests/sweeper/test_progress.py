@@ -47,6 +47,22 @@ def test_the_table_fits_80_columns_whole():
     ]
 
 
+def test_trials_run_again_are_said_below_the_table_which_still_fits_80_columns():
+    """'10 (10 run again)' in the failed column cut the stage name to "coarse-st…" and wrapped
+    the cell over two lines in 80 columns."""
+    out = io.StringIO()
+    display = Display(Console(file=out, width=80))
+    display.live.start()
+    display.start -= 1_234
+    counts = {"complete": 600, "pruned": 30, "failed": 10}
+    display.update(StageProgress("coarse-stage-1", 1000, counts, 2, -1.234e-05, run_again=10))
+    display.stop()
+    assert "…" not in out.getvalue()
+    row = next(line.split() for line in out.getvalue().splitlines() if "coarse-stage-1" in line)
+    assert row[:6] == ["coarse-stage-1", "630/1000", "600", "30", "10", "2"]
+    assert "failed: 10 lost or interrupted, run again" in " ".join(out.getvalue().split())
+
+
 def test_a_log_file_gets_a_progress_line_as_trials_end_and_when_a_stage_is_done():
     """A live table reaches a file once, at the end: a long sweep's log shows its progress in
     lines, at most every `log_every_s` seconds and when a stage's last trial ends."""
