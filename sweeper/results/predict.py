@@ -67,9 +67,7 @@ def predict(
 
 
 def _in_the_folder(folder: SweepFolder, uri: str) -> Path | None:
-    """The model of `runs:/RUN/PATH` in the sweep's own artifacts folder, if it is there: MLflow
-    records where the folder was when the run was made, so a moved or renamed sweep folder
-    could not predict ("Failed to download artifacts")."""
+    """The model of `runs:/RUN/PATH` in the sweep's own artifacts folder, if it is there."""
     run_id, _, path = uri.removeprefix("runs:/").partition("/")
-    here = folder.path / "artifacts" / run_id / "artifacts" / path
-    return here if (here / "MLmodel").is_file() else None
+    here = folder.own_artifact(run_id, path)
+    return here if here is not None and (here / "MLmodel").is_file() else None

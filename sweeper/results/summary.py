@@ -103,7 +103,7 @@ def models(folder: SweepFolder) -> dict[tuple[str, int], str]:
 def model_usage(folder: SweepFolder) -> ModelUsage | None:
     """The kept models in the sweep folder's artifacts: how many, how many bytes (None when
     artifacts live elsewhere, with a tracking server)."""
-    root = folder.path / "artifacts"
+    root = folder.artifacts
     if folder.load_spec().storage.mlflow or not root.is_dir():
         return None
     found = list(root.glob(f"*/artifacts/{MODEL_ARTIFACT}/MLmodel"))

@@ -74,6 +74,18 @@ class SweepFolder:
         marked = ownership.read_marker(self.path)
         return marked.sweep_id if marked else None
 
+    @property
+    def artifacts(self) -> Path:
+        """Where the runs' files go, with any store but a tracking server (see `Tracker`)."""
+        return self.path / "artifacts"
+
+    def own_artifact(self, run_id: str, path: str) -> Path | None:
+        """A run's artifact `path` in this folder's own artifacts, if it is there: MLflow
+        records where the folder was when the run was made, so a moved or renamed folder
+        could not read its models ("Failed to download artifacts")."""
+        here = self.artifacts / run_id / "artifacts" / path
+        return here if here.is_dir() else None
+
     def has_mlflow_store(self, spec: specs.SweepSpec) -> bool:
         """A tracking server, or the sweep's SQLite store once it exists."""
         return bool(spec.storage.mlflow) or (self.path / "mlflow.db").exists()

@@ -130,8 +130,8 @@ def short_name(run: Any) -> str:
 
 def kept_epochs(client: MlflowClient, run_id: str, folder: SweepFolder) -> list[int]:
     """The epochs whose checkpoints a panda run kept, in order (in `folder`'s own artifacts
-    when they are there, see `_own_artifact`)."""
-    here = _own_artifact(folder, run_id, CHECKPOINTS)
+    when they are there, see `SweepFolder.own_artifact`)."""
+    here = folder.own_artifact(run_id, CHECKPOINTS)
     if here is not None:
         names = [p.name for p in here.iterdir() if p.is_dir()]
     else:
@@ -177,20 +177,12 @@ def _with_progress(checkpoint: Checkpoint, record: TrialRecord) -> Checkpoint:
 
 
 def _download(client: MlflowClient, run_id: str, path: str, folder: SweepFolder) -> Checkpoint:
-    here = _own_artifact(folder, run_id, path)
+    here = folder.own_artifact(run_id, path)
     if here is not None:
         return Checkpoint.load(here)
     with tempfile.TemporaryDirectory() as temporary, _no_progress_bar():
         local = client.download_artifacts(run_id, path, temporary)
         return Checkpoint.load(Path(local))
-
-
-def _own_artifact(folder: SweepFolder, run_id: str, path: str) -> Path | None:
-    """A run's artifact in the sweep folder's own artifacts, if it is there: MLflow records
-    where the folder was when the run was made, so from a moved or renamed folder `--from`
-    failed ("Failed to download artifacts"), as `predict` did (`results.predict`)."""
-    here = folder.path / "artifacts" / run_id / "artifacts" / path
-    return here if here.is_dir() else None
 
 
 @contextlib.contextmanager

@@ -213,9 +213,7 @@ def train(
     except Exception:  # a bug: nothing is logged, and nothing left pending
         keeper.discard()
         raise
-    tracker = Tracker(
-        folder.tracking_uri(spec), spec.name, folder.path / "artifacts", folder.sweep_id
-    )
+    tracker = Tracker(folder.tracking_uri(spec), spec.name, folder.artifacts, folder.sweep_id)
     number = tracker.count_runs("panda")
     record = TrialRecord(
         stage="panda",

@@ -133,10 +133,11 @@ class StudyServer:
         self.prune_requests = PruneRequests(self.sweep_dir)
         self.closed: set[int] = set()
         self.kept: dict[int, KeptModels] = {}
+        folder = SweepFolder(self.sweep_dir)
         self.recorder = Recorder(
-            SweepFolder(self.sweep_dir).tracking_uri(self.spec),
+            folder.tracking_uri(self.spec),
             self.spec.name,
-            self.sweep_dir / "artifacts",
+            folder.artifacts,
             preprocessing,
             inputs,
             self.sweep_id,

@@ -204,6 +204,17 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) ->
             f"it holds a sweep named {spec.name!r} that another folder made: give this one "
             "another name, or resume that one from its own folder",
         )
+    if folder.has_mlflow_store(spec):
+        from sweeper.tracking.store import moved_from
+
+        elsewhere = moved_from(folder.tracking_uri(spec), spec.name, folder.artifacts)
+        if elsewhere is not None:
+            raise UserError(
+                f"{folder.path} was moved: its MLflow experiment keeps the runs' files at "
+                f"{elsewhere}, where the folder "
+                "was made, so new runs would be written there. Move the folder back to go "
+                "on; status, best, predict, export, report and train --from read it where it is"
+            )
 
 
 def shared_with_another_folder(

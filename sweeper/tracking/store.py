@@ -114,6 +114,22 @@ def foreign_experiment(
     return found is not None and (not folder_made or found.tags.get(SWEEP_ID_TAG) != sweep_id)
 
 
+def moved_from(tracking_uri: str, experiment: str, artifacts: Path) -> Path | None:
+    """Where the store's experiment keeps its runs' files, when a local store keeps them
+    elsewhere than `artifacts`: MLflow fixes that place when it makes the experiment, so a
+    moved or renamed sweep folder's new runs would be written in the folder's old place."""
+    url = secrets.expand(tracking_uri)
+    if url.startswith(("http://", "https://")):
+        return None  # a tracking server keeps artifacts where it is configured to
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    found = MlflowClient(url).get_experiment_by_name(experiment)
+    if found is None or not found.artifact_location.startswith("file:"):
+        return None
+    there = Path(urllib.request.url2pathname(urllib.parse.urlparse(found.artifact_location).path))
+    return None if there == artifacts.resolve() else there
+
+
 def delete_experiment(tracking_uri: str, experiment: str) -> bool:
     """Delete a sweep's experiment, renamed first so that its name can be used again, and the
     versions of its registered model (left, they pointed at deleted artifacts for good)."""

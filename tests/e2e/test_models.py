@@ -324,3 +324,22 @@ def test_a_moved_sweep_folder_still_continues_its_kept_model(sweep, tmp_path):
         (original / "artifacts.away").rename(original / "artifacts")
     assert done.returncode == 0, done.stderr
     assert "checkpoints kept at epochs" in done.stdout
+
+
+def test_a_moved_sweep_folder_is_not_resumed_into_its_old_place(sweep, tmp_path):
+    """MLflow fixes where an experiment's files go when it makes it: resumed (or launched, or
+    trained into) where it was moved, a sweep wrote its new runs' files in its old place, a
+    folder it no longer owns. It is refused, exit 2, with nothing written in either place."""
+    import shutil
+
+    cwd, _, _ = sweep
+    original = cwd / "sweeps" / "pairs"
+    moved = tmp_path / "elsewhere" / "pairs"
+    shutil.copytree(original, moved)
+    before = {p: p.stat().st_mtime_ns for p in (*original.rglob("*"), *moved.rglob("*"))}
+    done = cli("resume", str(moved), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"{moved} was moved" in done.stderr and str(original / "artifacts") in done.stderr
+    assert "Traceback" not in done.stderr
+    after = {p: p.stat().st_mtime_ns for p in (*original.rglob("*"), *moved.rglob("*"))}
+    assert after == before
