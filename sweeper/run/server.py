@@ -341,7 +341,8 @@ class StudyServer:
         """Up to `count` new trials of stage `index` that share running trial `number`'s
         structure (its params that `packing.shapes_the_pack`), the rest sampled as usual: the
         followers of a pack. None at all while retries wait in Optuna's queue: `ask` hands those out
-        first, each with its own exact params, so they go one per task."""
+        first, each with its own exact params, so they go one per task. None either in a grid
+        stage that searches the structure: the grid, not the leader, gives each trial its point."""
         study = self.studies[index]
         if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return []
@@ -351,10 +352,13 @@ class StudyServer:
             for name, p in self.spaces[index].items()
             if shapes_the_pack(name) and (key := p.optuna_name(name)) in leader
         }
+        if shared and self.spec.stages[index].sampler == "grid":
+            return []  # a follower would be the leader's structure, not a grid point of its own
         followers = []
         with self.asking:
             for _ in range(count):
-                study.enqueue_trial(shared)
+                if shared:  # GridSampler gives an enqueued trial no grid point: it failed there
+                    study.enqueue_trial(shared)
                 followers.append(self._ask(index))
         return followers
 

@@ -307,3 +307,39 @@ def test_a_packs_members_are_median_pruned_against_those_asked_before_them(serve
     accuracy = [0.4, 0.6, 0.8, 0.55, 0.7, 0.5]
     reports = [(n, 1, {"dev_accuracy": a}) for n, a in zip(pack, accuracy, strict=True)]
     assert server.report_pack(0, reports) == [False, False, False, True, False, True]
+
+
+def test_ask_like_in_a_grid_stage_hands_out_grid_points(storage, tmp_path):
+    """A grid stage packs (`pack: auto`, nothing structural searched): each follower is a grid
+    point of its own. Followers were enqueued with the leader's structure (here none), and
+    Optuna's GridSampler gives an enqueued trial no grid point ('All parameters must be
+    specified when using GridSampler with enqueue_trial'): the StudyServer failed at the first
+    pack, and again at every resume."""
+    space = {
+        "learning_rate": {"scale": "categorical", "choices": [0.001, 0.01, 0.1]},
+        "l2": {"scale": "categorical", "choices": [0.0, 0.001]},
+    }
+    grid = {"name": "g", "trials": 6, "sampler": "grid"}
+    spec = SweepSpec.model_validate(SPEC.model_dump() | {"space": space, "stages": [grid]})
+    server = StudyServer(spec.model_dump_json(), str(tmp_path), storage=storage)
+    try:
+        server.open_stage(0)
+        leader, params = server.ask(0)
+        followers = server.ask_like(0, leader, 5)
+    finally:
+        locks.release(server.writer_lock)
+    points = {(p["learning_rate"], p["l2"]) for p in [params] + [p for _, p in followers]}
+    assert len(points) == 6  # the whole grid, each point once
+    # with a structural param searched a follower would have to be the leader's structure and
+    # a grid point of its own: none is added, the leader trains alone
+    space["batch_size"] = {"scale": "categorical", "choices": [16, 32]}
+    spec = SweepSpec.model_validate(spec.model_dump() | {"space": space})
+    server = StudyServer(
+        spec.model_dump_json(), str(tmp_path), storage=optuna.storages.InMemoryStorage()
+    )
+    try:
+        server.open_stage(0)
+        leader, _ = server.ask(0)
+        assert server.ask_like(0, leader, 3) == []
+    finally:
+        locks.release(server.writer_lock)
