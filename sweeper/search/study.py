@@ -196,7 +196,16 @@ def make_sampler(
                 f"{' '.join(missing)} (or the sweeper's `bench` extra)"
             )
         return PruningAwareGPSampler(seed=seed, n_startup_trials=5)
-    return optuna.samplers.GridSampler(grid(distributions), seed=seed)
+    return GridStage(grid(distributions), seed=seed)
+
+
+class GridStage(optuna.samplers.GridSampler):
+    """Optuna's GridSampler without its `study.stop()` once every point was told: Optuna
+    allows that only inside `study.optimize`, and raised at a grid stage's last trial (the
+    stage ends at its target of trials, as any other stage does)."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        pass
 
 
 def import_what_samplers_import(samplers: set[str]) -> None:
