@@ -91,7 +91,8 @@ class Resources(Strict):
     cpus_per_trial: float = Field(1, gt=0, le=1024)
     gpus_per_trial: float = Field(0, ge=0, le=64)
     max_retries: int = Field(2, ge=0, le=100)
-    pack: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = 1
+    # strict: `pack: yes` is YAML's True, which pydantic took for 1 (one trial per task, silently)
+    pack: Annotated[int, Field(ge=1, le=1024, strict=True)] | Literal["auto"] = 1
 
     @model_validator(mode="after")
     def _ray_accepts(self) -> Resources:

@@ -345,3 +345,14 @@ def test_a_value_no_member_of_a_union_takes_is_one_line_naming_the_field(tmp_pat
         f"{tmp_path / 'space.yaml'}:{len(text.splitlines())}: resources.pack: Input should be "
         "greater than or equal to 1, or 'auto'"
     )
+
+
+def test_pack_yes_is_refused_not_read_as_one_trial_per_task(tmp_path):
+    """`pack: yes` (or true, on) is YAML's True, which pydantic took for the integer 1: the
+    sweep launched without a word and trained one trial per task, no packing."""
+    for word in ("yes", "true", "on"):
+        text = GOOD + f"resources: {{pack: {word}}}\n"
+        assert _error(tmp_path, text) == (
+            f"{tmp_path / 'space.yaml'}:{len(text.splitlines())}: resources.pack: Input should "
+            "be a valid integer, or 'auto'"
+        )
