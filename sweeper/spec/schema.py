@@ -235,7 +235,10 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
             if not TrainConfig.knows(name):
                 hint = _did_you_mean(name, TRAINER_OPTIONS)
                 problems.append(((section, name), f"unknown trainer option {name!r}{hint}"))
+    budget_epochs = spec.budget is not None and spec.budget.epochs is not None
     for name in sorted(set(spec.train) & set(spec.space)):
+        if name == "epochs" and budget_epochs:  # budget.epochs wrote it: said at the budget
+            continue
         problems.append(
             (("space", name), f"{name!r} is both fixed in `train` and searched in `space`")
         )
@@ -268,7 +271,7 @@ def _problems(spec: SweepSpec) -> list[tuple[tuple, str]]:
     problems += _layer_problems(spec)
     problems += _loss_problems(spec)
     problems += _objective_problems(spec.objective)
-    if spec.budget is not None and spec.budget.epochs is not None and "epochs" in spec.space:
+    if budget_epochs and "epochs" in spec.space:
         problems.append(
             (("budget", "epochs"), "epochs is searched in `space`: budget.epochs cannot fix it")
         )

@@ -356,3 +356,15 @@ def test_pack_yes_is_refused_not_read_as_one_trial_per_task(tmp_path):
             f"{tmp_path / 'space.yaml'}:{len(text.splitlines())}: resources.pack: Input should "
             "be a valid integer, or 'auto'"
         )
+
+
+def test_budget_epochs_with_epochs_searched_is_one_message_at_the_budget(tmp_path):
+    """budget.epochs writes train.epochs, so `epochs` searched in `space` was also told it is
+    'both fixed in `train` and searched in `space`', at the space's line, in a spec with no
+    `train:` at all: two lines, the first about a section the user never wrote."""
+    text = BUDGET.replace("space:\n", "space:\n  epochs: {scale: int, low: 2, high: 6}\n")
+    line = text.splitlines().index("budget: {trials: 24, epochs: 12}") + 1
+    assert _error(tmp_path, text) == (
+        f"{tmp_path / 'space.yaml'}:{line}: budget.epochs: epochs is searched in `space`: "
+        "budget.epochs cannot fix it"
+    )
