@@ -156,11 +156,24 @@ class StageRun:
                 self.progress.running = self._running()
                 ready, _ = ray.wait(list(self.in_flight), num_returns=1)
                 self._record(ready[0])
+                if not self._may_start():  # out of time: queued now, a kill -9 cannot lose them
+                    self._queue_retries()
         except KeyboardInterrupt:
             for ref in self.in_flight:
                 ray.cancel(ref, force=True)
+            self._queue_retries()
             raise
+        self._queue_retries()
         return self.progress
+
+    def _queue_retries(self) -> None:
+        """Lost members this launch did not run again (its time ran out, or Ctrl-C): their
+        exact params wait in Optuna's queue, which `sweeper resume` asks first (kept only here,
+        they were dropped, though `status` counted them as to run again)."""
+        for lost in self.retry:
+            for member in lost:
+                ray.get(self.server.retry.remote(self.index, member.number))
+        self.retry.clear()
 
     def _unfinished(self) -> int:
         return self.progress.target - self.progress.finished

@@ -11,11 +11,13 @@ import signal
 import threading
 import time
 
+import optuna
 import psutil
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from sweeper.run import sweep
+from sweeper.search.study import make_storage, study_name
 from tests.e2e.helpers import (
     assert_exact,
     cli,
@@ -156,7 +158,7 @@ def test_second_ctrl_c_exits_at_once_and_the_sweep_still_resumes(tmp_path):
     assert_exact(folder, "twice", TARGETS)
 
 
-def _kill_one_training_worker(killed: list[int]) -> None:
+def _kill_one_training_worker(killed: list[int], after_s: float = 0.5) -> None:
     """SIGKILL the first Ray worker seen training a trial, once it has trained a moment: one of
     this test's own Ray (its descendants), never another Ray running on the machine."""
     while not killed:
@@ -166,7 +168,7 @@ def _kill_one_training_worker(killed: list[int]) -> None:
             except psutil.NoSuchProcess:
                 continue
             if title.startswith("ray::train_trials"):
-                time.sleep(0.5)
+                time.sleep(after_s)
                 process.kill()
                 killed.append(process.pid)
                 return
@@ -271,6 +273,37 @@ def test_killed_packed_worker_retries_each_member_once(ray_local, tmp_path, monk
     retries = {t.user_attrs["retry_of"]: t.params for t in own if "retry_of" in t.user_attrs}
     assert retries == {t.number: t.params for t in lost}  # each member ran again, once
     assert len(own) == 6 + 3
+
+
+PACK_ALL = "{concurrency: 1, pack: 3}"  # one task trains the whole stage
+
+
+def test_a_pack_lost_once_its_time_is_spent_is_queued_to_run_again(
+    ray_local, tmp_path, monkeypatch
+):
+    """`budget.hours`: a worker lost after its stage stopped starting trials. Its members were
+    told FAIL (reason=lost) and kept for a retry in the driver's memory only, which the launch
+    never started (no time left) and dropped: `status` said "3 run again", yet no resume ran
+    them. Now they wait in Optuna's queue, as a Ctrl-C's interrupted trials do."""
+    monkeypatch.chdir(tmp_path)
+    write_spec(tmp_path, "late", "", source="builtin:digits", epochs=100_000, resources=PACK_ALL)
+    path = tmp_path / "late.yaml"
+    # 1.8 s for the sweep, 0.72 s of it for the coarse stage's 3 trials, all in one pack
+    path.write_text(path.read_text().replace("stages:\n", "budget: {trials: 6, hours: 0.0005}\n"))
+    killed: list[int] = []
+    threading.Thread(target=_kill_one_training_worker, args=(killed, 2.0), daemon=True).start()
+    sweep.run(sweep.prepare(path))
+    assert killed
+    folder = tmp_path / "sweeps" / "late"
+    lost = [t for t in trials(folder, "late", "coarse") if t.user_attrs.get("reason") == "lost"]
+    assert len(lost) == 3
+    study = optuna.load_study(
+        study_name=study_name("late", "coarse"), storage=make_storage(None, folder)
+    )
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert {t.user_attrs["retry_of"]: t.system_attrs["fixed_params"] for t in waiting} == {
+        t.number: t.params for t in lost
+    }
 
 
 def test_pruned_member_leaves_its_pack_training_and_ctrl_c_records_every_member(tmp_path):
