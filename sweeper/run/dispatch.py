@@ -17,7 +17,12 @@ import sweeper
 from model.config import TrainConfig
 from sweeper.errors import UserError
 from sweeper.records import Outcome, StageProgress, TrialResult, count_key
-from sweeper.run.packing import balanced, members_per_task, shapes_the_pack
+from sweeper.run.packing import (
+    balanced,
+    before_a_deadline,
+    members_per_task,
+    shapes_the_pack,
+)
 from sweeper.run.trial import train_trials
 from sweeper.spec.schema import Objective, Resources
 
@@ -198,6 +203,8 @@ class StageRun:
         else:
             number, params = ray.get(self.server.ask.remote(self.index))
             size = balanced(self._pack_size(params), open_trials, width - len(self.in_flight))
+            if self.stop_starting_at is not None:
+                size = before_a_deadline(size, open_trials, width)
             followers = ray.get(self.server.ask_like.remote(self.index, number, size - 1))
             members = [Member(number, params)] + [Member(n, p) for n, p in followers]
         backend = "cupy" if self.resources.gpus_per_trial else "numpy"

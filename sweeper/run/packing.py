@@ -41,6 +41,7 @@ from model.train import architecture
 CACHE_BYTES = 1 << 20  # a core's L2, about: where the benchmark's winning packs fit
 AUTO_MIN = 4  # below this many networks a pack did not pay in the benchmark
 AUTO_MAX = 64  # the largest K measured
+DEADLINE_ROUNDS = 4  # packs per task slot a stage's trials at least come in, under a deadline
 
 
 def shapes_the_pack(name: str) -> bool:
@@ -74,3 +75,11 @@ def balanced(size: int, open_trials: int, free_tasks: int) -> int:
     """A pack no larger than its share of the trials still to start, so that the last packs
     keep every task slot busy rather than one long pack and idle cores."""
     return max(1, min(size, open_trials, math.ceil(open_trials / max(1, free_tasks))))
+
+
+def before_a_deadline(size: int, open_trials: int, tasks: int) -> int:
+    """Under `budget.hours`, a pack of at most 1/DEADLINE_ROUNDS of a task slot's share of the
+    trials still to start. The deadline stops the stage between packs, and a pack balanced
+    alone took a whole stage at once (40 trials on 2 slots: 2 packs of 20), so the launch ran
+    every trial past its time, where one trial per task stopped after 2."""
+    return max(1, min(size, math.ceil(open_trials / (max(1, tasks) * DEADLINE_ROUNDS))))

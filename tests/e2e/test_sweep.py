@@ -252,6 +252,24 @@ def test_a_time_budget_stops_starting_trials_and_a_launch_without_it_runs_the_re
     assert best(plan.folder) is not None
 
 
+def test_a_time_budget_stops_a_packed_stage_between_packs(ray_local, tmp_path, monkeypatch):
+    """With packs the coarse stage's 4 trials were balanced into one pack of 4 on the one task
+    slot, all started at once, so the stage ran every trial past its share of the time; under
+    `hours` a pack holds at most a quarter of a slot's trials, and the stage stops between."""
+    monkeypatch.chdir(tmp_path)
+    resources = "{concurrency: 1, pack: 8}"
+    path = write_spec(tmp_path, "timedpack", "", epochs=EPOCHS_TIMED, resources=resources)
+    path.write_text(
+        path.read_text().replace("stages:\n\n", "budget: {trials: 10, hours: 0.0022}\n")
+    )
+    launched = cli("launch", path.name, "--quiet", cwd=tmp_path)
+    assert launched.returncode == 0, launched.stderr
+    coarse, _ = recipe(10, EPOCHS_TIMED)
+    ran = helpers.finished(sweep.prepare(path).folder.path, "timedpack", "coarse")
+    assert ran < coarse.trials
+    assert f"time budget of 0.0022 h spent: {ran} of 10 trials finished" in launched.stdout
+
+
 def test_a_thorough_budget_runs_every_trial_to_its_end_sampled_by_the_gp(
     ray_local, tmp_path, monkeypatch
 ):
