@@ -171,7 +171,10 @@ class TrainConfig:
         problems = []
         for name in WHOLE + REAL:
             value = getattr(self, name)
-            if value is None or (name in PER_LAYER and isinstance(value, list | tuple)):
+            optional = self.__dataclass_fields__[name].default is None  # None: its default
+            if (value is None and optional) or (
+                name in PER_LAYER and isinstance(value, list | tuple)
+            ):
                 continue  # a list is `_per_layer_problem`'s
             if name in WHOLE and not (isinstance(value, int) and not isinstance(value, bool)):
                 problems.append(f"{name}={value!r} must be a whole number")

@@ -61,6 +61,7 @@ def test_bad_overrides_are_one_clear_error(tmp_path, monkeypatch):
         ("keep_prob=2", "keep_prob=2 must be in (0, 1]"),
         ("learning_rate", "expected name=value"),
         ("l2=-1", "l2=-1 must be >= 0"),
+        ("learning_rate=null", "learning_rate=None must be a number"),
         ("epochs=3", "--epochs 1 and --set epochs=3 disagree"),  # one of them was dropped
     ):
         result = CliRunner().invoke(

@@ -109,6 +109,10 @@ def test_an_objective_the_trainer_does_not_report_or_turned_upside_down_is_refus
         ("  l2: 1e-3", "train", "l2='1e-3' must be a number (YAML reads 1e-3 as text"),
         ("  seed: -1", "train", "seed=-1 must be >= 0"),
         ("  hidden_units: 16.5", "train", "hidden_units=16.5 must be a whole number"),
+        # null for an option with a value by default: "'>=' not supported between instances
+        # of 'NoneType' and 'int'", naming no option
+        ("  l2: null", "train", "l2=None must be a number"),
+        ("  batch_size: null", "train", "batch_size=None must be a whole number"),
     ],
 )
 def test_a_trainer_option_of_the_wrong_kind_is_refused_at_load(tmp_path, line, where, says):
