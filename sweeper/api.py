@@ -194,8 +194,11 @@ def panda_run(
         options = panda.configuration(plan.spec, found, overrides, plan.dataset.n_classes)
         return panda.PandaRun(plan, options)
     origin = lineage.resolve(source, plan.folder, plan.spec)
-    more = overrides.pop("epochs", None) if epochs is None else epochs
-    if more is None:
+    if epochs is not None:
+        more = epochs
+    elif "epochs" in overrides:  # `--set epochs=N`: N more (null is refused, not the default)
+        more = overrides.pop("epochs")
+    else:
         more = plan.spec.train.get("epochs", TrainConfig.epochs)
     options, changed = lineage.continued_options(origin.checkpoint.progress, overrides, more)
     panda.check_fits(origin, options, plan)

@@ -219,6 +219,11 @@ def continued_options(
     epochs (the epoch count goes on, so `epochs` becomes the last epoch's number); and what
     changed, option → (before, after). An option outside CONTINUABLE that would change is
     refused with its --set name."""
+    if isinstance(more_epochs, bool) or not isinstance(more_epochs, int) or more_epochs < 1:
+        raise UserError(
+            f"--set epochs={more_epochs!r}: with --from, epochs is how many more to train "
+            f"after epoch {progress.epoch}, a whole number >= 1"
+        )
     base = progress.options
     for given, value in overrides.items():
         option, layer = per_layer_key(given) or (given, None)

@@ -39,6 +39,15 @@ def test_bad_values_are_the_trainers_message():
         continued_options(Progress(epoch=5, options=BASE), {"learning_rate": -1}, more_epochs=1)
 
 
+@pytest.mark.parametrize("more", [0, -2, 2.5, True, "abc", None])
+def test_how_many_more_epochs_is_a_whole_number_of_at_least_one(more):
+    """`--from RUN --set epochs=0` started training and failed in it (exit 1, "ValueError:
+    epochs=3 must exceed the checkpoint's epoch 3"); epochs=true trained one more epoch, 2.5
+    was "epochs=7.5 must be a whole number" and abc Python's "unsupported operand type(s)"."""
+    with pytest.raises(UserError, match=f"--set epochs={more!r}: with --from, epochs is how many"):
+        continued_options(Progress(epoch=5, options=BASE), {}, more_epochs=more)
+
+
 def test_a_run_source_is_a_32_hex_id_with_an_optional_epoch():
     assert RUN_SOURCE.match("0123456789abcdef0123456789abcdef@12")["epoch"] == "12"
     assert RUN_SOURCE.match("digits-quick") is None

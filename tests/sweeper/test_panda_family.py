@@ -85,6 +85,8 @@ def test_history_lists_the_family_and_bad_sources_change_nothing(family, tmp_pat
         (["--from", day1, "--set", "hidden_units=8"], "--set hidden_units: a continued run"),
         (["--from", day1, "--set", "optimizer=gd"], "optimizer would change them"),
         (["--from", f"{day1}@9"], "epoch 9 was not kept; kept epochs: 1, 2, 3"),
+        (["--from", day1, "--set", "epochs=0"], "--set epochs=0: with --from"),  # was exit 1
+        (["--from", day1, "--set", "epochs=null"], "--set epochs=None: with --from"),
         (["--from", "0" * 32], "no such run"),
         (["--from", "panda:only:0"], "the sweep has no such trial"),  # panda runs only
         (["--from", "panda:only"], "expected RUN_ID[@EPOCH], NAME or NAME:STAGE:TRIAL"),
