@@ -191,8 +191,10 @@ def train(
     folder.keep_spec(spec, plan.dataset.inputs)
     keeper = EpochCheckpoints.under(folder.path, f"{start_ms}-{os.getpid()}", planned, maximize)
     kept_history: list[dict[str, float]] = []  # the epochs whose checkpoints were written
+    shown: list[int] = []  # the epochs on_epoch has heard of
 
     def callback(epoch: int, metrics: dict[str, float]) -> bool:
+        shown.append(epoch)
         on_epoch(epoch, metrics)
         return False
 
@@ -213,6 +215,10 @@ def train(
     except Exception:  # a bug: nothing is logged, and nothing left pending
         keeper.discard()
         raise
+    # the epoch that diverged or early-stopped ends training before the trainer's callback
+    for epoch, epoch_metrics in enumerate(history, start=first_epoch):
+        if epoch > max(shown, default=first_epoch - 1):
+            on_epoch(epoch, epoch_metrics)
     tracker = Tracker(folder.tracking_uri(spec), spec.name, folder.artifacts, folder.sweep_id)
     number = tracker.count_runs("panda")
     record = TrialRecord(

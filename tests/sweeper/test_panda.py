@@ -107,3 +107,25 @@ def test_panda_mode_does_not_import_ray():
     code = "import sys, sweeper.run.panda; print('ray' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"
+
+
+def test_the_live_view_hears_of_the_epoch_that_ends_training(tmp_path, monkeypatch):
+    """The epoch that diverged, or that early stopping ended on, never reached the live view:
+    a run diverged at epoch 1 showed an empty table ("epoch 0 of 1–3"), one early-stopped at
+    epoch 3 showed epochs 1–2 only, though MLflow holds every epoch."""
+    import sweeper
+    from sweeper.records import Outcome
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPEC)
+    for overrides, outcome in (
+        ({"learning_rate": 1e6, "optimizer": "gd"}, Outcome.DIVERGED),
+        ({"learning_rate": 0.05, "early_stopping": 1, "epochs": 30}, Outcome.EARLY_STOPPED),
+    ):
+        seen: list[int] = []
+        hear = lambda epoch, metrics, seen=seen: seen.append(epoch)  # noqa: E731
+        result = sweeper.train_one("space.yaml", overrides, on_epoch=hear)
+        assert result.outcome is outcome
+        client = MlflowClient(f"sqlite:///{tmp_path / 'sweeps' / 'panda' / 'mlflow.db'}")
+        steps = {m.step for m in client.get_metric_history(result.run_id, "minibatch_cost")}
+        assert seen == sorted(steps), (overrides, seen)
