@@ -303,11 +303,14 @@ def train(
     range), or goes on from a checkpoint with --from. Every epoch's checkpoint is kept (the last,
     the best and at most 10 more); Ctrl-C keeps the last completed epoch."""
     from sweeper import api
-    from sweeper.run.panda import parse_overrides
+    from sweeper.run.panda import BACKENDS, check_backend, parse_overrides
 
     if history is not None:
         _print_family(api.panda_history(spec_path, history))
         return
+    if backend not in BACKENDS:  # any importable module was tried as NumPy (`--backend json`)
+        raise UserError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    check_backend(backend)  # before the live view starts
     panda = api.panda_run(spec_path, parse_overrides(overrides or []), source, epochs)
     console.print(f"training {panda.options}", soft_wrap=True)
     curve = Curve(panda)

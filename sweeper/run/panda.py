@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-from model import TrainConfig
+from model import TrainConfig, get_backend
 from model.checkpoint import Checkpoint
 from model.train import architecture
 from sweeper.errors import UserError
@@ -118,6 +118,18 @@ def check_fits(origin: Origin, options: dict[str, Any], plan: Plan) -> None:
         )
 
 
+BACKENDS = ("numpy", "cupy", "auto")  # what `sweeper train --backend` takes
+
+
+def check_backend(name: str) -> None:
+    """An array backend that is not installed here is the user's error (exit 2), found before
+    anything is written."""
+    try:
+        get_backend(name)
+    except RuntimeError as error:
+        raise UserError(f"--backend {name}: {error}") from None
+
+
 @contextmanager
 def _ctrl_c_deferred() -> Iterator[None]:
     """A Ctrl-C meanwhile raises KeyboardInterrupt once the block is done, not inside it.
@@ -181,6 +193,7 @@ def train(
 ) -> PandaResult:
     """Train `run.options` on the plan's data (from its origin's checkpoint when given), keep
     its epochs' checkpoints and log the run to the sweep's experiment."""
+    check_backend(backend)
     start_ms = int(time.time() * 1000)
     plan, options, origin, changed = run.plan, run.options, run.origin, run.changed
     spec, folder = plan.spec, plan.folder

@@ -129,3 +129,22 @@ def test_the_live_view_hears_of_the_epoch_that_ends_training(tmp_path, monkeypat
         client = MlflowClient(f"sqlite:///{tmp_path / 'sweeps' / 'panda' / 'mlflow.db'}")
         steps = {m.step for m in client.get_metric_history(result.run_id, "minibatch_cost")}
         assert seen == sorted(steps), (overrides, seen)
+
+
+def test_a_backend_that_is_not_there_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """`--backend foo` (and cupy where it is not installed) failed in training, exit 1,
+    "RuntimeError: array backend 'foo' is not installed", the sweep folder already made."""
+    import importlib.util
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPEC)
+    cases = [("foo", "--backend 'foo': choose one of numpy, cupy, auto")]
+    if importlib.util.find_spec("cupy") is None:
+        cases.append(("cupy", "--backend cupy: array backend 'cupy' is not installed"))
+    for backend, expected in cases:
+        result = CliRunner().invoke(
+            app, ["train", "space.yaml", "--epochs", "1", "--backend", backend]
+        )
+        assert result.exit_code == 2, result.output
+        assert expected in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "sweeps").exists()
