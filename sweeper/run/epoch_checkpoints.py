@@ -14,14 +14,17 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from mlflow.tracking import MlflowClient
 
 from model.checkpoint import Checkpoint
+from sweeper.run import locks
 from sweeper.run.lineage import CHECKPOINTS, epoch_folder
 
 PERIODIC = 10
 PENDING = "panda-pending"  # in the sweep folder (ownership.OWNED)
+LOCK = "lock"  # in a run's pending folder, held while it trains: `delete` refuses meanwhile
 
 
 def kept(epochs: list[int], best: int | None, every: int) -> set[int]:
@@ -39,10 +42,14 @@ class EpochCheckpoints:
     maximize: bool
     written: list[int] = field(default_factory=list)
     best: tuple[float, int] | None = None  # (objective value, epoch)
+    lock: IO[str] | None = None  # held from `under` to `discard` (or the process's end)
 
     @classmethod
     def under(cls, sweep: Path, token: str, planned: int, maximize: bool) -> EpochCheckpoints:
-        return cls(sweep / PENDING / token, max(1, math.ceil(planned / PERIODIC)), maximize)
+        keeper = cls(sweep / PENDING / token, max(1, math.ceil(planned / PERIODIC)), maximize)
+        keeper.folder.mkdir(parents=True, exist_ok=True)
+        keeper.lock = locks.acquire(keeper.folder / LOCK)
+        return keeper
 
     def write(self, checkpoint: Checkpoint, value: float | None) -> None:
         """Keep `checkpoint` (its epoch is in its progress), whose objective value is `value`."""
@@ -69,6 +76,15 @@ class EpochCheckpoints:
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.lock is not None:
+            locks.release(self.lock)
+            self.lock = None
         parent = self.folder.parent
         if parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
+
+
+def training(sweep: Path) -> bool:
+    """Whether a `sweeper train` run is training in the sweep folder `sweep` right now (a run
+    killed with SIGKILL leaves its pending folder, but no process holds its lock)."""
+    return any(locks.held(token / LOCK) for token in (sweep / PENDING).glob("*"))

@@ -345,6 +345,13 @@ def check_deletable(folder: SweepFolder, force: bool = False) -> None:
     ownership.require_marked(folder.path)
     if is_running(folder):
         raise UserError(f"sweep {folder.path} is running; stop it (Ctrl-C) before deleting it")
+    from sweeper.run.epoch_checkpoints import training
+
+    if training(folder.path):
+        raise UserError(
+            f"sweep {folder.path} has a `sweeper train` run training; stop it (Ctrl-C) before "
+            "deleting it"
+        )
     if not force:
         ownership.refuse_foreign(folder.path)
     spec = folder.load_spec()

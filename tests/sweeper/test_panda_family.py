@@ -125,6 +125,11 @@ def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path):
         while max(_epochs(pending), default=0) < 3 and time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
+        # `delete` deleted the folder under the training run, which then failed at its end
+        # (exit 1, FileNotFoundError), every epoch lost
+        deleted = CliRunner().invoke(app, ["delete", str(pending.parent), "--yes"])
+        assert deleted.exit_code == 2, deleted.output
+        assert "has a `sweeper train` run training; stop it" in deleted.output
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:
