@@ -27,6 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from model import TrainConfig, get_backend
 from model.checkpoint import Checkpoint
+from model.config import per_layer_key
 from model.train import architecture
 from sweeper.errors import UserError
 from sweeper.records import Best, Outcome, TrialRecord
@@ -92,7 +93,12 @@ def configuration(
     does not fit the data's `n_classes` is refused, as in space.yaml (`schema._loss_problems`,
     `sweep._check_loss_fits`)."""
     searched = best.params if best else {k: centre(p) for k, p in spec.space.items()}
-    options = {**spec.train, **searched, **overrides}
+    given = {**spec.train, **searched}
+    # `--set keep_prob=1.0` sets every layer: a searched keep_prob_2 no longer overrides it
+    options = {
+        **{k: v for k, v in given.items() if (per_layer_key(k) or (k,))[0] not in overrides},
+        **overrides,
+    }
     loss = overrides.get("loss")
     if loss == "mse" or (loss == "binary_cross_entropy" and n_classes > 2):
         raise UserError(

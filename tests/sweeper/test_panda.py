@@ -148,3 +148,20 @@ def test_a_backend_that_is_not_there_is_refused_before_anything_is_written(tmp_p
         assert result.exit_code == 2, result.output
         assert expected in result.output and "Traceback" not in result.output
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_set_option_covers_every_layer_of_the_searched_ones(tmp_path):
+    """A sweep that searched keep_prob_2 and hidden_units_1: `--set keep_prob=1.0` still
+    trained layer 2 with dropout 0.5, and `--set hidden_units=8` gave widths (64, 8)."""
+    from model import TrainConfig
+    from sweeper.records import Best
+    from sweeper.run.panda import configuration
+    from sweeper.spec.schema import load
+
+    (tmp_path / "space.yaml").write_text(SPEC)
+    best = Best("only", 0, 0.9, {"num_layers": 2, "hidden_units_1": 64, "keep_prob_2": 0.5}, {})
+    spec = load(tmp_path / "space.yaml")
+    config = TrainConfig.from_dict(configuration(spec, best, {"hidden_units": 8, "keep_prob": 1}))
+    assert (config.hidden_widths, config.keep_prob) == ((8, 8), 1)
+    config = TrainConfig.from_dict(configuration(spec, best, {"keep_prob_1": 0.8}))
+    assert (config.hidden_widths, config.keep_prob) == ((64, 64), [0.8, 0.5])  # layer by layer
