@@ -396,7 +396,12 @@ def _end(member: _Member, outcome: Outcome, net: StackedNetwork, k: int) -> bool
     # that epoch's parameters (a continued packed trial kept at epoch 21 of 40 went on at 41)
     progress = None
     if outcome is not Outcome.DIVERGED:
-        progress = Progress(epoch=member.kept_epoch, options=member.config.to_dict())
+        # and the untrained network's cost, the divergence reference a continued run keeps
+        progress = Progress(
+            epoch=member.kept_epoch,
+            options=member.config.to_dict(),
+            initial_cost=member.initial_cost,
+        )
     member.result = TrainResult(
         alone, outcome, member.history, member.kept_epoch, progress=progress
     )

@@ -297,3 +297,7 @@ def test_members_keep_their_best_epoch_as_training_alone_does(data, metric, maxi
         # a member's checkpoint had no progress, and was continued after its last epoch
         assert result.checkpoint().progress.epoch == alone.checkpoint().progress.epoch
         assert result.checkpoint().progress.epoch == result.kept_epoch
+        # and its divergence reference, the untrained network's cost (it had none: continued at
+        # α = 1, a packed digits trial "diverged" at a cost of 31, 1000 × its trained cost)
+        initial_cost = result.checkpoint().progress.initial_cost
+        assert initial_cost == pytest.approx(alone.checkpoint().progress.initial_cost, rel=1e-10)
