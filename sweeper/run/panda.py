@@ -137,8 +137,9 @@ def check_backend(name: str) -> None:
 
 
 @contextmanager
-def _ctrl_c_deferred() -> Iterator[None]:
-    """A Ctrl-C meanwhile raises KeyboardInterrupt once the block is done, not inside it.
+def _ctrl_c_deferred(swallow: bool = False) -> Iterator[None]:
+    """A Ctrl-C meanwhile raises KeyboardInterrupt once the block is done, not inside it
+    (`swallow`: not at all, and a second one raises it at once, inside the block).
     Only where Ctrl-C raises it: in the main thread (signals reach no other) under Python's
     own handler (not where SIGINT is ignored, as in a shell's background job)."""
     main = threading.current_thread() is threading.main_thread()
@@ -146,12 +147,18 @@ def _ctrl_c_deferred() -> Iterator[None]:
         yield
         return
     pressed: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+
+    def press(signum: int, frame: Any) -> None:
+        if pressed and swallow:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+
+    previous = signal.signal(signal.SIGINT, press)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if pressed:
+    if pressed and not swallow:
         raise KeyboardInterrupt
 
 
@@ -234,32 +241,35 @@ def train(
     except Exception:  # a bug: nothing is logged, and nothing left pending
         keeper.discard()
         raise
-    # the epoch that diverged or early-stopped ends training before the trainer's callback
-    for epoch, epoch_metrics in enumerate(history, start=first_epoch):
-        if epoch > max(shown, default=first_epoch - 1):
-            on_epoch(epoch, epoch_metrics)
-    tracker = Tracker(folder.tracking_uri(spec), spec.name, folder.artifacts, folder.sweep_id)
-    number = tracker.count_runs("panda")
-    record = TrialRecord(
-        stage="panda",
-        number=number,
-        state="PRUNED" if interrupted or outcome is Outcome.DIVERGED else "COMPLETE",
-        value=None,
-        params=options,
-        metrics=metrics,
-        history=history,
-        start_ms=start_ms,
-        end_ms=int(time.time() * 1000),
-    )
-    tags = {
-        "outcome": "interrupted" if interrupted else outcome.value,
-        "first_epoch": str(first_epoch),
-        **(origin.tags() if origin else {}),
-        **({"changed": json.dumps(changed)} if changed else {}),
-    }
-    run_id = tracker.log_trial(None, record, kind="panda", tags=tags, first_epoch=first_epoch)
-    if origin:
-        tracker.client.set_tag(run_id, MLFLOW_RUN_NAME, f"panda-{number} (from {origin.label})")
-    kept = list(keeper.written)
-    keeper.publish(tracker.client, run_id)
+    # Training is over: a Ctrl-C now (the first) would lose the whole run, so it waits until
+    # the run is logged and its checkpoints published; a second one exits at once.
+    with _ctrl_c_deferred(swallow=True):
+        # the epoch that diverged or early-stopped ends training before the trainer's callback
+        for epoch, epoch_metrics in enumerate(history, start=first_epoch):
+            if epoch > max(shown, default=first_epoch - 1):
+                on_epoch(epoch, epoch_metrics)
+        tracker = Tracker(folder.tracking_uri(spec), spec.name, folder.artifacts, folder.sweep_id)
+        number = tracker.count_runs("panda")
+        record = TrialRecord(
+            stage="panda",
+            number=number,
+            state="PRUNED" if interrupted or outcome is Outcome.DIVERGED else "COMPLETE",
+            value=None,
+            params=options,
+            metrics=metrics,
+            history=history,
+            start_ms=start_ms,
+            end_ms=int(time.time() * 1000),
+        )
+        tags = {
+            "outcome": "interrupted" if interrupted else outcome.value,
+            "first_epoch": str(first_epoch),
+            **(origin.tags() if origin else {}),
+            **({"changed": json.dumps(changed)} if changed else {}),
+        }
+        run_id = tracker.log_trial(None, record, kind="panda", tags=tags, first_epoch=first_epoch)
+        if origin:
+            tracker.client.set_tag(run_id, MLFLOW_RUN_NAME, f"panda-{number} (from {origin.label})")
+        kept = list(keeper.written)
+        keeper.publish(tracker.client, run_id)
     return PandaResult(outcome, metrics, run_id, kept, interrupted)

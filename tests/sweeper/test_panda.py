@@ -165,3 +165,27 @@ def test_a_set_option_covers_every_layer_of_the_searched_ones(tmp_path):
     assert (config.hidden_widths, config.keep_prob) == ((8, 8), 1)
     config = TrainConfig.from_dict(configuration(spec, best, {"keep_prob_1": 0.8}))
     assert (config.hidden_widths, config.keep_prob) == ((64, 64), [0.8, 0.5])  # layer by layer
+
+
+def test_a_ctrl_c_once_training_is_over_waits_until_the_run_is_logged(tmp_path, monkeypatch):
+    """A Ctrl-C in the second between the last epoch and the end of logging (6 epochs trained
+    and shown) exited "interrupted" with no MLflow run: every epoch lost, its checkpoints left
+    in panda-pending/. Here it comes as the live view shows the epoch that diverged, which it
+    hears of once training is over."""
+    import signal
+
+    import pytest
+
+    import sweeper
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPEC)
+    ctrl_c = lambda epoch, metrics: signal.raise_signal(signal.SIGINT)  # noqa: E731
+    overrides = {"learning_rate": 1e6, "optimizer": "gd"}
+    try:
+        result = sweeper.train_one("space.yaml", overrides, on_epoch=ctrl_c)
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C after training ended lost the run")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'sweeps' / 'panda' / 'mlflow.db'}")
+    assert client.get_run(result.run_id).data.tags["sweeper.outcome"] == "diverged"
+    assert not (tmp_path / "sweeps" / "panda" / "panda-pending").exists()
