@@ -179,7 +179,7 @@ class TrainConfig:
             if name in WHOLE and not (isinstance(value, int) and not isinstance(value, bool)):
                 problems.append(f"{name}={value!r} must be a whole number")
             elif name in REAL and not number(value):
-                hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) else ""
+                hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if _float_text(value) else ""
                 problems.append(f"{name}={value!r} must be a number{hint}")
         if not isinstance(self.batch_norm, bool):
             problems.append(f"batch_norm={self.batch_norm!r} must be true or false")
@@ -216,6 +216,17 @@ def _depth(num_layers: int | None, hidden_units: Any) -> int:
     if num_layers is not None:
         return int(num_layers)
     return len(hidden_units) if isinstance(hidden_units, list) else DEFAULT_NUM_LAYERS
+
+
+def _float_text(value: Any) -> bool:
+    """Text that is a number to Python but not to YAML 1.1 (`1e-3`, without a dot)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def per_layer_key(name: str) -> tuple[str, int] | None:
