@@ -303,7 +303,12 @@ def train(
     range), or goes on from a checkpoint with --from. Every epoch's checkpoint is kept (the last,
     the best and at most 10 more); Ctrl-C keeps the last completed epoch."""
     from sweeper import api
-    from sweeper.run.panda import BACKENDS, check_backend, parse_overrides
+    from sweeper.run.panda import (
+        BACKENDS,
+        check_backend,
+        hangup_and_terminate_as_ctrl_c,
+        parse_overrides,
+    )
 
     if history is not None:
         _print_family(api.panda_history(spec_path, history))
@@ -314,7 +319,7 @@ def train(
     panda = api.panda_run(spec_path, parse_overrides(overrides or []), source, epochs)
     console.print(f"training {panda.options}", soft_wrap=True)
     curve = Curve(panda)
-    with curve.live:
+    with hangup_and_terminate_as_ctrl_c(), curve.live:
         result = panda.train(backend, curve.update)
     ending = "interrupted" if result.interrupted else result.outcome.value
     console.print(

@@ -162,6 +162,34 @@ def _ctrl_c_deferred(swallow: bool = False) -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+@contextmanager
+def hangup_and_terminate_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (`kill`, a service manager) and SIGHUP (the terminal closed, SSH dropped) do
+    meanwhile what Ctrl-C does, so that the epochs trained so far are kept: they ended the
+    process at once, the run unlogged. Only in the main thread, and for a signal that would
+    end the process (not one ignored, as SIGHUP under nohup)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def as_ctrl_c(signum: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGINT)  # the default, or `_ctrl_c_deferred`'s
+        if not callable(handler):  # SIGINT ignored (a background job): stop all the same
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
+    previous = {
+        sig: signal.signal(sig, as_ctrl_c)
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(sig) is signal.SIG_DFL
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @dataclass(frozen=True)
 class PandaResult:
     """A `sweeper train` run: how training ended, the final metrics, its MLflow run and the

@@ -110,7 +110,12 @@ def _epochs(pending: Path) -> list[int]:
     return [int(p.name.removeprefix("epoch-")) for p in pending.glob("*/epoch-*")]
 
 
-def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path):
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda sig: sig.name
+)
+def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path, sig):
+    """SIGTERM (`kill`) and SIGHUP (the terminal closed) ended the process at once: no MLflow
+    run, every epoch lost; they now stop it as Ctrl-C does."""
     (tmp_path / "space.yaml").write_text(SPEC)
     pending = tmp_path / "sweeps" / "panda" / "panda-pending"
     process = subprocess.Popen(
@@ -130,7 +135,7 @@ def test_ctrl_c_keeps_the_last_completed_epoch(tmp_path):
         deleted = CliRunner().invoke(app, ["delete", str(pending.parent), "--yes"])
         assert deleted.exit_code == 2, deleted.output
         assert "has a `sweeper train` run training; stop it" in deleted.output
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         out, err = process.communicate(timeout=120)
     finally:
         process.kill()
