@@ -65,8 +65,10 @@ class RunContent:
     ) -> RunContent:
         """The run of `record` (a RUNNING one has no end yet): per-epoch metrics at steps
         first_epoch… (a continued panda run numbers its epochs on), the final ones at the last
-        step. Its history's epoch e is stamped start + e ms: when each epoch ended is not kept in
-        Optuna (a live run has the real times, see live.py)."""
+        step. Its history's i-th epoch is stamped start + i ms: when each epoch ended is not kept
+        in Optuna (a live run has the real times, see live.py). Not start + the epoch's number: a
+        run continued at epoch 3001 stamped its epochs after its own end, so MLflow took the
+        last epoch's value for the run's, not the final one."""
         history = record.history
         now = int(time.time() * 1000)
         running = record.state == "RUNNING"
@@ -88,7 +90,7 @@ class RunContent:
             },
             params={k: str(v) for k, v in record.params.items()},
             epochs=[
-                Metric(name, float(value), start_ms + epoch, epoch)
+                Metric(name, float(value), start_ms + epoch - first_epoch + 1, epoch)
                 for epoch, epoch_metrics in enumerate(history, start=first_epoch)
                 for name, value in epoch_metrics.items()
             ],

@@ -286,3 +286,23 @@ def test_a_running_run_ends_when_its_end_brings_no_new_metric(tmp_path: Path) ->
     assert run.data.metrics == history[0]
     assert tracker.client.get_run(created[("coarse", 3)]).info.status == "FINISHED"
     assert live.open == {}
+
+
+def test_a_continued_runs_final_metrics_are_its_latest(tmp_path: Path) -> None:
+    """`sweeper train --from RUN@3000 --set early_stopping=1` (flower) early-stopped at epoch
+    3002, kept epoch 3001's network (dev_loss 0.3064) and ended 62 ms after it started; its
+    epochs were stamped start + 3001, 3002 ms, after that end, so MLflow showed the run's
+    dev_loss as epoch 3002's 0.3065, not the final 0.3064 logged at the same step."""
+    from sweeper.tracking.run_tables import RunContent
+
+    history = [{"dev_loss": 0.3064}, {"dev_loss": 0.3065}]
+    start, end = START, START + 62
+    record = TrialRecord(
+        "panda", 0, "COMPLETE", None, {}, {"dev_loss": 0.3064}, history, start, end
+    )
+    run = RunContent.of(None, record, "panda", {}, first_epoch=3001)
+    assert [m.step for m in run.epochs] == [3001, 3002]
+    assert max(m.timestamp for m in run.epochs) < min(m.timestamp for m in run.final) == end
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "e", tmp_path / "artifacts")
+    run_id = tracker.log_trial(None, record, kind="panda", first_epoch=3001)
+    assert tracker.client.get_run(run_id).data.metrics["dev_loss"] == 0.3064
