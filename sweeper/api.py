@@ -192,6 +192,7 @@ def panda_run(
             overrides["epochs"] = epochs
         found = results.best(plan.folder) if plan.folder.spec_copy.is_file() else None
         options = panda.configuration(plan.spec, found, overrides, plan.dataset.n_classes)
+        panda.check_layers(overrides, options)
         return panda.PandaRun(plan, options)
     origin = lineage.resolve(source, plan.folder, plan.spec)
     if epochs is not None:
@@ -201,6 +202,7 @@ def panda_run(
     else:
         more = plan.spec.train.get("epochs", TrainConfig.epochs)
     options, changed = lineage.continued_options(origin.checkpoint.progress, overrides, more)
+    panda.check_layers(overrides, options)
     panda.check_fits(origin, options, plan)
     return panda.PandaRun(plan, options, origin, changed)
 

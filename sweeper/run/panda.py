@@ -112,6 +112,17 @@ def configuration(
     return options
 
 
+def check_layers(overrides: dict[str, Any], options: dict[str, Any]) -> None:
+    """A per-layer `--set` (keep_prob_3) names a hidden layer of the network `options` build:
+    the trainer ignores one deeper than `num_layers` (a search samples them so), silently."""
+    depth = TrainConfig.from_dict(options).depth
+    for name in overrides:
+        option, layer = per_layer_key(name) or (name, 0)
+        if layer > depth:
+            which = f"{option}_l takes l = 1 … {depth}" if depth else "it has no hidden layer"
+            raise UserError(f"--set {name}: the network has {depth} hidden layer(s); {which}")
+
+
 def check_fits(origin: Origin, options: dict[str, Any], plan: Plan) -> None:
     """The checkpoint's network must be the one these options build on this spec's data."""
     config, data = TrainConfig.from_dict(options), plan.dataset

@@ -62,6 +62,8 @@ def test_bad_overrides_are_one_clear_error(tmp_path, monkeypatch):
         ("learning_rate", "expected name=value"),
         ("l2=-1", "l2=-1 must be >= 0"),
         ("learning_rate=null", "learning_rate=None must be a number"),
+        # keep_prob_3 of a 2-hidden-layer network was ignored (and logged as a param)
+        ("keep_prob_3=0.5", "--set keep_prob_3: the network has 2 hidden layer(s); keep_prob_l"),
         # not "(YAML reads 1e-3 as text: write 1.0e-3)": --set reads 1e-3 as a number
         ("learning_rate=fast", "learning_rate='fast' must be a number\n"),
         ("epochs=3", "--epochs 1 and --set epochs=3 disagree"),  # one of them was dropped

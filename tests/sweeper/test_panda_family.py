@@ -87,6 +87,8 @@ def test_history_lists_the_family_and_bad_sources_change_nothing(family, tmp_pat
         (["--from", f"{day1}@9"], "epoch 9 was not kept; kept epochs: 1, 2, 3"),
         (["--from", day1, "--set", "epochs=0"], "--set epochs=0: with --from"),  # was exit 1
         (["--from", day1, "--set", "epochs=null"], "--set epochs=None: with --from"),
+        # was ignored, with keep_prob 1.0→[1.0, 1.0] shown as changed
+        (["--from", day1, "--set", "keep_prob_3=0.5"], "--set keep_prob_3: the network has 2"),
         (["--from", "0" * 32], "no such run"),
         (["--from", "panda:only:0"], "the sweep has no such trial"),  # panda runs only
         (["--from", "panda:only"], "expected RUN_ID[@EPOCH], NAME or NAME:STAGE:TRIAL"),
