@@ -178,7 +178,7 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) ->
     optuna_url, mlflow_url = spec.storage.optuna, spec.storage.mlflow
     for key, url in (("optuna", optuna_url), ("mlflow", mlflow_url)):
         if url and _new_sqlite(url):
-            problem = _cannot_create(Path(url.removeprefix("sqlite:///")).parent)
+            problem = _cannot_create(Path(secrets.expand(url).removeprefix("sqlite:///")).parent)
             if problem:
                 raise _storage_error(spec_path, key, problem)
     storage = None

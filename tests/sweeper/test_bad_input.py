@@ -596,3 +596,18 @@ def test_a_file_where_the_sweep_folder_would_be_is_a_clear_error(tmp_path, monke
     result = _launch(tmp_path, "space.yaml", "--quiet")
     assert f"{tmp_path / 'sweeps'} is a file, where the sweep's folder" in result.output
     assert (tmp_path / "sweeps").read_text() == "my notes"
+
+
+def test_a_new_sqlite_store_named_through_a_variable_is_made_where_it_points(tmp_path, monkeypatch):
+    """The check that a new SQLite file can be made looked in the URL's folder as written,
+    `${STORES}` and all, which never exists: every such store was refused at launch."""
+    from sweeper.run.sweep import prepare
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stores").mkdir()
+    monkeypatch.setenv("SWEEPER_STORES", str(tmp_path / "stores"))
+    url = "sqlite:///${SWEEPER_STORES}/optuna.db"
+    (tmp_path / "space.yaml").write_text(GOOD + f"storage: {{optuna: '{url}'}}\n")
+    (tmp_path / "data.csv").write_text(CSV)
+    assert prepare(tmp_path / "space.yaml").spec.storage.optuna == url
+    assert not (tmp_path / "sweeps").exists() and not any((tmp_path / "stores").iterdir())
