@@ -271,7 +271,7 @@ class SweepStatus:
     stages: list[StageStatus]
     models: ModelUsage | None = None
     budget: dict[str, Any] | None = None  # `budget:`'s non-default keys (trials, epochs, …)
-    state: str = "stopped"  # running (a driver holds its lock) | finished | stopped
+    state: str = "stopped"  # running (a driver holds its lock) | finished | stopped | not started
 
     def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "state": self.state, "stages": [s.to_json() for s in self.stages]}

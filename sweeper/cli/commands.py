@@ -240,6 +240,8 @@ def status(
         console.print(f"kept models: {kept.kept}, {kept.bytes / 1e6:.2f} MB on disk")
     if found.state == "stopped":  # trials shown running lost their driver
         console.print(f"stopped: `sweeper resume {sweep}` runs the rest", soft_wrap=True)
+    elif found.state == "not started":  # e.g. a folder `sweeper train` made: panda runs only
+        console.print(f"not started: `sweeper resume {sweep}` runs the sweep", soft_wrap=True)
     else:
         console.print(found.state)
 

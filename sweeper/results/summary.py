@@ -35,6 +35,7 @@ def _studies(folder: SweepFolder) -> list[tuple[Any, optuna.Study | None]]:
 def status(folder: SweepFolder) -> SweepStatus:
     """Each stage's trial counts and, once opened, its search box."""
     spec = folder.load_spec()
+    studies = _studies(folder)
     stages = [
         StageStatus(
             stage.name,
@@ -45,11 +46,14 @@ def status(folder: SweepFolder) -> SweepStatus:
             sum(map(is_diverged, study.get_trials(deepcopy=False))) if study else 0,
             run_again(study.get_trials(deepcopy=False)) if study else 0,
         )
-        for stage, study in _studies(folder)
+        for stage, study in studies
     ]
     budget = spec.budget.model_dump(exclude_defaults=True) if spec.budget is not None else None
+    opened = any(study is not None for _, study in studies)
     if is_running(folder):
         state = "running"
+    elif not opened:  # a folder of panda runs only (`sweeper train`), or killed as Ray started
+        state = "not started"
     else:  # a killed driver leaves RUNNING trials behind: stopped, not running
         state = "finished" if all(s.finished >= s.target for s in stages) else "stopped"
     return SweepStatus(spec.name, stages, model_usage(folder), budget, state)

@@ -99,6 +99,12 @@ def test_history_lists_the_family_and_bad_sources_change_nothing(family, tmp_pat
     assert len(client.search_runs([experiment])) == before
     assert not (tmp_path / "sweeps" / "panda" / "panda-pending").exists()
 
+    # a folder of panda runs only: nothing stopped there, so status did not say to resume
+    shown = CliRunner().invoke(app, ["status", "panda", "--json"])
+    assert json.loads(shown.output)["state"] == "not started"
+    listed = CliRunner().invoke(app, ["list"])
+    assert "not started" in listed.output and "stopped" not in listed.output
+
 
 def test_kept_checkpoints_are_bounded():
     epochs = list(range(1, 101))
