@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from sweeper.data.datasets import DataInput
 
 SPEC_COPY = "spec.yaml"
+SPEC_COPY_PARTIAL = "spec.yaml.partial"  # while it is written
 DATA_DIGESTS = "data.json"  # each input's name and digest (see DataInput), by its context
 
 
@@ -41,14 +43,34 @@ class SweepFolder:
     def keep_spec(self, spec: specs.SweepSpec, inputs: list[DataInput]) -> None:
         """The spec's copy and the digests of its data, each written once, by whichever command
         first runs anything here (a sweep or `sweeper train`): what resume, status, list and
-        delete find the folder by, and what a later launch's data must match."""
-        if not self.spec_copy.is_file():
-            raw = spec.model_dump(mode="json", exclude_none=True)
-            ownership.write_private(self.spec_copy, yaml.safe_dump(raw, sort_keys=False))
+        delete find the folder by, and what a later launch's data must match.
+
+        What a launch may change without changing the sweep (`resources`, `models`,
+        `budget.hours`) is the latest launch's: `status` showed, and `resume` ran with, the
+        first launch's. The rest stays as the copy has it (its stages, storage, folder)."""
+        if self.spec_copy.is_file():
+            kept = self.load_spec()
+            budget = kept.budget
+            if budget is not None and spec.budget is not None:
+                budget = budget.model_copy(update={"hours": spec.budget.hours})
+            latest = kept.model_copy(
+                update={"resources": spec.resources, "models": spec.models, "budget": budget}
+            )
+            if latest != kept:
+                self._write_spec(latest)
+        else:
+            self._write_spec(spec)
         digests = self.path / DATA_DIGESTS
         if not digests.is_file():
             kept = {i.context: {"name": i.name, "digest": i.digest} for i in inputs}
             ownership.write_private(digests, json.dumps(kept, indent=1))
+
+    def _write_spec(self, spec: specs.SweepSpec) -> None:
+        """Whole or not at all (renamed into place): every command finds the sweep by it."""
+        raw = spec.model_dump(mode="json", exclude_none=True)
+        partial = self.spec_copy.with_name(SPEC_COPY_PARTIAL)
+        ownership.write_private(partial, yaml.safe_dump(raw, sort_keys=False))
+        os.replace(partial, self.spec_copy)
 
     def changed_input(self, inputs: list[DataInput]) -> tuple[DataInput, str] | None:
         """An input that differs from the one the sweep began on, and that one's digest (None:

@@ -25,6 +25,7 @@ OWNED = frozenset(
     {
         MARKER,
         "spec.yaml",
+        "spec.yaml.partial",
         "data.json",
         "lock",
         "writer.lock",

@@ -298,6 +298,26 @@ def test_hours_limit_a_launch_and_are_not_part_of_the_sweep(tmp_path):
     assert "budget: 24 trials, at most 1.5 h a launch, the recommended plan" in table
 
 
+def test_a_launch_keeps_its_hours_and_resources_in_the_sweeps_copy(tmp_path):
+    """The copy was written once: after a relaunch with other hours and packs, `status` showed
+    the first launch's and `resume` ran with them. The plan stays the copy's own."""
+    path = tmp_path / "space.yaml"
+    path.write_text(BUDGET.replace("epochs: 12}", "epochs: 12, hours: 1.0}"))
+    first = spec.load(path)
+    folder = SweepFolder(tmp_path / "sweeps" / first.name)
+    claim(folder.path, Identity(first.name, first.fingerprint()))
+    earlier = [first.stages[0].model_copy(update={"trials": 8}), first.stages[1]]
+    folder.keep_spec(first.model_copy(update={"stages": earlier}), [])
+    path.write_text(
+        BUDGET.replace("epochs: 12}", "epochs: 12, hours: 0.5}") + "resources: {pack: auto}\n"
+    )
+    folder.keep_spec(spec.load(path), [])
+    kept = folder.load_spec()
+    assert kept.budget.hours == 0.5 and kept.resources.pack == "auto"
+    assert kept.stages == earlier
+    assert not (folder.path / "spec.yaml.partial").exists()
+
+
 def test_a_sweep_planned_by_an_earlier_recipe_keeps_its_plan(tmp_path):
     """The sweep's own copy holds the stages an earlier version's recipe made: it still loads
     (resume keeps the plan), and launching the budget again says what happened."""
