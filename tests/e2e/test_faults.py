@@ -275,9 +275,6 @@ def test_killed_packed_worker_retries_each_member_once(ray_local, tmp_path, monk
     assert len(own) == 6 + 3
 
 
-PACK_ALL = "{concurrency: 1, pack: 3}"  # one task trains the whole stage
-
-
 def test_a_pack_lost_once_its_time_is_spent_is_queued_to_run_again(
     ray_local, tmp_path, monkeypatch
 ):
@@ -286,12 +283,16 @@ def test_a_pack_lost_once_its_time_is_spent_is_queued_to_run_again(
     never started (no time left) and dropped: `status` said "3 run again", yet no resume ran
     them. Now they wait in Optuna's queue, as a Ctrl-C's interrupted trials do."""
     monkeypatch.chdir(tmp_path)
-    write_spec(tmp_path, "late", "", source="builtin:digits", epochs=100_000, resources=PACK_ALL)
+    resources = "{concurrency: 1, pack: 3}"
+    write_spec(tmp_path, "late", "", source="builtin:digits", epochs=100_000, resources=resources)
     path = tmp_path / "late.yaml"
-    # 1.8 s for the sweep, 0.72 s of it for the coarse stage's 3 trials, all in one pack
-    path.write_text(path.read_text().replace("stages:\n", "budget: {trials: 6, hours: 0.0005}\n"))
+    # 14.4 s for the sweep, 6 s of it for the coarse stage's 10 trials: its first pack holds 3
+    # (a quarter of the one slot's share, packing.before_a_deadline), starts well within those
+    # 6 s even on a loaded machine, and trains on the only slot until it is killed 7 s later,
+    # when the stage may start nothing more
+    path.write_text(path.read_text().replace("stages:\n", "budget: {trials: 24, hours: 0.004}\n"))
     killed: list[int] = []
-    threading.Thread(target=_kill_one_training_worker, args=(killed, 2.0), daemon=True).start()
+    threading.Thread(target=_kill_one_training_worker, args=(killed, 7.0), daemon=True).start()
     sweep.run(sweep.prepare(path))
     assert killed
     folder = tmp_path / "sweeps" / "late"
