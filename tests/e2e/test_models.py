@@ -336,10 +336,15 @@ def test_a_moved_sweep_folder_is_not_resumed_into_its_old_place(sweep, tmp_path)
     original = cwd / "sweeps" / "pairs"
     moved = tmp_path / "elsewhere" / "pairs"
     shutil.copytree(original, moved)
-    before = {p: p.stat().st_mtime_ns for p in (*original.rglob("*"), *moved.rglob("*"))}
+    client = MlflowClient(f"sqlite:///{moved / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("pairs").experiment_id
+    runs = len(client.search_runs([experiment]))
+    before = {p: p.stat().st_mtime_ns for p in original.rglob("*")}
+    artifacts = sorted((moved / "artifacts").rglob("*"))
     done = cli("resume", str(moved), cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert f"{moved} was moved" in done.stderr and str(original / "artifacts") in done.stderr
     assert "Traceback" not in done.stderr
-    after = {p: p.stat().st_mtime_ns for p in (*original.rglob("*"), *moved.rglob("*"))}
-    assert after == before
+    assert {p: p.stat().st_mtime_ns for p in original.rglob("*")} == before
+    assert sorted((moved / "artifacts").rglob("*")) == artifacts
+    assert len(client.search_runs([experiment])) == runs
