@@ -90,9 +90,9 @@ def _renumbered(callback: PackCallback, members: list[int]) -> PackCallback:
 
 def _result(trained: TrainResult, dataset: Dataset) -> TrialResult:
     """What the StudyServer records of a trained network: dev/test metrics of the returned
-    network, train_* of the epoch it comes from, and its checkpoint unless it diverged (a
-    stopped trial's too: the server keeps it if it records the trial COMPLETE, as when a
-    stage's `patience` stopped it)."""
+    network, train_* and minibatch_cost of the epoch it comes from, and its checkpoint unless it
+    diverged (a stopped trial's too: the server keeps it if it records the trial COMPLETE, as
+    when a stage's `patience` stopped it)."""
     d = dataset
     metrics: dict[str, float] = {}
     outcome = Outcome(trained.outcome.value)
@@ -101,7 +101,14 @@ def _result(trained: TrainResult, dataset: Dataset) -> TrialResult:
             if X.shape[1]:  # split.test: 0 leaves no test set, and so no test metrics
                 evaluated = evaluate(trained.network, X, y)
                 metrics.update({f"{split}_{k}": v for k, v in evaluated.items()})
-        metrics.update({k: v for k, v in trained.kept.items() if k.startswith("train_")})
+        # minibatch_cost too: a spec may name it as the objective (`decide` reads it from here)
+        metrics.update(
+            {
+                k: v
+                for k, v in trained.kept.items()
+                if k.startswith("train_") or k == "minibatch_cost"
+            }
+        )
     # the network goes back as arrays (kept ones are written by the StudyServer, never here)
     checkpoint = trained.checkpoint() if outcome is not Outcome.DIVERGED else None
     return TrialResult(outcome, trained.history, metrics, checkpoint=checkpoint)

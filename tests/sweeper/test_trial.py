@@ -6,9 +6,9 @@ import pytest
 
 from model import evaluate
 from sweeper.data.datasets import load_dataset
-from sweeper.records import Outcome
+from sweeper.records import Outcome, decide
 from sweeper.run.fit import fit, fit_pack, kept_network
-from sweeper.spec.schema import DataSpec, Objective, Split
+from sweeper.spec.schema import OBJECTIVE_METRICS, DataSpec, Objective, Split
 
 OPTIONS = {"epochs": 40, "hidden_units": [16, 8], "learning_rate": 0.05, "early_stopping": 2}
 
@@ -23,7 +23,13 @@ def test_split_test_0_trains_and_reports_no_test_metrics(no_test_set):
     result = fit(OPTIONS, no_test_set, None, "numpy")
     assert result.outcome is Outcome.EARLY_STOPPED
     final = result.metrics
-    assert sorted(final) == ["dev_accuracy", "dev_loss", "train_accuracy", "train_loss"]
+    assert sorted(final) == [
+        "dev_accuracy",
+        "dev_loss",
+        "minibatch_cost",
+        "train_accuracy",
+        "train_loss",
+    ]
     assert final["dev_accuracy"] > 0.7
 
 
@@ -103,6 +109,18 @@ def test_objective_at_best_keeps_the_best_epochs_model_and_at_last_the_last(
     for _, member in fit_pack(pack, flower, lambda e, t: [], "numpy", kept_network(objective)):
         own = [h[metric] for h in member.history]
         assert member.metrics[metric] == pytest.approx(pick(own), rel=1e-6)
+
+
+@pytest.mark.parametrize("metric", OBJECTIVE_METRICS)
+def test_every_objective_a_spec_may_name_is_a_final_metric_of_the_kept_epoch(flower, metric):
+    """`minibatch_cost` passed the spec's check but was no final metric: every trial of a sweep
+    minimizing it FAILed (no finite minibatch_cost) and the sweep stopped after 4 of 4."""
+    direction = "maximize" if metric.endswith("_accuracy") else "minimize"
+    objective = Objective(metric=metric, direction=direction)
+    result = fit({**NOISY, "epochs": 4}, flower, None, "numpy", kept_network(objective))
+    pick = max if direction == "maximize" else min
+    assert result.metrics[metric] == pytest.approx(pick(h[metric] for h in result.history))
+    assert decide(result, metric, None).value == result.metrics[metric]
 
 
 def test_objective_at_best_is_the_default_and_the_pruner_still_sees_every_epoch(flower):
