@@ -33,7 +33,6 @@ which RUNNING trials are lost (`orphans`); MLflow is written by the `Recorder`'s
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import threading
@@ -268,8 +267,9 @@ class StudyServer:
         study = self.studies[index]
         counts = stage_counts(study)
         metrics = {f"trials_{k}": float(v) for k, v in counts.items()}
-        with contextlib.suppress(ValueError):  # no completed trial: no best value
-            metrics["best_value"] = float(study.best_value)
+        best = stage_best(study, self.maximize)  # its own trials': not a warm-start copy's
+        if best is not None:
+            metrics["best_value"] = float(best)
         self.closed.add(index)
         sync(self.storage)
         stage = self.spec.stages[index].name

@@ -343,3 +343,25 @@ def test_ask_like_in_a_grid_stage_hands_out_grid_points(storage, tmp_path):
         assert server.ask_like(0, leader, 3) == []
     finally:
         locks.release(server.writer_lock)
+
+
+def test_a_stage_runs_best_value_is_its_own_not_a_warm_start_copys(server, storage, tmp_path):
+    """The fine stage's run said best_value 0.9, a copy of the coarse stage's best, where its
+    own best trial was 0.5 (the progress table said 0.5)."""
+    server.open_stage(0)
+    for accuracy in (0.9, 0.8, 0.2, 0.1):
+        number, _ = server.ask(0)
+        server.tell(0, number, done(accuracy))
+    server.close_stage(0)
+    server.open_stage(1)
+    for accuracy in (0.5, 0.4):
+        number, _ = server.ask(1)
+        server.tell(1, number, done(accuracy))
+    server.close_stage(1)
+    assert server.flush() == []
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("proto").experiment_id], "tags.`sweeper.kind` = 'stage'"
+    )
+    best = {r.info.run_name: r.data.metrics["best_value"] for r in runs}
+    assert best == {"coarse": 0.9, "fine": 0.5}
