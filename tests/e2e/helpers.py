@@ -17,6 +17,7 @@ import psutil
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from sweeper.run.folder import SweepFolder
 from sweeper.search.study import make_storage, study_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ data:
   source: {source}
   target: label
 train: {{epochs: {epochs}, optimizer: adam}}
-objective: {{metric: dev_accuracy, direction: maximize}}
+objective: {objective}
 space:
   learning_rate: {{scale: log, low: 1.0e-3, high: 3.0e-2}}
   beta: {{scale: one_minus_log, low: 0.8, high: 0.99}}
@@ -39,7 +40,6 @@ stages:
 {stages}
 resources: {resources}
 """
-KEEP = 3  # models kept per stage by default (spec `models.keep`)
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
@@ -50,9 +50,17 @@ def write_spec(
     source="builtin:flower",
     epochs=4,
     resources="{concurrency: 2}",
+    objective="{metric: dev_accuracy, direction: maximize}",
 ) -> Path:
     path = tmp_path / f"{name}.yaml"
-    spec = SPEC.format(name=name, source=source, stages=stages, epochs=epochs, resources=resources)
+    spec = SPEC.format(
+        name=name,
+        source=source,
+        stages=stages,
+        epochs=epochs,
+        resources=resources,
+        objective=objective,
+    )
     path.write_text(spec)
     return path
 
@@ -165,7 +173,11 @@ def assert_exact(
     tracking_uri: str | None = None,
 ) -> None:
     """Each stage has exactly its target of finished trials, none left running, and exactly one
-    MLflow run per Optuna trial, in the matching state; no run is left RUNNING."""
+    MLflow run per Optuna trial, in the matching state; no run is left RUNNING; the stage's best
+    `models.keep` completed trials, by the spec's objective direction, hold a model each."""
+    spec = SweepFolder(folder).load_spec()
+    sign = -1 if spec.objective.direction == "maximize" else 1
+    keep = spec.models.keep
     runs, all_runs = mlflow_runs(folder, sweep, tracking_uri)
     assert not [r.info.run_name for r in all_runs if r.info.status == "RUNNING"]
     keys = Counter((r.data.tags["sweeper.stage"], int(r.data.tags["sweeper.trial"])) for r in runs)
@@ -181,16 +193,18 @@ def assert_exact(
             if r.data.tags["sweeper.stage"] == stage
         }
         assert logged == {t.number: MLFLOW_STATUS[t.state.name] for t in own}
-        # the stage's best `KEEP` completed trials hold a model each, and no other trial does
+        # the stage's best `keep` completed trials hold a model each, and no other trial does
         completed = sorted(
-            (t for t in own if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number)
+            (t for t in own if t.state == TrialState.COMPLETE),
+            key=lambda t: (sign * t.value, t.number),
         )
         with_model = {
             int(r.data.tags["sweeper.trial"])
             for r in runs
             if r.data.tags["sweeper.stage"] == stage and "sweeper.model" in r.data.tags
         }
-        assert with_model == {t.number for t in completed[:KEEP]}, "a model missing or extra"
+        best = completed if keep == "all" else completed[:keep]
+        assert with_model == {t.number for t in best}, "a model missing or extra"
     if tracking_uri is None:  # on disk: one model folder per kept model, nothing left staged
         assert len(list(folder.glob("artifacts/*/artifacts/model/MLmodel"))) == sum(
             1 for r in runs if "sweeper.model" in r.data.tags

@@ -99,6 +99,40 @@ def test_sweep_records_exactly_n_trials_everywhere(ray_local, tmp_path, monkeypa
     assert len(mlflow_runs(folder.path, "exact")[0]) == 10
 
 
+def test_a_minimized_objective_ranks_the_lowest_first_everywhere(ray_local, tmp_path, monkeypatch):
+    """dev_loss, minimized: the kept models (assert_exact once ranked them as if maximized), the
+    zoom's top trials and their copies' values, the best trial and the registered model."""
+    monkeypatch.chdir(tmp_path)
+    stages = (
+        "  - {name: coarse, trials: 6, sampler: random}\n"
+        "  - {name: fine, trials: 3, sampler: tpe, pruner: {type: median, warmup_epochs: 2},"
+        " patience: 2, zoom: {top: 0.5, margin: 0.1}}"
+    )
+    minimize = "{metric: dev_loss, direction: minimize}"
+    plan = sweep.prepare(write_spec(tmp_path, "lows", stages, objective=minimize))
+    sweep.run(plan)
+
+    assert_exact(plan.folder.path, "lows", {"coarse": 6, "fine": 3})
+    coarse, fine = (helpers.trials(plan.folder.path, "lows", s) for s in ("coarse", "fine"))
+    assert all(t.state.name == "COMPLETE" for t in coarse)  # 6 complete, 3 models kept
+    for trial in coarse:  # at: best keeps the epoch of the lowest dev_loss
+        assert trial.value == pytest.approx(min(trial.intermediate_values.values()))
+    study = optuna.load_study(
+        study_name=study_name("lows", "fine"), storage=make_storage(None, plan.folder.path)
+    )
+    copies = [t for t in study.trials if "warm_start_from" in t.user_attrs]
+    lowest = sorted(coarse, key=lambda t: t.value)[:3]
+    origins = [c.user_attrs["warm_start_from"] for c in copies]
+    assert origins == [f"coarse:{t.number}" for t in lowest]
+    assert [c.value for c in copies] == [t.value for t in lowest]
+    every = [t for t in coarse + fine if t.state.name == "COMPLETE"]
+    top = best(plan.folder)
+    assert top.value == min(t.value for t in every)
+    client = MlflowClient(f"sqlite:///{plan.folder.path / 'mlflow.db'}")
+    (registered,) = client.search_model_versions("name = 'lows'")
+    assert (registered.tags["stage"], registered.tags["trial"]) == (top.stage, str(top.trial))
+
+
 def test_diverging_trials_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     """...and when none completes, the launch says so (it ended in silence, without a best)."""
     monkeypatch.chdir(tmp_path)
