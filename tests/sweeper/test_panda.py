@@ -165,9 +165,11 @@ def test_a_set_option_covers_every_layer_of_the_searched_ones(tmp_path):
     (tmp_path / "space.yaml").write_text(SPEC)
     best = Best("only", 0, 0.9, {"num_layers": 2, "hidden_units_1": 64, "keep_prob_2": 0.5}, {})
     spec = load(tmp_path / "space.yaml")
-    config = TrainConfig.from_dict(configuration(spec, best, {"hidden_units": 8, "keep_prob": 1}))
+    config = TrainConfig.from_dict(
+        configuration(spec, best, {"hidden_units": 8, "keep_prob": 1}, 3)
+    )
     assert (config.hidden_widths, config.keep_prob) == ((8, 8), 1)
-    config = TrainConfig.from_dict(configuration(spec, best, {"keep_prob_1": 0.8}))
+    config = TrainConfig.from_dict(configuration(spec, best, {"keep_prob_1": 0.8}, 3))
     assert (config.hidden_widths, config.keep_prob) == ((64, 64), [0.8, 0.5])  # layer by layer
 
 
