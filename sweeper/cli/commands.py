@@ -90,7 +90,11 @@ def _run_sweep(
     from ray.exceptions import RayActorError, RayTaskError
 
     try:
-        result = api.run_plan(plan, address, display.update if display else None)
+        try:
+            result = api.run_plan(plan, address, display.update if display else None)
+        finally:  # the last table stays; a message printed while it was live, on a terminal,
+            if display:  # was wiped by its final redraw (Ctrl-C's resume command)
+                display.stop()
     except RayActorError as lost:  # its process killed: what it wrote is whole (journal, runs)
         errors.print(
             f"error: the sweep's StudyServer was lost ({type(lost).__name__}); what it recorded "
@@ -125,9 +129,6 @@ def _run_sweep(
         )
         _warn_of_mlflow_errors(getattr(stopped, "mlflow_errors", []), name)
         raise typer.Exit(130) from None
-    finally:
-        if display:
-            display.stop()
     _warn_of_mlflow_errors(result.mlflow_errors, name)
     finished = sum(p.finished for p in result.stages)
     planned = sum(stage.trials for stage in spec.stages)

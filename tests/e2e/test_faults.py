@@ -6,8 +6,12 @@ trials, nothing is left RUNNING in Optuna or MLflow, and every trial has exactly
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import signal
+import subprocess
 import threading
 import time
 
@@ -19,8 +23,10 @@ from optuna.trial import TrialState
 from sweeper.run import sweep
 from sweeper.search.study import make_storage, study_name
 from tests.e2e.helpers import (
+    SWEEPER,
     assert_exact,
     cli,
+    cli_env,
     finished,
     kill_driver,
     kill_group,
@@ -103,6 +109,46 @@ def test_ctrl_c_records_running_trials_and_prints_the_resume_command(tmp_path):
     resumed = cli("resume", "ctrlc", "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_exact(folder, "ctrlc", TARGETS)
+
+
+def test_ctrl_c_on_a_terminal_prints_the_resume_command_below_the_last_table(tmp_path):
+    """On a terminal the live table's last redraw (cursor up, erase line) came after Ctrl-C's
+    message and wiped it: the screen showed the table and no resume command."""
+    write_spec(tmp_path, "tty", STAGES, source="builtin:digits", epochs=150)
+    terminal, side = pty.openpty()
+    driver = subprocess.Popen(
+        [SWEEPER, "launch", "tty.yaml"],
+        cwd=tmp_path,
+        env={**cli_env(), "TERM": "xterm", "COLUMNS": "80", "LINES": "30"},
+        stdin=side,
+        stdout=side,
+        stderr=side,
+        start_new_session=True,
+    )
+    os.close(side)
+    shown = bytearray()
+
+    def read() -> None:
+        with contextlib.suppress(OSError):  # EIO: every process on the terminal has left
+            while chunk := os.read(terminal, 65536):
+                shown.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    folder = tmp_path / "sweeps" / "tty"
+    try:
+        wait_for(
+            lambda: finished(folder, "tty", "coarse") >= 1 and _running(folder, "tty"),
+            180,
+            "a finished trial and a running one",
+        )
+        kill_group(driver, signal.SIGINT)
+        assert driver.wait(timeout=60) == 130
+        reader.join(timeout=10)
+    finally:
+        os.close(terminal)
+    after_last_redraw = bytes(shown).rsplit(b"\x1b[1A", 1)[-1].decode()
+    assert "resume with: sweeper resume tty" in after_last_redraw, bytes(shown)[-2000:]
 
 
 def test_ctrl_c_while_ray_starts_says_to_launch_again_not_to_resume(tmp_path):
