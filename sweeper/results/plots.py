@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.results.view import SweepView
+from sweeper.results.view import SweepView, is_warm_start
 from sweeper.spec import scales
 
 STAGE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
@@ -74,11 +74,13 @@ def parallel_coordinates(view: SweepView, stage: str) -> Figure:
 
 def importances(view: SweepView, stage: str, trials: list[FrozenTrial]) -> Figure:
     """PED-ANOVA importance of each parameter for the objective (needs ≥ 2 completed trials):
-    how much each parameter's distribution differs between the top trials and the rest."""
+    how much each parameter's distribution differs between the top trials and the rest. The
+    stage's own trials, as every other figure: its warm-start copies are the previous stage's
+    trials, valued at another budget."""
     figure = Figure(figsize=(6, 3.5), layout="constrained")
     ax = figure.add_subplot()
     study = optuna.create_study(direction=view.spec.objective.direction)
-    study.add_trials([t for t in trials if t.state == TrialState.COMPLETE])
+    study.add_trials([t for t in trials if t.state == TrialState.COMPLETE and not is_warm_start(t)])
     try:
         with warnings.catch_warnings():  # "importances will be equal" on tiny stages
             warnings.simplefilter("ignore")
