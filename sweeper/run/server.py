@@ -253,6 +253,8 @@ class StudyServer:
             self.interrupted = True
             live = list(self.live.items())
             for (index, _), trial in live:
+                # when it stopped: its duration in the export, as its run's end in MLflow
+                trial.set_user_attr("end_ms", int(time.time() * 1000))
                 self._fail_and_retry(index, trial, "interrupted")
             self.live.clear()
         self.patience.clear()

@@ -131,6 +131,8 @@ def test_the_next_stage_opens_zoomed_and_warm_started_and_ctrl_c_requeues(server
     fine = {t.number: t for t in trials(storage, "fine")}
     assert fine[number].state == TrialState.FAIL
     assert fine[number].user_attrs["reason"] == "interrupted"
+    # it ran until Ctrl-C: the export's duration_s was empty, while its MLflow run had an end
+    assert server._record(1, fine[number]).duration_s is not None
     waiting = [t for t in fine.values() if t.state == TrialState.WAITING]
     assert [t.user_attrs["retry_of"] for t in waiting] == [number]
     assert server.report(1, number, 1, {"dev_accuracy": 0.5}) is True  # its task is told to stop
