@@ -50,7 +50,8 @@ def prepare(spec_path: str | Path, folder: SweepFolder | None = None) -> Plan:
 def run_plan(
     plan: Plan, address: str | None = None, on_progress: OnProgress | None = None
 ) -> SweepResult:
-    """Run (or resume) a prepared sweep on Ray; `on_progress` hears of every finished trial.
+    """Run (or resume) a prepared sweep on Ray; `on_progress` hears of each stage as it opens,
+    of every finished trial and of trials starting.
     The result's best trial is read from Optuna alone (`best()` adds its model's URI): a driver
     submitted as a Ray job may have lost its working folder by now, and MLflow's client needs
     one to open a SQLite store."""

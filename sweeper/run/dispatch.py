@@ -158,7 +158,10 @@ class StageRun:
                     self._launch(task, width)
                 if not self.in_flight:  # out of time with nothing running
                     break
-                self.progress.running = self._running()
+                if self._running() != self.progress.running:  # trials started: said at once,
+                    self.progress.running = self._running()  # not when the next one ends
+                    if self.on_progress is not None:
+                        self.on_progress(self.progress)
                 ready, _ = ray.wait(list(self.in_flight), num_returns=1)
                 self._record(ready[0])
                 if not self._may_start():  # out of time: queued now, a kill -9 cannot lose them

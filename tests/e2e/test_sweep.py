@@ -34,7 +34,11 @@ def test_sweep_records_exactly_n_trials_everywhere(ray_local, tmp_path, monkeypa
     )
     plan = sweep.prepare(write_spec(tmp_path, "exact", stages))
     folder = plan.folder
-    sweep.run(plan)
+    shown = []  # what the live table showed: (stage, finished, running), as each call said it
+    sweep.run(plan, lambda p: shown.append((p.stage, p.finished, p.running)))
+    # its first trials running before any ended (it said 0 running until the first one ended)
+    assert ("coarse", 0, 2) in shown and ("fine", 0, 2) in shown, shown
+    assert shown[-1] == ("fine", 4, 0)
 
     assert_exact(folder.path, "exact", {"coarse": 6, "fine": 4})
     trials = {
