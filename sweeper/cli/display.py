@@ -39,7 +39,10 @@ class Display:
         # each stage's time: from the end of the one before (or the start) to its own end
         self.began: dict[str, float] = {}
         self.ended: dict[str, float] = {}
-        self.live = Live(self._table(), console=out, refresh_per_second=4, transient=False)
+        # drawn afresh at each refresh, so elapsed counts on between trials that end
+        self.live = Live(
+            console=out, refresh_per_second=4, transient=False, get_renderable=self._table
+        )
         self.log_every_s, self.logged_at = log_every_s, self.start
 
     def _table(self) -> Table:
@@ -58,10 +61,10 @@ class Display:
         ):
             table.add_column(column)
         now = self.clock()
-        for p in self.rows.values():
+        for p in list(self.rows.values()):  # (the refresh thread's copy)
             elapsed = self.ended.get(p.stage, now) - self.began[p.stage]
             done = p.finished
-            eta = elapsed / max(done, 1) * (p.target - done) if done < p.target else 0.0
+            eta = elapsed / done * (p.target - done) if 0 < done < p.target else 0.0
             table.add_row(
                 p.stage,
                 f"{done}/{p.target}",
@@ -71,7 +74,7 @@ class Display:
                 str(p.running),
                 "" if p.best is None else f"{p.best:.4g}",
                 f"{elapsed:.0f}s",
-                f"{eta:.0f}s",
+                f"{eta:.0f}s" if done else "",  # none done yet: no rate to tell it by
             )
         again = sum(p.run_again for p in self.rows.values())
         if again:  # below, as text that wraps: in the failed column it broke the 80 columns
@@ -84,7 +87,7 @@ class Display:
         if progress.finished >= progress.target:
             self.ended.setdefault(progress.stage, now)
         self.rows[progress.stage] = progress
-        self.live.update(self._table())
+        self.live.refresh()
         done = progress.finished
         due = now - self.logged_at >= self.log_every_s or done >= progress.target
         if not self.live.console.is_terminal and due:

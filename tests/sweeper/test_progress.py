@@ -104,3 +104,17 @@ def test_a_finished_stage_shows_its_own_time_and_the_next_one_counts_from_its_en
     rows = {line.split()[0]: line.split() for line in out.getvalue().splitlines() if line.split()}
     assert rows["coarse"][-2:] == ["15s", "0s"]
     assert rows["fine"][-2:] == ["4s", "12s"]  # 4 s for 1 of 4: 12 s to go
+
+
+def test_elapsed_counts_on_between_trials_and_no_eta_is_made_up_before_one_ends():
+    """The table was drawn only when a trial ended: a minute into a stage whose first trials
+    still ran it said "elapsed 0s, ETA 0s" (and 7 s into a sweep, "ETA 69s" from no trial)."""
+    now = [100.0]
+    out = io.StringIO()
+    display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
+    display.live.start()
+    display.update(StageProgress("coarse", 4, {"complete": 0, "pruned": 0, "failed": 0}, 2))
+    now[0] = 160.0
+    display.stop()
+    row = next(line.split() for line in out.getvalue().splitlines() if "coarse" in line)
+    assert row == ["coarse", "0/4", "0", "0", "0", "2", "60s"]
