@@ -32,7 +32,16 @@ def to_table(view: SweepView) -> pa.Table:
 
     rows = [flat(r) for r in view.rows]
     names = list(dict.fromkeys(k for r in rows for k in r)) or [*FIXED, "retry_of"]
-    return pa.table({n: pa.array([r.get(n) for r in rows]) for n in names})
+    return pa.table({n: _column([r.get(n) for r in rows]) for n in names})
+
+
+def _column(values: list[Any]) -> pa.Array:
+    """One column; JSON text where lists and single values mix (a categorical of a width and
+    per-layer widths, `choices: [8, [16, 8]]`), which Arrow cannot hold in one typed column."""
+    lists = {isinstance(v, list) for v in values if v is not None}
+    if len(lists) == 2:
+        return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+    return pa.array(values)
 
 
 def write(view: SweepView, path: Path) -> int:
