@@ -288,7 +288,7 @@ class SweepSummary:
     finished: int = 0
     target: int = 0
     error: str | None = None  # why the folder could not be read (a broken or foreign sweep)
-    state: str = "stopped"  # as SweepStatus.state
+    state: str = "stopped"  # as SweepStatus.state, or unreadable (with an error)
 
     def to_json(self) -> dict[str, Any]:
         entry = dataclasses.asdict(self)

@@ -131,6 +131,9 @@ def running_stage(folder: SweepFolder, number: int, stage: str | None = None) ->
     raise UserError(f"trial {number}{where} is not running{state}")
 
 
+UNREADABLE = "unreadable"  # `list`'s state of a folder it could not read, as its table says
+
+
 def list_sweeps(root: Path) -> list[SweepSummary]:
     """Every sweep under <root>/sweeps with its trial counts."""
     out = []
@@ -140,7 +143,9 @@ def list_sweeps(root: Path) -> list[SweepSummary]:
             require_marked(path.parent)
             summary = status(SweepFolder(path.parent))
         except UserError as error:
-            out.append(SweepSummary(path.parent.name, str(path.parent), error=str(error)))
+            out.append(
+                SweepSummary(path.parent.name, str(path.parent), error=str(error), state=UNREADABLE)
+            )
             continue
         done = sum(s.finished for s in summary.stages)
         target = sum(s.target for s in summary.stages)

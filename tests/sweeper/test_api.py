@@ -8,6 +8,7 @@ import sys
 
 import sweeper
 from sweeper import api
+from sweeper.run.ownership import Identity, claim
 
 
 def test_every_public_api_function_is_offered_by_the_package():
@@ -24,3 +25,13 @@ def test_importing_the_package_does_not_load_the_api():
     code = "import sys, sweeper; print('sweeper.api' in sys.modules, 'ray' in sys.modules)"
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stdout.split() == ["False", "False"]
+
+
+def test_list_says_a_folder_it_cannot_read_is_unreadable_in_json_too(tmp_path):
+    """`sweeper list` printed "unreadable" for it, but `list --json` gave "state": "stopped"
+    with 0 of 0 trials finished, as if it were a sweep stopped before its first trial."""
+    broken = tmp_path / "sweeps" / "broken"
+    claim(broken, Identity("broken", "0"))
+    (broken / "spec.yaml").write_text("name: [unclosed\n")
+    (listed,) = api.list_sweeps(tmp_path)
+    assert listed.to_json()["state"] == "unreadable" and "YAML" in listed.to_json()["error"]
