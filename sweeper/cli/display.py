@@ -36,7 +36,7 @@ class Display:
         self.clock = clock
         self.start = clock()
         self.rows: dict[str, StageProgress] = {}
-        # each stage's time: from the end of the one before (or the start) to its own end
+        # each stage's time: from the end of the one before (or its opening) to its own end
         self.began: dict[str, float] = {}
         self.ended: dict[str, float] = {}
         # drawn afresh at each refresh, so elapsed counts on between trials that end
@@ -83,7 +83,8 @@ class Display:
 
     def update(self, progress: StageProgress) -> None:
         now = self.clock()
-        self.began.setdefault(progress.stage, max(self.ended.values(), default=self.start))
+        # the first stage from when it opened: Ray's start (seconds, more on a cluster) is not its
+        self.began.setdefault(progress.stage, max(self.ended.values(), default=now))
         if progress.finished >= progress.target:
             self.ended.setdefault(progress.stage, now)
         self.rows[progress.stage] = progress

@@ -96,6 +96,7 @@ def test_a_finished_stage_shows_its_own_time_and_the_next_one_counts_from_its_en
     out = io.StringIO()
     display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
     display.live.start()
+    display.update(StageProgress("coarse", 2, {"complete": 0, "pruned": 0, "failed": 0}))
     now[0] = 115.0
     display.update(StageProgress("coarse", 2, {"complete": 2, "pruned": 0, "failed": 0}))
     now[0] = 119.0
@@ -118,3 +119,19 @@ def test_elapsed_counts_on_between_trials_and_no_eta_is_made_up_before_one_ends(
     display.stop()
     row = next(line.split() for line in out.getvalue().splitlines() if "coarse" in line)
     assert row == ["coarse", "0/4", "0", "0", "0", "2", "60s"]
+
+
+def test_the_first_stages_time_starts_when_it_opens_not_while_ray_starts():
+    """The table's clock started before Ray did: 7 s of Ray's start counted as the first stage's,
+    and 2 s into its training, 1 of 10 done, it said elapsed 9s, ETA 81s (not 2s, 18s)."""
+    now = [100.0]
+    out = io.StringIO()
+    display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
+    display.live.start()
+    now[0] = 107.0  # Ray started, the stage opens
+    display.update(StageProgress("coarse", 10, {"complete": 0, "pruned": 0, "failed": 0}, 2))
+    now[0] = 109.0
+    display.update(StageProgress("coarse", 10, {"complete": 1, "pruned": 0, "failed": 0}, 2))
+    display.stop()
+    row = next(line.split() for line in out.getvalue().splitlines() if "coarse" in line)
+    assert row[-2:] == ["2s", "18s"]
