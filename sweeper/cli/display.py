@@ -39,6 +39,7 @@ class Display:
         # each stage's time: from the end of the one before (or its opening) to its own end
         self.began: dict[str, float] = {}
         self.ended: dict[str, float] = {}
+        self.opened_with: dict[str, int] = {}  # finished when it opened: a resumed stage's
         # drawn afresh at each refresh, so elapsed counts on between trials that end
         self.live = Live(
             console=out, refresh_per_second=4, transient=False, get_renderable=self._table
@@ -64,7 +65,8 @@ class Display:
         for p in list(self.rows.values()):  # (the refresh thread's copy)
             elapsed = self.ended.get(p.stage, now) - self.began[p.stage]
             done = p.finished
-            eta = elapsed / done * (p.target - done) if 0 < done < p.target else 0.0
+            new = done - self.opened_with[p.stage]  # this launch's: its rate is the ETA's
+            eta = elapsed / new * (p.target - done) if new > 0 and done < p.target else 0.0
             table.add_row(
                 p.stage,
                 f"{done}/{p.target}",
@@ -74,7 +76,7 @@ class Display:
                 str(p.running),
                 "" if p.best is None else f"{p.best:.4g}",
                 f"{elapsed:.0f}s",
-                f"{eta:.0f}s" if done else "",  # none done yet: no rate to tell it by
+                f"{eta:.0f}s" if new or done >= p.target else "",  # no rate: no ETA
             )
         again = sum(p.run_again for p in self.rows.values())
         if again:  # below, as text that wraps: in the failed column it broke the 80 columns
@@ -85,6 +87,7 @@ class Display:
         now = self.clock()
         # the first stage from when it opened: Ray's start (seconds, more on a cluster) is not its
         self.began.setdefault(progress.stage, max(self.ended.values(), default=now))
+        self.opened_with.setdefault(progress.stage, progress.finished)
         if progress.finished >= progress.target:
             self.ended.setdefault(progress.stage, now)
         self.rows[progress.stage] = progress

@@ -99,6 +99,7 @@ def test_a_finished_stage_shows_its_own_time_and_the_next_one_counts_from_its_en
     display.update(StageProgress("coarse", 2, {"complete": 0, "pruned": 0, "failed": 0}))
     now[0] = 115.0
     display.update(StageProgress("coarse", 2, {"complete": 2, "pruned": 0, "failed": 0}))
+    display.update(StageProgress("fine", 4, {"complete": 0, "pruned": 0, "failed": 0}))
     now[0] = 119.0
     display.update(StageProgress("fine", 4, {"complete": 1, "pruned": 0, "failed": 0}))
     display.stop()
@@ -135,3 +136,18 @@ def test_the_first_stages_time_starts_when_it_opens_not_while_ray_starts():
     display.stop()
     row = next(line.split() for line in out.getvalue().splitlines() if "coarse" in line)
     assert row[-2:] == ["2s", "18s"]
+
+
+def test_a_resumed_stages_eta_is_from_the_trials_this_launch_ran():
+    """A stage resumed at 5 of 10 took its rate from all 5 trials done before: 10 s for its
+    first new one read ETA 7s (10 s / 6 done × 4), where 4 more at that rate take 40 s."""
+    now = [100.0]
+    out = io.StringIO()
+    display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
+    display.live.start()
+    display.update(StageProgress("coarse", 10, {"complete": 5, "pruned": 0, "failed": 0}, 2))
+    now[0] = 110.0
+    display.update(StageProgress("coarse", 10, {"complete": 6, "pruned": 0, "failed": 0}, 2))
+    display.stop()
+    row = next(line.split() for line in out.getvalue().splitlines() if "coarse" in line)
+    assert row[-2:] == ["10s", "40s"]
