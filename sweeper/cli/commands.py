@@ -483,9 +483,10 @@ def list_command(
     if as_json:
         print(json.dumps([s.to_json() for s in sweeps]))
         return
+    width = max([30, *(len(s.name) for s in sweeps)])  # a longer name shifted its line
     for s in sweeps:
         progress = "unreadable" if s.error else f"{s.finished}/{s.target} {s.state}"
-        console.print(f"{s.name:30} {progress:18} {s.folder}", soft_wrap=True)
+        console.print(f"{s.name:{width}} {progress:18} {s.folder}", soft_wrap=True)
         if s.error:
             console.print(f"  {mask(s.error)}", soft_wrap=True)
 

@@ -6,8 +6,11 @@ import inspect
 import subprocess
 import sys
 
+from typer.testing import CliRunner
+
 import sweeper
 from sweeper import api
+from sweeper.cli.commands import app
 from sweeper.run.ownership import Identity, claim
 
 
@@ -35,3 +38,16 @@ def test_list_says_a_folder_it_cannot_read_is_unreadable_in_json_too(tmp_path):
     (broken / "spec.yaml").write_text("name: [unclosed\n")
     (listed,) = api.list_sweeps(tmp_path)
     assert listed.to_json()["state"] == "unreadable" and "YAML" in listed.to_json()["error"]
+
+
+def test_list_keeps_its_columns_aligned_past_a_30_character_name(tmp_path, monkeypatch):
+    """Names were padded to 30 characters: a longer one (up to 100 are allowed) pushed its
+    state and folder right of every other line's."""
+    for name in ("short", "a-sweep-name-of-forty-characters-exactly"):
+        claim(tmp_path / "sweeps" / name, Identity(name, "0"))
+        (tmp_path / "sweeps" / name / "spec.yaml").write_text("name: [unclosed\n")
+    monkeypatch.chdir(tmp_path)
+    listed = CliRunner().invoke(app, ["list"])
+    assert listed.exit_code == 0, listed.output
+    lines = [line for line in listed.output.splitlines() if "unreadable" in line]
+    assert len(lines) == 2 and len({line.index("unreadable") for line in lines}) == 1, lines
