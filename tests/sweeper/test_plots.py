@@ -9,23 +9,8 @@ from optuna.trial import TrialState, create_trial
 
 from sweeper.results import plots
 from sweeper.results.view import SweepView
-from sweeper.spec.schema import SweepSpec
+from tests.sweeper.test_server import SPEC  # coarse, then a fine stage zoomed on it
 
-SPEC = SweepSpec.model_validate(
-    {
-        "name": "drawn",
-        "data": {"source": "builtin:flower"},
-        "train": {"epochs": 3},
-        "space": {
-            "learning_rate": {"scale": "log", "low": 1e-4, "high": 1.0},
-            "beta": {"scale": "one_minus_log", "low": 0.9, "high": 0.999},
-        },
-        "stages": [
-            {"name": "coarse", "trials": 8},
-            {"name": "fine", "trials": 2, "sampler": "tpe", "zoom": {"top": 0.5, "margin": 0.1}},
-        ],
-    }
-)
 DISTRIBUTIONS = {
     "learning_rate": od.FloatDistribution(1e-4, 1.0, log=True),
     "one_minus_beta": od.FloatDistribution(1e-3, 0.1, log=True),

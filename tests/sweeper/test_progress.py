@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from sweeper.cli.display import Display
 from sweeper.records import StageProgress
+
+
+def _clocked() -> tuple[list[float], io.StringIO, Display]:
+    """A live table drawing into a string, on a clock the test turns by hand (now[0])."""
+    now = [100.0]
+    out = io.StringIO()
+    display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
+    display.live.start()
+    return now, out, display
 
 
 def test_the_last_table_ends_its_line_when_the_output_is_a_file():
@@ -92,10 +102,7 @@ def test_a_log_file_gets_a_progress_line_as_trials_end_and_when_a_stage_is_done(
 def test_a_finished_stage_shows_its_own_time_and_the_next_one_counts_from_its_end():
     """The last table showed every stage's elapsed as the whole sweep's (coarse 19 s, while its
     own progress line had said 15 s)."""
-    now = [100.0]
-    out = io.StringIO()
-    display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
-    display.live.start()
+    now, out, display = _clocked()
     display.update(StageProgress("coarse", 2, {"complete": 0, "pruned": 0, "failed": 0}))
     now[0] = 115.0
     display.update(StageProgress("coarse", 2, {"complete": 2, "pruned": 0, "failed": 0}))
@@ -111,10 +118,7 @@ def test_a_finished_stage_shows_its_own_time_and_the_next_one_counts_from_its_en
 def test_elapsed_counts_on_between_trials_and_no_eta_is_made_up_before_one_ends():
     """The table was drawn only when a trial ended: a minute into a stage whose first trials
     still ran it said "elapsed 0s, ETA 0s" (and 7 s into a sweep, "ETA 69s" from no trial)."""
-    now = [100.0]
-    out = io.StringIO()
-    display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
-    display.live.start()
+    now, out, display = _clocked()
     display.update(StageProgress("coarse", 4, {"complete": 0, "pruned": 0, "failed": 0}, 2))
     now[0] = 160.0
     display.stop()
@@ -122,32 +126,30 @@ def test_elapsed_counts_on_between_trials_and_no_eta_is_made_up_before_one_ends(
     assert row == ["coarse", "0/4", "0", "0", "0", "2", "60s"]
 
 
-def test_the_first_stages_time_starts_when_it_opens_not_while_ray_starts():
-    """The table's clock started before Ray did: 7 s of Ray's start counted as the first stage's,
-    and 2 s into its training, 1 of 10 done, it said elapsed 9s, ETA 81s (not 2s, 18s)."""
-    now = [100.0]
-    out = io.StringIO()
-    display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
-    display.live.start()
-    now[0] = 107.0  # Ray started, the stage opens
-    display.update(StageProgress("coarse", 10, {"complete": 0, "pruned": 0, "failed": 0}, 2))
-    now[0] = 109.0
-    display.update(StageProgress("coarse", 10, {"complete": 1, "pruned": 0, "failed": 0}, 2))
+@pytest.mark.parametrize(
+    ("opens_at", "done_before", "one_more_at", "shown"),
+    [
+        # the table's clock started before Ray did: 7 s of Ray's start counted as the first
+        # stage's, and 2 s into its training, 1 of 10 done, it said 9s, ETA 81s
+        (107.0, 0, 109.0, ["2s", "18s"]),
+        # a stage resumed at 5 of 10 took its rate from all 5 trials done before: 10 s for its
+        # first new one read ETA 7s (10 s / 6 done × 4), where 4 more at that rate take 40 s
+        (100.0, 5, 110.0, ["10s", "40s"]),
+    ],
+    ids=["the first stage's time starts when it opens", "a resumed stage's rate is this launch's"],
+)
+def test_elapsed_and_eta_count_this_launchs_time_and_trials(
+    opens_at, done_before, one_more_at, shown
+):
+    now, out, display = _clocked()
+    now[0] = opens_at
+    display.update(StageProgress("coarse", 10, _counts(done_before), 2))
+    now[0] = one_more_at
+    display.update(StageProgress("coarse", 10, _counts(done_before + 1), 2))
     display.stop()
     row = next(line.split() for line in out.getvalue().splitlines() if "coarse" in line)
-    assert row[-2:] == ["2s", "18s"]
+    assert row[-2:] == shown
 
 
-def test_a_resumed_stages_eta_is_from_the_trials_this_launch_ran():
-    """A stage resumed at 5 of 10 took its rate from all 5 trials done before: 10 s for its
-    first new one read ETA 7s (10 s / 6 done × 4), where 4 more at that rate take 40 s."""
-    now = [100.0]
-    out = io.StringIO()
-    display = Display(Console(file=out, width=120), log_every_s=1e9, clock=lambda: now[0])
-    display.live.start()
-    display.update(StageProgress("coarse", 10, {"complete": 5, "pruned": 0, "failed": 0}, 2))
-    now[0] = 110.0
-    display.update(StageProgress("coarse", 10, {"complete": 6, "pruned": 0, "failed": 0}, 2))
-    display.stop()
-    row = next(line.split() for line in out.getvalue().splitlines() if "coarse" in line)
-    assert row[-2:] == ["10s", "40s"]
+def _counts(complete: int) -> dict[str, int]:
+    return {"complete": complete, "pruned": 0, "failed": 0}
