@@ -75,11 +75,24 @@ class DataSpec(Strict):
 
 class Objective(Strict):
     """The metric a trial is judged by, and the epoch whose model it keeps: `best` (by that
-    metric, the default) or `last`. Pruners see every epoch's value either way."""
+    metric, the default) or `last`. Pruners see every epoch's value either way. Without a
+    `direction`, the metric's own: an accuracy is maximized, a loss or cost minimized
+    (`{metric: dev_loss}` was refused as "direction must be minimize")."""
 
     metric: str = "dev_accuracy"
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: Literal["maximize", "minimize"] | None = None  # None: the metric's own
     at: Literal["best", "last"] = "best"
+
+    @model_validator(mode="after")
+    def _its_own_direction(self) -> Objective:
+        if self.direction is None:
+            self.direction = better_direction(self.metric)
+        return self
+
+
+def better_direction(metric: str) -> Literal["maximize", "minimize"]:
+    """Which way `metric` is better: an accuracy higher, a loss or cost lower."""
+    return "maximize" if metric.endswith("_accuracy") else "minimize"
 
 
 class Resources(Strict):
@@ -355,7 +368,7 @@ def _objective_problems(objective: Objective) -> list[tuple[tuple, str]]:
                 f"choose among {', '.join(OBJECTIVE_METRICS)}",
             )
         ]
-    direction = "maximize" if metric.endswith("_accuracy") else "minimize"
+    direction = better_direction(metric)
     if objective.direction != direction:
         return [
             (

@@ -43,11 +43,15 @@ def test_shipped_search_spaces_load(path):
     assert spec.load(path).stages
 
 
-def _error(tmp_path: Path, text: str) -> str:
+def _written(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "space.yaml"
     path.write_text(text)
+    return path
+
+
+def _error(tmp_path: Path, text: str) -> str:
     with pytest.raises(UserError) as info:
-        spec.load(path)
+        spec.load(_written(tmp_path, text))
     return str(info.value)
 
 
@@ -99,6 +103,24 @@ def test_an_objective_the_trainer_does_not_report_or_turned_upside_down_is_refus
     line = text.splitlines().index(f"objective: {objective}") + 1
     assert message.startswith(f"{tmp_path / 'space.yaml'}:{line}: objective.{field}: "), message
     assert says in message
+
+
+@pytest.mark.parametrize(
+    ("objective", "direction"),
+    [
+        ("{metric: dev_loss}", "minimize"),
+        ("{metric: minibatch_cost}", "minimize"),
+        ("{}", "maximize"),
+    ],
+)
+def test_an_objective_without_a_direction_takes_its_metrics_own(tmp_path, objective, direction):
+    """`{metric: dev_loss}` was refused ("direction must be minimize"): the default was
+    maximize whatever the metric. The default objective's fingerprint is unchanged."""
+    before = spec.load(_written(tmp_path, GOOD))
+    path = _written(tmp_path, GOOD.replace("stages:", f"objective: {objective}\nstages:"))
+    loaded = spec.load(path)
+    assert loaded.objective.direction == direction
+    assert (loaded.fingerprint() == before.fingerprint()) == (objective == "{}")
 
 
 @pytest.mark.parametrize(
