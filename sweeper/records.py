@@ -66,13 +66,22 @@ def run_again(trials: list[optuna.trial.FrozenTrial]) -> int:
     have their exact params queued or run again (a trial of theirs carries `retry_of`): no
     failure of the configuration. A lost trial whose retries were spent (`max_retries`) has
     none, and is not counted: it never runs again."""
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    return sum(
-        t.state == TrialState.FAIL
-        and t.user_attrs.get("reason") in RUN_AGAIN
-        and t.number in retried
-        for t in trials
+    return _run_again(
+        [(t.number, t.state == TrialState.FAIL, t.user_attrs.get("reason")) for t in trials],
+        {t.user_attrs.get("retry_of") for t in trials},
     )
+
+
+def records_run_again(records: list[TrialRecord]) -> int:
+    """`run_again` of a stage's records (as the report and export read them)."""
+    return _run_again(
+        [(r.number, r.state == "FAIL", r.reason) for r in records], {r.retry_of for r in records}
+    )
+
+
+def _run_again(trials: list[tuple[int, bool, str | None]], retried: set[int | None]) -> int:
+    """Of (number, failed, reason), those failed for a reason that runs again, and run again."""
+    return sum(failed and reason in RUN_AGAIN and n in retried for n, failed, reason in trials)
 
 
 def is_diverged(trial: optuna.trial.FrozenTrial) -> bool:

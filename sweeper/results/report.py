@@ -7,6 +7,7 @@ import base64
 import html
 from typing import Any
 
+from sweeper.records import TrialRecord, records_run_again
 from sweeper.results.view import SweepView
 
 STYLE = """
@@ -23,20 +24,11 @@ def render(view: SweepView, figures: dict[str, bytes], top: int = 10) -> str:
     """The page: best configuration, the top trials, and every figure (PNG content by name)."""
     spec = view.spec
     ranked = view.ranked()
-    counts = {
-        s: {
-            state: sum(r.state == state for r in view.rows if r.stage == s)
-            for state in ("COMPLETE", "PRUNED", "FAIL")
-        }
-        for s in view.spaces
-    }
+    by_stage = {s: [r for r in view.rows if r.stage == s] for s in view.spaces}
     parts = [
         f"<h1>Sweep {_e(spec.name)}</h1>",
         f"<p>objective: {_e(spec.objective.direction)} {_e(spec.objective.metric)}; "
-        + "; ".join(
-            f"{_e(s)}: {c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed"
-            for s, c in counts.items()
-        )
+        + "; ".join(f"{_e(s)}: {_counts(rows)}" for s, rows in by_stage.items())
         + "</p>",
     ]
     if ranked:
@@ -86,3 +78,13 @@ def _e(text: Any) -> str:
 
 def _base64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
+
+
+def _counts(rows: list[TrialRecord]) -> str:
+    """A stage's trials by state, as `status` counts them: a lost or interrupted trial whose
+    params ran again is no failure of its configuration (the report said "2 failed" where
+    status said "failed 2 (2 run again)")."""
+    count = {state: sum(r.state == state for r in rows) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    again = records_run_again(rows)
+    failed = f"{count['FAIL']} failed" + (f" ({again} run again)" if again else "")
+    return f"{count['COMPLETE']} complete, {count['PRUNED']} pruned, {failed}"
