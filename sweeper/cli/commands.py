@@ -307,7 +307,6 @@ def train(
     the best and at most 10 more); Ctrl-C keeps the last completed epoch."""
     from sweeper import api
     from sweeper.run.panda import (
-        BACKENDS,
         check_backend,
         hangup_and_terminate_as_ctrl_c,
         parse_overrides,
@@ -316,8 +315,6 @@ def train(
     if history is not None:
         _print_family(api.panda_history(spec_path, history))
         return
-    if backend not in BACKENDS:  # any importable module was tried as NumPy (`--backend json`)
-        raise UserError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     check_backend(backend)  # before the live view starts
     panda = api.panda_run(spec_path, parse_overrides(overrides or []), source, epochs)
     console.print(f"training {panda.options}", soft_wrap=True)

@@ -158,8 +158,9 @@ class StageRun:
                     self._launch(task, width)
                 if not self.in_flight:  # out of time with nothing running
                     break
-                if self._running() != self.progress.running:  # trials started: said at once,
-                    self.progress.running = self._running()  # not when the next one ends
+                running = self._running()
+                if running != self.progress.running:  # trials started: said at once, not
+                    self.progress.running = running  # when the next one ends
                     if self.on_progress is not None:
                         self.on_progress(self.progress)
                 ready, _ = ray.wait(list(self.in_flight), num_returns=1)

@@ -139,8 +139,10 @@ BACKENDS = ("numpy", "cupy", "auto")  # what `sweeper train --backend` takes
 
 
 def check_backend(name: str) -> None:
-    """An array backend that is not installed here is the user's error (exit 2), found before
-    anything is written."""
+    """An array backend that is not one of BACKENDS, or not installed here, is the user's
+    error (exit 2), found before anything is written."""
+    if name not in BACKENDS:  # any importable module was tried as NumPy (`--backend json`)
+        raise UserError(f"--backend {name!r}: choose one of {', '.join(BACKENDS)}")
     try:
         get_backend(name)
     except RuntimeError as error:

@@ -178,7 +178,7 @@ def check_stores(spec: specs.SweepSpec, folder: SweepFolder, spec_path: Path) ->
     optuna_url, mlflow_url = spec.storage.optuna, spec.storage.mlflow
     for key, url in (("optuna", optuna_url), ("mlflow", mlflow_url)):
         if url and _new_sqlite(url):
-            problem = _cannot_create(Path(secrets.expand(url).removeprefix("sqlite:///")).parent)
+            problem = _cannot_create(_sqlite_file(url).parent)
             if problem:
                 raise _storage_error(spec_path, key, problem)
     storage = None
@@ -408,11 +408,13 @@ def _cannot_create(parent: Path) -> str | None:
 
 
 def _new_sqlite(url: str) -> bool:
-    """A SQLite URL whose file does not exist yet: nothing to check (a check would create it).
-    Its `${VAR}`s are put in first: the path with them unexpanded never exists."""
-    if not url.startswith("sqlite:///"):
-        return False
-    return not Path(secrets.expand(url).removeprefix("sqlite:///")).exists()
+    """A SQLite URL whose file does not exist yet: nothing to check (a check would create it)."""
+    return url.startswith("sqlite:///") and not _sqlite_file(url).exists()
+
+
+def _sqlite_file(url: str) -> Path:
+    """The file of a `sqlite:///` URL, its `${VAR}`s put in (unexpanded, it never exists)."""
+    return Path(secrets.expand(url).removeprefix("sqlite:///"))
 
 
 def _absolute(source: str, base: Path) -> str:
